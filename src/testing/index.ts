@@ -1,0 +1,21 @@
+export {
+  AnvilStartError,
+  type AnvilStartErrorType,
+} from './localnet/anvil.js'
+export { defineLocalnetChain, type LocalnetChain } from './localnet/chain.js'
+export {
+  type Localnet,
+  LocalnetStartError,
+  type LocalnetStartErrorType,
+  type StartLocalnetOptions,
+  startLocalnet,
+} from './localnet/startLocalnet.js'
+export {
+  type PaidRpc,
+  type PaidRpcCounters,
+  type PaidRpcIntent,
+  PaidRpcStartError,
+  type PaidRpcStartErrorType,
+  type StartPaidRpcOptions,
+  startPaidRpc,
+} from './paidRpc/startPaidRpc.js'

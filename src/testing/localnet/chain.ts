@@ -1,0 +1,51 @@
+import { defineChain, maxUint256 } from 'viem'
+import { tempoLocalnet } from 'viem/chains'
+import { hardfork } from './anvil.js'
+
+/** Pre-T11 nodes accept an expiring nonce only within 30 s of the block timestamp. */
+const expiringNonceWindow = 25
+
+const [prepareTempoTransaction, prepareOptions] = tempoLocalnet.prepareTransactionRequest
+
+/**
+ * A viem chain for the anvil Tempo localnet at `rpcUrl`: viem's `tempoLocalnet` with the chain id,
+ * hardfork and URL of the running node, whose prepared expiring-nonce transactions satisfy the
+ * pre-T11 rules anvil enforces (nonce 0, `validBefore` at most 25 s ahead) instead of viem's
+ * defaults (a random nonce, 270 s), which anvil rejects.
+ *
+ * @example
+ * ```ts
+ * import { createPublicClient, http } from 'viem'
+ * import { defineLocalnetChain } from 'viem-mpp/testing'
+ *
+ * const chain = defineLocalnetChain({ id: 1337, rpcUrl: 'http://127.0.0.1:8545' })
+ * const client = createPublicClient({ chain, transport: http() })
+ * ```
+ */
+export function defineLocalnetChain({ id, rpcUrl }: { id: number; rpcUrl: string }) {
+  return defineChain({
+    ...tempoLocalnet,
+    id,
+    hardfork,
+    rpcUrls: { default: { http: [rpcUrl] } },
+    prepareTransactionRequest: [
+      async (request, context) => {
+        const prepared = await prepareTempoTransaction?.(request, context)
+        if (!prepared) return prepared
+        const tempoRequest = prepared as typeof prepared & {
+          nonceKey?: bigint | number | 'expiring'
+          validBefore?: number
+        }
+        if (tempoRequest.nonceKey === maxUint256 || tempoRequest.nonceKey === 'expiring') {
+          const latest = Math.floor(Date.now() / 1000) + expiringNonceWindow
+          tempoRequest.nonce = 0
+          tempoRequest.validBefore = Math.min(tempoRequest.validBefore ?? latest, latest)
+        }
+        return tempoRequest
+      },
+      prepareOptions,
+    ],
+  })
+}
+
+export type LocalnetChain = ReturnType<typeof defineLocalnetChain>

@@ -1,0 +1,332 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { SignatureEnvelope, TxEnvelopeTempo } from 'ox/tempo'
+import {
+  type Address,
+  decodeFunctionData,
+  encodeAbiParameters,
+  type Hex,
+  isAddressEqual,
+  keccak256,
+  maxUint256,
+  numberToHex,
+  parseTransaction,
+  recoverTransactionAddress,
+  serializeTransaction,
+  stringToHex,
+} from 'viem'
+import { Abis, Addresses } from 'viem/tempo'
+import { contextHashSlot } from './reserve.js'
+
+/**
+ * Storage slot of the TIP-20 `allowance[owner][spender]` mapping in anvil's Tempo token
+ * precompiles (found by approving and probing storage).
+ */
+const tip20AllowanceSlot = 10n
+
+/**
+ * Gas a transaction gets per channel reserve call, on top of what `eth_fillTransaction` reports:
+ * anvil's fill ignores the calls and returns a fixed figure, too little for the reserve's storage
+ * writes and token movements under Tempo's gas schedule.
+ */
+const reserveCallGas = 1_500_000n
+
+const unlimited = numberToHex(maxUint256, { size: 32 })
+const simulationContextTag = stringToHex('viem-mpp localnet simulation')
+
+type RpcMessage = { jsonrpc: '2.0'; id?: unknown; method: string; params?: unknown[] }
+type RpcResponse = { jsonrpc: '2.0'; id?: unknown; result?: unknown; error?: unknown }
+type Call = { to?: Address | null | undefined; data?: Hex | undefined; input?: Hex | undefined }
+type CallRequest = Call & { from?: Address | undefined; calls?: readonly Call[] | undefined }
+
+export type ReserveShim = {
+  /** The JSON-RPC URL to use instead of the upstream's. */
+  url: string
+  /** Closes the listening socket and its connections. */
+  stop(): Promise<void>
+}
+
+/**
+ * Starts a JSON-RPC proxy in front of anvil that supplies what the Solidity channel reserve cannot
+ * do as a contract, so that it behaves like the TIP-1034 precompile:
+ *
+ * 1. Before a transaction that opens a channel executes, it writes the transaction's
+ *    `expiringNonceHash` (keccak256 of its signing payload and sender) into the reserve's
+ *    context-hash slot for that sender, where `open` reads (and clears) it.
+ * 2. It grants the reserve an unlimited TIP-20 allowance from the sender for each token an `open`
+ *    or `topUp` reserves, standing in for the precompile's approve-less `systemTransferFrom`.
+ * 3. It runs simulations of reserve calls (`eth_call`, `eth_estimateGas`, `eth_fillTransaction`)
+ *    with a placeholder context hash, and raises the gas `eth_fillTransaction` reports for them.
+ *
+ * Everything else is forwarded untouched.
+ */
+export async function startReserveShim({ upstream }: { upstream: string }): Promise<ReserveShim> {
+  const locks = new KeyedLock()
+  const rpc = async (method: string, params: unknown[]) => {
+    const [response] = await post(
+      upstream,
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+    )
+    if (!response || response.error)
+      throw new Error(`${method} failed: ${JSON.stringify(response?.error)}`)
+    return response.result
+  }
+
+  const grantAllowances = (owner: Address, tokens: readonly Address[]) =>
+    Promise.all(
+      tokens.map((token) =>
+        rpc('anvil_setStorageAt', [
+          token,
+          allowanceSlot(owner, Addresses.tip20ChannelReserve),
+          unlimited,
+        ]),
+      ),
+    )
+  const setContextHash = (sender: Address, hash: Hex) =>
+    rpc('anvil_setStorageAt', [
+      Addresses.tip20ChannelReserve,
+      mappingSlot(sender, contextHashSlot),
+      hash,
+    ])
+
+  /**
+   * Simulations have no signed transaction to derive the context hash from: they run with a
+   * placeholder in the sender's slot, restored afterwards.
+   */
+  const simulate = async (message: RpcMessage, forward: () => Promise<RpcResponse>) => {
+    const request = message.params?.[0] as CallRequest | undefined
+    const calls = reserveCallsOf(callsOf(request)).map(decodeReserveCall)
+    if (!request?.from || calls.length === 0) return forward()
+    const sender = request.from
+    return locks.run(sender.toLowerCase(), async () => {
+      const slot = mappingSlot(sender, contextHashSlot)
+      const previous = (await rpc('eth_getStorageAt', [
+        Addresses.tip20ChannelReserve,
+        slot,
+        'latest',
+      ])) as Hex
+      await setContextHash(sender, keccak256(`${simulationContextTag}${sender.slice(2)}`))
+      await grantAllowances(sender, reservedTokensOf(calls))
+      try {
+        const response = await forward()
+        return message.method === 'eth_fillTransaction'
+          ? raiseFilledGas(response, calls.length)
+          : response
+      } finally {
+        await setContextHash(sender, previous)
+      }
+    })
+  }
+
+  const handle = async (message: RpcMessage): Promise<RpcResponse> => {
+    const forward = async () => (await post(upstream, JSON.stringify(message)))[0] as RpcResponse
+    switch (message.method) {
+      case 'eth_call':
+      case 'eth_estimateGas':
+      case 'eth_fillTransaction':
+        return simulate(message, forward)
+      case 'eth_sendRawTransaction':
+      case 'eth_sendRawTransactionSync':
+        break
+      default:
+        return forward()
+    }
+
+    const transaction = await inspect(message.params?.[0] as Hex)
+    if (!transaction) return forward()
+    const { sender, contextHash, reservedTokens } = transaction
+    // One reserve transaction per sender at a time: the context slot is per sender, and the
+    // reserve consumes it when the transaction executes.
+    return locks.run(sender.toLowerCase(), async () => {
+      if (contextHash) await setContextHash(sender, contextHash)
+      await grantAllowances(sender, reservedTokens)
+      const response = await forward()
+      if (message.method === 'eth_sendRawTransaction' && typeof response.result === 'string')
+        await waitForReceipt(rpc, response.result as Hex)
+      return response
+    })
+  }
+
+  const server = createServer((request, response) => {
+    serve(request, response, upstream, handle).catch((error: Error) => {
+      if (!response.headersSent)
+        response.writeHead(502, { 'content-type': 'text/plain' }).end(error.message)
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
+
+const interceptedMethods = new Set([
+  'eth_call',
+  'eth_estimateGas',
+  'eth_fillTransaction',
+  'eth_sendRawTransaction',
+  'eth_sendRawTransactionSync',
+])
+
+async function serve(
+  request: IncomingMessage,
+  response: ServerResponse,
+  upstream: string,
+  handle: (message: RpcMessage) => Promise<RpcResponse>,
+) {
+  const chunks: Buffer[] = []
+  for await (const chunk of request) chunks.push(chunk as Buffer)
+  const body = Buffer.concat(chunks).toString()
+  const reply = (status: number, text: string) =>
+    response.writeHead(status, { 'content-type': 'application/json' }).end(text)
+
+  let parsed: RpcMessage | RpcMessage[] | undefined
+  try {
+    parsed = JSON.parse(body)
+  } catch {}
+  const messages = parsed === undefined ? [] : Array.isArray(parsed) ? parsed : [parsed]
+  if (!messages.some((message) => interceptedMethods.has(message?.method))) {
+    const upstreamResponse = await fetch(upstream, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    })
+    return reply(upstreamResponse.status, await upstreamResponse.text())
+  }
+  const results = await Promise.all(messages.map(handle))
+  return reply(200, JSON.stringify(Array.isArray(parsed) ? results : results[0]))
+}
+
+async function post(url: string, body: string): Promise<RpcResponse[]> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  })
+  const json = (await response.json()) as RpcResponse | RpcResponse[]
+  return Array.isArray(json) ? json : [json]
+}
+
+/**
+ * Decodes a signed raw transaction that calls the reserve; `undefined` for any other transaction,
+ * and for one the shim cannot decode (anvil then judges it as it is).
+ */
+async function inspect(raw: Hex) {
+  try {
+    const { sender, signingPayload, calls } = await decodeSigned(raw)
+    const reserveCalls = reserveCallsOf(calls).map(decodeReserveCall)
+    if (reserveCalls.length === 0) return undefined
+    const opens = reserveCalls.some((call) => call?.functionName === 'open')
+    return {
+      sender,
+      /** The TIP-1034 `expiringNonceHash` of the transaction, when it opens a channel. */
+      contextHash: opens ? keccak256(`${signingPayload}${sender.slice(2)}`) : undefined,
+      reservedTokens: reservedTokensOf(reserveCalls),
+    }
+  } catch {
+    return undefined
+  }
+}
+
+async function decodeSigned(
+  raw: Hex,
+): Promise<{ sender: Address; signingPayload: Hex; calls: readonly Call[] }> {
+  if (raw.startsWith(TxEnvelopeTempo.serializedType)) {
+    const envelope = TxEnvelopeTempo.deserialize(raw as TxEnvelopeTempo.Serialized)
+    if (!envelope.signature) throw new Error('unsigned transaction')
+    const sender = SignatureEnvelope.extractAddress({
+      payload: TxEnvelopeTempo.getSignPayload(envelope),
+      signature: envelope.signature,
+      root: true,
+    })
+    // Excludes the fee payer's signature and fee token, as the protocol's hash does.
+    const signingPayload = TxEnvelopeTempo.encodeForSigning(envelope)
+    return { sender, signingPayload, calls: envelope.calls as readonly Call[] }
+  }
+  const { r: _r, s: _s, v: _v, yParity: _yParity, ...unsigned } = parseTransaction(raw)
+  return {
+    sender: await recoverTransactionAddress({ serializedTransaction: raw as never }),
+    signingPayload: serializeTransaction(unsigned as never),
+    calls: [unsigned as Call],
+  }
+}
+
+function reserveCallsOf(calls: readonly Call[]) {
+  return calls.filter((call) => !!call.to && isAddressEqual(call.to, Addresses.tip20ChannelReserve))
+}
+
+function decodeReserveCall(call: Call) {
+  const data = call.data ?? call.input
+  if (!data) return undefined
+  try {
+    return decodeFunctionData({ abi: Abis.tip20ChannelReserve, data })
+  } catch {
+    return undefined
+  }
+}
+
+/** Tokens that `open` and `topUp` calls move into the reserve. */
+function reservedTokensOf(calls: readonly ReturnType<typeof decodeReserveCall>[]): Address[] {
+  return calls.flatMap((call) => {
+    if (call?.functionName === 'open') return [call.args[2]]
+    if (call?.functionName === 'topUp') return [call.args[0].token]
+    return []
+  })
+}
+
+function callsOf(request: CallRequest | undefined): readonly Call[] {
+  if (!request) return []
+  return request.calls ?? [request]
+}
+
+function raiseFilledGas(response: RpcResponse, reserveCalls: number): RpcResponse {
+  const tx = (response.result as { tx?: { gas?: Hex } } | undefined)?.tx
+  if (tx?.gas) tx.gas = numberToHex(BigInt(tx.gas) + reserveCallGas * BigInt(reserveCalls))
+  return response
+}
+
+function mappingSlot(key: Address, slot: bigint): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'uint256' }], [key, slot]))
+}
+
+function allowanceSlot(owner: Address, spender: Address): Hex {
+  const inner = mappingSlot(owner, tip20AllowanceSlot)
+  return keccak256(
+    encodeAbiParameters([{ type: 'address' }, { type: 'bytes32' }], [spender, inner]),
+  )
+}
+
+async function waitForReceipt(
+  rpc: (method: string, params: unknown[]) => Promise<unknown>,
+  hash: Hex,
+) {
+  // A transaction that fails keychain validation is accepted but never mined: give up after 5 s.
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if (await rpc('eth_getTransactionReceipt', [hash])) return
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+/** Runs async functions one at a time per key. */
+class KeyedLock {
+  #tails = new Map<string, Promise<unknown>>()
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const current = (this.#tails.get(key) ?? Promise.resolve()).then(fn)
+    const tail = current.catch(() => {})
+    this.#tails.set(key, tail)
+    try {
+      return await current
+    } finally {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key)
+    }
+  }
+}

@@ -1,0 +1,274 @@
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Mppx, Request as MppxRequest, NodeListener, Store, tempo } from 'mppx/server'
+import {
+  type Address,
+  BaseError,
+  type Chain,
+  createClient,
+  formatUnits,
+  type Hex,
+  http,
+  type LocalAccount,
+} from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { Addresses } from 'viem/tempo'
+import { redactUrl } from '../../internal/redactUrl.js'
+
+/** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
+const defaultPayeeKey: Hex = '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6'
+
+export type PaidRpcIntent = 'charge' | 'session'
+
+export type StartPaidRpcOptions = {
+  /** JSON-RPC URL that paid requests are forwarded to, and that payments are settled on. */
+  upstream: string
+  /** The upstream's chain (e.g. `startLocalnet().chain`). */
+  chain: Chain
+  /**
+   * The payment intents offered in each 402, in order of preference. Both at once offers both
+   * challenges in one 402. @default 'charge'
+   */
+  intent?: PaidRpcIntent | readonly PaidRpcIntent[] | undefined
+  /** Price of one HTTP request (a batch counts once), in the currency's base units. @default 1000n */
+  price?: bigint | undefined
+  /** The deposit suggested to session clients, in base units. @default 1000 × price */
+  suggestedDeposit?: bigint | undefined
+  /** TIP-20 currency. @default pathUSD */
+  currency?: Address | undefined
+  /** Decimals of `currency`. @default 6 */
+  decimals?: number | undefined
+  /**
+   * Private key of the payee: receives charges, and signs session settle/close transactions.
+   * @default anvil dev account #9
+   */
+  payeePrivateKey?: Hex | undefined
+  /** HMAC secret for stateless challenge verification (≥ 32 bytes). @default random */
+  secretKey?: string | undefined
+  /** Realm named in challenges. @default 'viem-mpp paid RPC' */
+  realm?: string | undefined
+  /** Loopback port. @default 0 (a free port) */
+  port?: number | undefined
+}
+
+/** What the server has seen, for assertions in tests. */
+export type PaidRpcCounters = {
+  /** HTTP requests received, paid or not. */
+  requests: number
+  /** 402 (or 410) answers sent. */
+  challenges: number
+  /** Requests forwarded to the upstream after a successful payment. */
+  forwarded: number
+  /** Accepted payments by kind. */
+  payments: {
+    charge: number
+    open: number
+    voucher: number
+    topUp: number
+    close: number
+  }
+}
+
+export type PaidRpc = {
+  /** URL of the paid JSON-RPC endpoint. */
+  url: string
+  /** The payee's address. */
+  payee: Address
+  /** Price of one request in base units. */
+  price: bigint
+  /** Live counters. */
+  counters: PaidRpcCounters
+  /** Zeroes the counters. */
+  resetCounters(): void
+  /**
+   * Drops the server's record of a session channel, as a server that lost its state would: the
+   * next voucher for it is answered `410 Gone`.
+   */
+  forgetChannel(channelId: Hex): Promise<void>
+  /** Closes the server and its connections. Idempotent. */
+  stop(): Promise<void>
+}
+
+export type PaidRpcStartErrorType = PaidRpcStartError & { name: 'PaidRpcStartError' }
+
+export class PaidRpcStartError extends BaseError {
+  constructor(
+    shortMessage: string,
+    { cause, metaMessages }: { cause?: Error; metaMessages?: string[] },
+  ) {
+    super(shortMessage, { cause, metaMessages, name: 'PaidRpcStartError' })
+  }
+}
+
+/**
+ * Starts an mppx server that gates a JSON-RPC upstream with `402 Payment Required`: it answers
+ * unpaid requests with Tempo challenges (charge, TIP-1034 session, or both), verifies and settles
+ * payments on the chain, forwards paid requests (single or batch) to the upstream, and answers
+ * session management requests (top-up, close) itself.
+ *
+ * @example
+ * ```ts
+ * import { startLocalnet, startPaidRpc } from 'viem-mpp/testing'
+ *
+ * const net = await startLocalnet()
+ * const rpc = await startPaidRpc({ upstream: net.rpcUrl, chain: net.chain, intent: 'session' })
+ * // point mppHttp(rpc.url) at it…
+ * await rpc.stop()
+ * await net.stop()
+ * ```
+ */
+export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRpc> {
+  const {
+    upstream,
+    chain,
+    intent = 'charge',
+    price = 1000n,
+    currency = Addresses.pathUsd,
+    decimals = 6,
+    payeePrivateKey = defaultPayeeKey,
+    secretKey = randomBytes(32).toString('hex'),
+    realm = 'viem-mpp paid RPC',
+    port = 0,
+  } = options
+  const suggestedDeposit = options.suggestedDeposit ?? price * 1000n
+  const intents = typeof intent === 'string' ? [intent] : intent
+
+  await assertReachable(upstream)
+
+  const payee = privateKeyToAccount(payeePrivateKey)
+  const client = createClient({ account: payee, chain, transport: http(upstream) })
+  const getClient = () => client
+  const channels = Store.memory()
+  const amount = formatUnits(price, decimals)
+  const methods = {
+    charge: tempo.charge({ currency, decimals, recipient: payee.address, getClient }),
+    session: tempo.session({
+      currency,
+      decimals,
+      account: payee as LocalAccount,
+      getClient,
+      store: channels,
+      unitType: 'request',
+      suggestedDeposit: formatUnits(suggestedDeposit, decimals),
+    }),
+  }
+  const mppx = Mppx.create({
+    secretKey,
+    realm,
+    methods: intents.map((name) => methods[name]),
+  })
+  const gate = mppx.compose(...(intents.map((name) => [`tempo/${name}`, { amount }]) as never[]))
+
+  const counters = emptyCounters()
+  mppx.onPaymentSuccess(({ credential, method }) => {
+    if (method.intent === 'charge') counters.payments.charge++
+    else {
+      const action = (credential?.payload as { action?: string } | undefined)?.action
+      if (action && action in counters.payments) counters.payments[action as 'open']++
+    }
+  })
+
+  const server = createServer(async (req, res) => {
+    counters.requests++
+    try {
+      const request = MppxRequest.fromNodeListener(req, res)
+      const result = await gate(request)
+      if (result.status === 402) {
+        counters.challenges++
+        return await NodeListener.sendResponse(res, result.challenge)
+      }
+      const management = managementResponse(result.withReceipt)
+      if (management) return await NodeListener.sendResponse(res, management)
+      const upstreamResponse = await fetch(upstream, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: await request.text(),
+      })
+      counters.forwarded++
+      const body = await upstreamResponse.text()
+      await NodeListener.sendResponse(
+        res,
+        result.withReceipt(
+          new Response(body, {
+            status: upstreamResponse.status,
+            headers: { 'content-type': 'application/json' },
+          }),
+        ),
+      )
+    } catch (error) {
+      if (!res.headersSent)
+        res
+          .writeHead(502, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ error: (error as Error).message }))
+    }
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => resolve())
+  })
+  const address = server.address() as AddressInfo
+  let stopping: Promise<void> | undefined
+
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    payee: payee.address,
+    price,
+    counters,
+    resetCounters() {
+      Object.assign(counters, emptyCounters())
+    },
+    async forgetChannel(channelId) {
+      await channels.delete(channelId.toLowerCase())
+    },
+    stop() {
+      stopping ??= new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+      return stopping
+    },
+  }
+}
+
+function emptyCounters(): PaidRpcCounters {
+  return {
+    requests: 0,
+    challenges: 0,
+    forwarded: 0,
+    payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
+  }
+}
+
+/**
+ * The response mppx produced itself for a session management request (open or voucher without a
+ * body, top-up, close); `undefined` for a content request, which the upstream must answer.
+ */
+function managementResponse(withReceipt: (response?: Response) => Response) {
+  try {
+    return withReceipt()
+  } catch (error) {
+    if (Mppx.isMissingReceiptResponseError(error)) return undefined
+    throw error
+  }
+}
+
+async function assertReachable(upstream: string) {
+  try {
+    const response = await fetch(upstream, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      signal: AbortSignal.timeout(5_000),
+    })
+    await response.json()
+  } catch (error) {
+    throw new PaidRpcStartError(
+      `The upstream at ${redactUrl(upstream)} does not answer JSON-RPC.`,
+      {
+        cause: error as Error,
+        metaMessages: ['Start the node first (e.g. `startLocalnet()`), or check `upstream`.'],
+      },
+    )
+  }
+}
