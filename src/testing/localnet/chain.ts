@@ -5,13 +5,21 @@ import { hardfork } from './anvil.js'
 /** Pre-T11 nodes accept an expiring nonce only within 30 s of the block timestamp. */
 const expiringNonceWindow = 25
 
+/**
+ * With the nonce pinned to 0, two identical transactions prepared in the same second would be one
+ * and the same transaction. A random `validAfter` up to this many seconds in the past keeps them
+ * apart (viem keeps them apart with a random nonce, which pre-T11 nodes refuse).
+ */
+const validAfterSpread = 2 ** 24
+
 const [prepareTempoTransaction, prepareOptions] = tempoLocalnet.prepareTransactionRequest
 
 /**
  * A viem chain for the anvil Tempo localnet at `rpcUrl`: viem's `tempoLocalnet` with the chain id,
  * hardfork and URL of the running node, whose prepared expiring-nonce transactions satisfy the
  * pre-T11 rules anvil enforces (nonce 0, `validBefore` at most 25 s ahead) instead of viem's
- * defaults (a random nonce, 270 s), which anvil rejects.
+ * defaults (a random nonce, 270 s), which anvil rejects, and stay distinct through a random
+ * `validAfter` in the past.
  *
  * @example
  * ```ts
@@ -35,17 +43,24 @@ export function defineLocalnetChain({ id, rpcUrl }: { id: number; rpcUrl: string
         const tempoRequest = prepared as typeof prepared & {
           nonceKey?: bigint | number | 'expiring'
           validBefore?: number
+          validAfter?: number
         }
         if (tempoRequest.nonceKey === maxUint256 || tempoRequest.nonceKey === 'expiring') {
-          const latest = Math.floor(Date.now() / 1000) + expiringNonceWindow
+          const now = Math.floor(Date.now() / 1000)
+          const latest = now + expiringNonceWindow
           tempoRequest.nonce = 0
           tempoRequest.validBefore = Math.min(tempoRequest.validBefore ?? latest, latest)
+          tempoRequest.validAfter ??= now - 60 - randomBelow(validAfterSpread)
         }
         return tempoRequest
       },
       prepareOptions,
     ],
   })
+}
+
+function randomBelow(limit: number) {
+  return crypto.getRandomValues(new Uint32Array(1))[0]! % limit
 }
 
 export type LocalnetChain = ReturnType<typeof defineLocalnetChain>

@@ -111,9 +111,9 @@ async function attach(
   try {
     const client = createClient({ transport: http(rpcUrl, { retryCount: 0, timeout }) })
     chainId = Number(await client.request({ method: 'eth_chainId' }))
-  } catch (error) {
+  } catch {
+    // The cause is left out on purpose: viem's errors quote the full URL, secrets included.
     throw new LocalnetStartError(`No JSON-RPC node answers at ${redactUrl(rpcUrl)}.`, {
-      cause: error as Error,
       metaMessages: ['Check the URL, or omit `rpcUrl` to start a localnet.'],
     })
   }

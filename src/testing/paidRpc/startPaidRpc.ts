@@ -134,7 +134,8 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
   const suggestedDeposit = options.suggestedDeposit ?? price * 1000n
   const intents = typeof intent === 'string' ? [intent] : intent
 
-  await assertReachable(upstream)
+  const upstreamRpc = upstreamOf(upstream)
+  await assertReachable(upstreamRpc)
 
   const payee = privateKeyToAccount(payeePrivateKey)
   const client = createClient({ account: payee, chain, transport: http(upstream) })
@@ -180,11 +181,7 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
       }
       const management = managementResponse(result.withReceipt)
       if (management) return await NodeListener.sendResponse(res, management)
-      const upstreamResponse = await fetch(upstream, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: await request.text(),
-      })
+      const upstreamResponse = await upstreamRpc.post(await request.text())
       counters.forwarded++
       const body = await upstreamResponse.text()
       await NodeListener.sendResponse(
@@ -253,22 +250,41 @@ function managementResponse(withReceipt: (response?: Response) => Response) {
   }
 }
 
-async function assertReachable(upstream: string) {
+async function assertReachable(upstream: Upstream) {
   try {
-    const response = await fetch(upstream, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      signal: AbortSignal.timeout(5_000),
-    })
-    await response.json()
-  } catch (error) {
-    throw new PaidRpcStartError(
-      `The upstream at ${redactUrl(upstream)} does not answer JSON-RPC.`,
-      {
-        cause: error as Error,
-        metaMessages: ['Start the node first (e.g. `startLocalnet()`), or check `upstream`.'],
-      },
+    const response = await upstream.post(
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      AbortSignal.timeout(5_000),
     )
+    await response.json()
+  } catch {
+    // The cause is left out on purpose: its message can hold the upstream's full URL.
+    throw new PaidRpcStartError(
+      `The upstream at ${redactUrl(upstream.url)} does not answer JSON-RPC.`,
+      { metaMessages: ['Start the node first (e.g. `startLocalnet()`), or check `upstream`.'] },
+    )
+  }
+}
+
+type Upstream = ReturnType<typeof upstreamOf>
+
+/**
+ * POSTs to a JSON-RPC URL. Credentials in the URL become a Basic `Authorization` header, since
+ * `fetch` refuses URLs that carry them.
+ */
+function upstreamOf(url: string) {
+  const parsed = new URL(url)
+  const headers: Record<string, string> = { 'content-type': 'application/json' }
+  if (parsed.username || parsed.password) {
+    const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`
+    headers.authorization = `Basic ${btoa(credentials)}`
+    parsed.username = ''
+    parsed.password = ''
+  }
+  const target = parsed.href
+  return {
+    url,
+    post: (body: string, signal?: AbortSignal) =>
+      fetch(target, { method: 'POST', headers, body, signal }),
   }
 }
