@@ -1,0 +1,23 @@
+export {
+  type PaymentError,
+  PaymentFailedError,
+  type PaymentFailedErrorType,
+  PaymentRefusedError,
+  type PaymentRefusedErrorType,
+  PaymentRequiredError,
+  type PaymentRequiredErrorType,
+} from './errors.js'
+export { maxPaymentRounds, type PaymentEvent, type PaymentHooks } from './flow/paymentFlow.js'
+export type { PaymentRequiredEvent } from './flow/policy.js'
+export { type MppHttpTransport, type MppHttpTransportConfig, mppHttp } from './mppHttp.js'
+export type { Problem, Rejection } from './Problem.js'
+export { type ChargeParameters, charge } from './providers/charge.js'
+export { multi } from './providers/multi.js'
+export type {
+  PaidRequest,
+  PaymentProvider,
+  PaymentQuote,
+  PreparedPayment,
+  PrepareParameters,
+  RecoverParameters,
+} from './providers/PaymentProvider.js'

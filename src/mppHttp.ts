@@ -1,0 +1,151 @@
+import {
+  BaseError,
+  type EIP1193RequestFn,
+  HttpRequestError,
+  type HttpTransportConfig,
+  http,
+  type RpcSchema,
+  type Transport,
+} from 'viem'
+import type { PaymentError } from './errors.js'
+import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
+import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
+import { paidTransportMarker } from './internal/paidTransportMarker.js'
+import type { PaymentProvider } from './providers/PaymentProvider.js'
+
+export type MppHttpTransportConfig<
+  rpcSchema extends RpcSchema | undefined = undefined,
+  raw extends boolean = false,
+> = HttpTransportConfig<rpcSchema, raw> &
+  SpendingPolicyConfig &
+  PaymentHooks & {
+    /** Who pays when the endpoint answers `402 Payment Required`. Without one, a 402 throws. */
+    provider?: PaymentProvider | undefined
+    /**
+     * How long one request's whole payment flow (paying, resending, recovering) may take, in ms.
+     * viem's `timeout` applies to unpaid requests only, so that it never cuts a payment short.
+     * @default 120_000
+     */
+    paymentTimeout?: number | undefined
+  }
+
+export type MppHttpTransport<
+  rpcSchema extends RpcSchema | undefined = undefined,
+  raw extends boolean = false,
+> = Transport<
+  'http',
+  {
+    fetchOptions?: HttpTransportConfig['fetchOptions'] | undefined
+    url?: string | undefined
+  },
+  EIP1193RequestFn<rpcSchema, raw>
+>
+
+/**
+ * A viem HTTP transport that pays `402 Payment Required` answers under the Machine Payments
+ * Protocol and resends the request with the credential. It takes every option of viem's `http()`
+ * with the same meaning, and behaves exactly like it until a 402 arrives.
+ *
+ * One payment covers one HTTP request: a batch of N calls costs one payment. A payment is never
+ * made twice for one request: viem's retries and `fallback()` never repeat a paid flow.
+ *
+ * @example
+ * ```ts
+ * import { createPublicClient, http } from 'viem'
+ * import { privateKeyToAccount } from 'viem/accounts'
+ * import { tempo } from 'viem/chains'
+ * import { charge, mppHttp } from 'viem-mpp'
+ *
+ * const account = privateKeyToAccount(process.env.TEMPO_PRIVATE_KEY as `0x${string}`)
+ * const client = createPublicClient({
+ *   chain: tempo,
+ *   transport: mppHttp('https://rpc.example.com', {
+ *     provider: charge({ account, client: createPublicClient({ chain: tempo, transport: http() }) }),
+ *     maxAmount: 10_000n, // 0.01 USD per request at most
+ *     budget: 1_000_000n, // 1 USD in all
+ *   }),
+ * })
+ * ```
+ */
+export function mppHttp<
+  const rpcSchema extends RpcSchema | undefined = undefined,
+  raw extends boolean = false,
+>(
+  url?: string | undefined,
+  config: MppHttpTransportConfig<rpcSchema, raw> = {},
+): MppHttpTransport<rpcSchema, raw> {
+  const {
+    provider,
+    maxAmount,
+    budget,
+    onPaymentRequired,
+    onChallenge,
+    onPaymentSent,
+    onPaymentRejected,
+    onReceipt,
+    paymentTimeout = 120_000,
+    fetchFn = fetch,
+    ...httpConfig
+  } = config
+  // Shared by every client built on this transport: the budget is the transport's.
+  const policy = createSpendingPolicy({ maxAmount, budget, onPaymentRequired })
+  // A payment error travels through viem's HTTP client as a bare 402 response (a thrown error
+  // would be wrapped into a retryable one); viem keeps that response's headers in the
+  // HttpRequestError it throws, which `request` below swaps back for the payment error.
+  const failures = new WeakMap<Headers, PaymentError>()
+
+  return (parameters) => {
+    const pay = createPaymentFlow({
+      provider,
+      policy,
+      fetchFn: (input, init) => fetchFn(input, init),
+      chainId: parameters.chain?.id,
+      signal: httpConfig.fetchOptions?.signal,
+      paymentTimeout,
+      onChallenge,
+      onPaymentSent,
+      onPaymentRejected,
+      onReceipt,
+    })
+
+    const transport = http(url, {
+      ...httpConfig,
+      async fetchFn(input, init) {
+        const response = await fetchFn(input, init)
+        // The only work on the unpaid path.
+        if (response.status !== 402) return response
+        try {
+          return await pay(
+            String(input instanceof Request ? input.url : input),
+            init ?? {},
+            response,
+          )
+        } catch (error) {
+          const failed = new Response(null, { status: 402, statusText: 'Payment Required' })
+          failures.set(failed.headers, error as PaymentError)
+          return failed
+        }
+      },
+    })(parameters)
+
+    const request = (async (args, options) => {
+      try {
+        return await transport.request(args as never, options)
+      } catch (error) {
+        throw takeFailure(error) ?? error
+      }
+    }) as typeof transport.request
+
+    return {
+      ...transport,
+      request,
+      value: { ...transport.value, [paidTransportMarker]: true },
+    }
+  }
+
+  function takeFailure(error: unknown) {
+    if (!(error instanceof BaseError)) return undefined
+    const httpError = error.walk((e) => e instanceof HttpRequestError) as HttpRequestError | null
+    return httpError?.headers ? failures.get(httpError.headers) : undefined
+  }
+}

@@ -1,0 +1,117 @@
+import type { Challenge, Receipt } from 'mppx'
+import type { Address } from 'viem'
+import type { Problem, Rejection } from '../Problem.js'
+
+/**
+ * Who pays. The transport's payment flow owns HTTP and spending policy; a provider owns chain
+ * work and payment state. For each 402 the flow:
+ *
+ * 1. drops expired, already-paid and other-chain challenges, and asks {@link PaymentProvider.select}
+ *    for one of the rest;
+ * 2. calls {@link PaymentProvider.prepare}, which says what the payment would cost and signs
+ *    nothing;
+ * 3. checks that cost against `maxAmount`, `budget` and `onPaymentRequired`; on refusal it calls
+ *    {@link PreparedPayment.rollback} and stops;
+ * 4. calls {@link PreparedPayment.authorize} for the `Authorization` header and resends the request
+ *    with it;
+ * 5. calls {@link PreparedPayment.commit} when the server accepts it (or when the outcome is
+ *    unknown), {@link PreparedPayment.rollback} when the server rejects it;
+ * 6. after a rejection it can act on (`410 Gone`, an unprovisioned access key, a stale voucher),
+ *    calls {@link PaymentProvider.recover}, and pays a fresh challenge if that returns `true`.
+ *
+ * @example
+ * ```ts
+ * import type { PaymentProvider } from 'viem-mpp'
+ *
+ * const provider: PaymentProvider = {
+ *   supports: (challenge) => challenge.method === 'example' && challenge.intent === 'charge',
+ *   async prepare({ challenge }) {
+ *     const amount = BigInt(challenge.request.amount as string)
+ *     return {
+ *       quote: { method: 'example', intent: 'charge', amount, currency: '0x…', recipient: '0x…' },
+ *       authorize: async () => `Payment ${await myWallet.pay(challenge)}`,
+ *       commit: async () => {},
+ *       rollback: async () => {},
+ *     }
+ *   },
+ * }
+ * ```
+ */
+export type PaymentProvider = {
+  /** Whether this provider can pay `challenge` (method, intent, chain, currency). */
+  supports(challenge: Challenge.Challenge): boolean
+  /**
+   * Picks the challenge to pay among those it supports, which come in the server's order of
+   * preference. Default: the first.
+   */
+  select?(challenges: readonly Challenge.Challenge[]): Challenge.Challenge | undefined
+  /** Prepares a payment for `challenge`: works out its cost, signs nothing. */
+  prepare(parameters: PrepareParameters): Promise<PreparedPayment>
+  /**
+   * Acts on a rejection (e.g. drops a channel the server no longer knows, or attaches a key
+   * authorization next time). Returns whether paying a fresh challenge may now succeed.
+   */
+  recover?(parameters: RecoverParameters): Promise<boolean>
+}
+
+export type PrepareParameters = {
+  /** The challenge to pay. */
+  challenge: Challenge.Challenge
+  /** The request the payment is for, as it will be resent. */
+  request: PaidRequest
+  /** Aborts when the payment flow times out or the caller gives up. */
+  signal: AbortSignal
+}
+
+export type PaidRequest = {
+  /** Full URL, including any secrets in it: never log it. */
+  url: string
+  method: string
+  headers: Headers
+  body: string | undefined
+}
+
+/** A payment ready to be authorized, with its cost known. */
+export type PreparedPayment = {
+  /** What the payment costs, for the spending policy. */
+  quote: PaymentQuote
+  /** Signs the payment (and does any chain work it needs) and returns the `Authorization` value. */
+  authorize(): Promise<string>
+  /** The server accepted the payment, or its outcome is unknown: keep its effects. */
+  commit(receipt: Receipt.Receipt | undefined): Promise<void>
+  /** The payment was refused, failed before it was sent, or the server rejected it: undo it. */
+  rollback(): Promise<void>
+}
+
+/** The cost of one payment, decoded from its challenge. */
+export type PaymentQuote = {
+  /** Payment method, e.g. `tempo`. */
+  method: string
+  /** Payment intent, e.g. `charge` or `session`. */
+  intent: string
+  /**
+   * What the payment spends, in base units of `currency`: a charge's amount, or a voucher's
+   * increment over what the channel has already paid. Counts against `budget`.
+   */
+  amount: bigint
+  /**
+   * Funds the payment locks without spending them, in base units: a session's new deposit or
+   * top-up. Zero for a charge.
+   */
+  deposit: bigint
+  /** TIP-20 token address. */
+  currency: Address
+  /** Who is paid. */
+  recipient: Address
+  /** Chain the payment is made on. */
+  chainId?: number | undefined
+}
+
+export type RecoverParameters = {
+  /** What the server said, classified. */
+  reason: Exclude<Rejection, 'rejected'>
+  /** The challenge that was paid. */
+  challenge: Challenge.Challenge
+  /** The server's problem details, if any. */
+  problem: Problem | undefined
+}
