@@ -84,7 +84,7 @@ export function mppHttp<
     onPaymentRejected,
     onReceipt,
     paymentTimeout = 120_000,
-    fetchFn = fetch,
+    fetchFn: fetchFn_,
     ...httpConfig
   } = config
   // Shared by every client built on this transport: the budget is the transport's.
@@ -93,12 +93,15 @@ export function mppHttp<
   // would be wrapped into a retryable one); viem keeps that response's headers in the
   // HttpRequestError it throws, which `request` below swaps back for the payment error.
   const failures = new WeakMap<Headers, PaymentError>()
+  // Looked up at call time, as http() does, so that a fetch patched later (msw, tests) is used.
+  const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = (input, init) =>
+    (fetchFn_ ?? fetch)(input, init)
 
   return (parameters) => {
     const pay = createPaymentFlow({
       provider,
       policy,
-      fetchFn: (input, init) => fetchFn(input, init),
+      fetchFn,
       chainId: parameters.chain?.id,
       signal: httpConfig.fetchOptions?.signal,
       paymentTimeout,

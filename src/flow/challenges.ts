@@ -1,7 +1,10 @@
 import { Challenge } from 'mppx'
 
-/** Headers past this size are refused whole rather than parsed (a hostile server's memory bomb). */
-const maxHeaderSize = 64 * 1024
+/**
+ * Headers past this size are refused whole rather than parsed (a hostile server's memory bomb).
+ * mppx allows 16 KiB for one challenge's `request`; this leaves room for a few challenges.
+ */
+const maxHeaderSize = 32 * 1024
 
 /**
  * The `Payment` challenges of a 402 (or 410) response, decoded by mppx. Challenges that do not

@@ -1,4 +1,4 @@
-import { type Challenge, Receipt } from 'mppx'
+import { Challenge, Receipt } from 'mppx'
 import { PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { classifyRejection, type Problem, readProblem } from '../Problem.js'
@@ -82,8 +82,8 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       headers: new Headers(init.headers),
       body: init.body as string | undefined,
     }
-    const send = (authorization?: string) =>
-      sendFollowingSameOrigin(fetchFn, request, authorization, signal)
+    const send = (credential?: { header: string; value: string }) =>
+      sendFollowingSameOrigin(fetchFn, request, credential, signal)
     const paid = new Set<string>()
     let rejection: { status: number; problem: Problem | undefined } | undefined
 
@@ -115,7 +115,8 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       notify(config.onPaymentSent, event)
       let answer: Response
       try {
-        answer = await send(authorization)
+        // The challenge names the header for its credential; `Authorization` by default.
+        answer = await send({ header: Challenge.credentialHeader(challenge), value: authorization })
       } catch (error) {
         // The credential may have reached the server: the payment counts as made.
         reservation.commit()
@@ -264,11 +265,11 @@ async function prepareOrFail(
 async function sendFollowingSameOrigin(
   fetchFn: PaymentFlowConfig['fetchFn'],
   request: PaidRequest,
-  authorization: string | undefined,
+  credential: { header: string; value: string } | undefined,
   signal: AbortSignal,
 ) {
   const headers = new Headers(request.headers)
-  if (authorization) headers.set('authorization', authorization)
+  if (credential) headers.set(credential.header, credential.value)
   let url = request.url
   for (let hop = 0; ; hop++) {
     const response = await fetchFn(url, {

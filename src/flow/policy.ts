@@ -19,9 +19,10 @@ export type SpendingPolicyConfig = {
   budget?: bigint | undefined
   /** Asked before each payment; `false` refuses it. */
   onPaymentRequired?:
-    | ((event: PaymentRequiredEvent) => boolean | undefined | Promise<boolean | undefined>)
-    // biome-ignore lint/suspicious/noConfusingVoidType: a hook that returns nothing approves.
-    | ((event: PaymentRequiredEvent) => void | Promise<void>)
+    | ((
+        event: PaymentRequiredEvent,
+        // biome-ignore lint/suspicious/noConfusingVoidType: a hook that returns nothing approves.
+      ) => boolean | void | Promise<boolean | void>)
     | undefined
 }
 
@@ -54,6 +55,7 @@ export function createSpendingPolicy({
     /** Approves a payment or throws `PaymentRefusedError`; nothing is reserved on refusal. */
     async approve(event: PaymentRequiredEvent): Promise<Reservation> {
       const { amount, deposit, currency } = event.quote
+      // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
       const cost = amount > deposit ? amount : deposit
       if (maxAmount !== undefined && cost > maxAmount)
         throw new PaymentRefusedError({
@@ -86,7 +88,7 @@ export function createSpendingPolicy({
         },
       }
 
-      let approved: boolean | undefined | void
+      let approved: unknown
       try {
         approved = await onPaymentRequired?.(event)
       } catch (error) {

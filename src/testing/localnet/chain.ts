@@ -60,7 +60,8 @@ export function defineLocalnetChain({ id, rpcUrl }: { id: number; rpcUrl: string
 }
 
 function randomBelow(limit: number) {
-  return crypto.getRandomValues(new Uint32Array(1))[0]! % limit
+  const [random = 0] = crypto.getRandomValues(new Uint32Array(1))
+  return random % limit
 }
 
 export type LocalnetChain = ReturnType<typeof defineLocalnetChain>

@@ -1,0 +1,572 @@
+import type { ServerResponse } from 'node:http'
+import { HttpResponse, http as msw } from 'msw'
+import { setupServer } from 'msw/node'
+import { createClient, defineChain, fallback, HttpRequestError, http } from 'viem'
+import { afterEach, describe, expect, test } from 'vitest'
+import {
+  type MppHttpTransportConfig,
+  maxPaymentRounds,
+  mppHttp,
+  PaymentFailedError,
+  PaymentRefusedError,
+  PaymentRequiredError,
+} from '../../src/index.js'
+import {
+  challengeHeader,
+  fakeProvider,
+  paidChallengeId,
+  receiptHeader,
+} from '../support/fakePayments.js'
+import {
+  type FakeHandler,
+  type FakeServer,
+  rpcResult,
+  startFakeServer,
+} from '../support/fakeServer.js'
+
+const chain = defineChain({
+  id: 1337,
+  name: 'Fake',
+  nativeCurrency: { name: 'USD', symbol: 'USD', decimals: 6 },
+  rpcUrls: { default: { http: [] } },
+})
+
+const servers: FakeServer[] = []
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.stop()))
+})
+
+async function serve(handler: FakeHandler) {
+  const server = await startFakeServer(handler)
+  servers.push(server)
+  return server
+}
+
+function answer402(
+  response: ServerResponse,
+  wwwAuthenticate?: string | string[],
+  problem?: object,
+) {
+  response.writeHead(402, {
+    ...(wwwAuthenticate ? { 'www-authenticate': wwwAuthenticate } : {}),
+    ...(problem ? { 'content-type': 'application/problem+json' } : {}),
+  })
+  response.end(problem ? JSON.stringify(problem) : undefined)
+}
+
+/** A server that wants one payment per request and accepts any credential. */
+function paywall(challenge: () => string | string[] = () => challengeHeader()): FakeHandler {
+  return (request, response) => {
+    if (!request.authorization) return answer402(response, challenge())
+    response
+      .writeHead(200, { 'content-type': 'application/json', 'payment-receipt': receiptHeader() })
+      .end(rpcResult(request.body))
+  }
+}
+
+function clientFor(url: string, config: MppHttpTransportConfig = {}) {
+  return createClient({ chain, transport: mppHttp(url, config) })
+}
+
+async function rejection(promise: Promise<unknown>) {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection')
+    },
+    (error: unknown) => error as Error,
+  )
+}
+
+describe('without a 402', () => {
+  test('it answers, fails and retries exactly as http() does', async () => {
+    let calls = 0
+    const server = await serve((request, response) => {
+      calls++
+      if (JSON.parse(request.body).method === 'eth_chainId')
+        return response
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(rpcResult(request.body, '0x539'))
+      response.writeHead(503).end('busy')
+    })
+    const { provider, calls: providerCalls } = fakeProvider()
+    const plain = createClient({
+      chain,
+      transport: http(server.url, { retryCount: 2, retryDelay: 1 }),
+    })
+    const paid = clientFor(server.url, { provider, retryCount: 2, retryDelay: 1 })
+
+    expect(await paid.request({ method: 'eth_chainId' })).toBe(
+      await plain.request({ method: 'eth_chainId' }),
+    )
+    calls = 0
+    const plainError = await rejection(plain.request({ method: 'eth_blockNumber' }))
+    const plainCalls = calls
+    calls = 0
+    const paidError = await rejection(paid.request({ method: 'eth_blockNumber' }))
+    expect(paidError).toBeInstanceOf(HttpRequestError)
+    expect((paidError as HttpRequestError).status).toBe(503)
+    expect(paidError.constructor).toBe(plainError.constructor)
+    expect(calls).toBe(plainCalls)
+    expect(calls).toBe(3)
+    expect(server.paid()).toHaveLength(0)
+    expect(providerCalls.prepared).toHaveLength(0)
+  })
+})
+
+describe('paying a 402', () => {
+  test('pays once and resends the identical body with the credential', async () => {
+    const server = await serve(paywall())
+    const { provider, calls } = fakeProvider()
+    const receipts: unknown[] = []
+    const client = clientFor(server.url, {
+      provider,
+      onReceipt: ({ receipt, quote }) =>
+        receipts.push({ reference: receipt?.reference, amount: quote.amount }),
+    })
+
+    expect(await client.request({ method: 'eth_blockNumber' })).toBe('0x1')
+    expect(server.requests).toHaveLength(2)
+    const [probe, paid] = server.requests
+    expect(probe?.authorization).toBeUndefined()
+    expect(paid?.body).toBe(probe?.body)
+    expect(paidChallengeId(paid?.authorization)).toBe(calls.prepared[0])
+    expect(calls.authorized).toEqual(calls.prepared)
+    expect(calls.committed).toEqual(calls.prepared)
+    expect(calls.rolledBack).toEqual([])
+    expect(receipts).toEqual([{ reference: '0xabc', amount: 100n }])
+  })
+
+  test('a batch of calls costs one payment', async () => {
+    const server = await serve(paywall())
+    const { provider, calls } = fakeProvider()
+    const client = clientFor(server.url, { provider, batch: true })
+
+    const results = await Promise.all([
+      client.request({ method: 'eth_blockNumber' }),
+      client.request({ method: 'eth_chainId' }),
+      client.request({ method: 'eth_gasPrice' }),
+    ])
+    expect(results).toEqual(['0x1', '0x1', '0x1'])
+    expect(calls.authorized).toHaveLength(1)
+    expect(server.requests).toHaveLength(2)
+    expect(JSON.parse(server.requests[1]!.body)).toHaveLength(3)
+  })
+
+  test('the first supported challenge in server order is paid, and a repeated one once', async () => {
+    const first = challengeHeader({ id: 'first' })
+    const server = await serve(
+      paywall(() => [
+        challengeHeader({ method: 'other', id: 'other' }),
+        first,
+        first,
+        challengeHeader({ id: 'second' }),
+      ]),
+    )
+    const { provider, calls } = fakeProvider()
+    await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })
+    expect(calls.prepared).toEqual(['first'])
+  })
+
+  test('a Payment challenge among other schemes is found', async () => {
+    const server = await serve(
+      paywall(
+        () =>
+          `Bearer realm="api", error="invalid_token", ${challengeHeader({ id: 'mixed' })}, Basic realm="x"`,
+      ),
+    )
+    const { provider, calls } = fakeProvider()
+    await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })
+    expect(calls.prepared).toEqual(['mixed'])
+  })
+
+  test('a same-origin redirect of the paid request is followed with the credential', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      if (request.url === '/') return response.writeHead(307, { location: '/moved' }).end()
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const { provider } = fakeProvider()
+    expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
+      '0x1',
+    )
+    expect(server.paid().map((request) => request.url)).toEqual(['/', '/moved'])
+  })
+})
+
+describe('nothing can pay', () => {
+  test.each([
+    ['no WWW-Authenticate header', undefined],
+    ['a garbled header', 'Payment id="unterminated, realm=, request=!!!'],
+    ['only other schemes', 'Bearer realm="api", Basic realm="x"'],
+    ['a challenge without a request', 'Payment id="x", realm="r", method="test", intent="charge"'],
+  ])('%s: PaymentRequiredError, nothing signed', async (_, header) => {
+    const server = await serve((_, response) => answer402(response, header))
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noChallenge')
+    expect(calls.prepared).toEqual([])
+    expect(server.requests).toHaveLength(1)
+  })
+
+  test.each([
+    [
+      'an unknown method',
+      challengeHeader({ method: 'other', id: 'c1' }),
+      'other/charge: not supported by the provider',
+    ],
+    [
+      'another chain',
+      challengeHeader({ chainId: 1, id: 'c2' }),
+      "test/charge: chain 1, not the client's 1337",
+    ],
+    [
+      'an expired challenge',
+      challengeHeader({ expires: new Date(Date.now() - 1_000), id: 'c3' }),
+      'test/charge: expired',
+    ],
+  ])('%s: PaymentRequiredError saying why', async (_, header, why) => {
+    const server = await serve((_, response) => answer402(response, header))
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
+    expect((error as PaymentRequiredError).metaMessages).toContain(`  ${why}`)
+    expect(calls.prepared).toEqual([])
+  })
+
+  test('an oversized header is refused whole, nothing signed', async () => {
+    // Node's HTTP parser stops real servers' headers at 16 KiB; msw delivers any size, as a
+    // browser may.
+    const url = 'http://oversized.paid.test/'
+    const huge = [
+      challengeHeader(),
+      `Payment id="big", realm="r", method="test", intent="charge", request="${'A'.repeat(40_000)}"`,
+    ]
+    const mock = setupServer(
+      msw.post(
+        url,
+        () =>
+          new HttpResponse(null, { status: 402, headers: { 'www-authenticate': huge.join(', ') } }),
+      ),
+    )
+    mock.listen({ onUnhandledRequest: 'error' })
+    try {
+      const { provider, calls } = fakeProvider()
+      const error = await rejection(
+        clientFor(url, { provider }).request({ method: 'eth_blockNumber' }),
+      )
+      expect(error).toBeInstanceOf(PaymentRequiredError)
+      expect((error as PaymentRequiredError).reason).toBe('noChallenge')
+      expect(calls.prepared).toEqual([])
+    } finally {
+      mock.close()
+    }
+  })
+
+  test('no provider: PaymentRequiredError with set-up guidance', async () => {
+    const server = await serve(paywall())
+    const error = await rejection(clientFor(server.url).request({ method: 'eth_blockNumber' }))
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noProvider')
+    expect(error.message).toContain('mppHttp(url, { provider: charge({ account, client }) })')
+  })
+})
+
+describe('spending policy', () => {
+  test.each([
+    ['maxAmount', { maxAmount: 99n }],
+    ['budget', { budget: 99n }],
+    ['onPaymentRequired', { onPaymentRequired: () => false }],
+  ] as const)('%s refuses before anything is signed or sent', async (reason, policy) => {
+    const server = await serve(paywall())
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider, ...policy, retryCount: 3 }).request({
+        method: 'eth_blockNumber',
+      }),
+    )
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe(reason)
+    expect((error as PaymentRefusedError).amount).toBe(100n)
+    expect(calls.authorized).toEqual([])
+    expect(calls.rolledBack).toEqual(calls.prepared)
+    // Not retried: one unpaid request, no credential.
+    expect(server.requests).toHaveLength(1)
+    expect(server.paid()).toHaveLength(0)
+  })
+
+  test('maxAmount and budget hold at their exact boundaries', async () => {
+    const server = await serve(paywall())
+    const { provider, calls } = fakeProvider()
+    const client = clientFor(server.url, { provider, maxAmount: 100n, budget: 200n })
+    await client.request({ method: 'eth_blockNumber' })
+    await client.request({ method: 'eth_blockNumber' })
+    const error = await rejection(client.request({ method: 'eth_blockNumber' }))
+    expect((error as PaymentRefusedError).reason).toBe('budget')
+    expect(calls.committed).toHaveLength(2)
+    expect(server.paid()).toHaveLength(2)
+  })
+
+  test('onPaymentRequired sees the decoded cost', async () => {
+    const server = await serve(paywall(() => challengeHeader({ amount: '4242' })))
+    const { provider } = fakeProvider()
+    const events: unknown[] = []
+    await clientFor(`${server.url}/secret-path?key=secret`, {
+      provider,
+      onPaymentRequired: (event) => {
+        events.push({
+          amount: event.quote.amount,
+          intent: event.quote.intent,
+          origin: event.origin,
+        })
+      },
+    }).request({ method: 'eth_blockNumber' })
+    expect(events).toEqual([{ amount: 4242n, intent: 'charge', origin: server.url }])
+  })
+})
+
+describe('after the credential was sent', () => {
+  test('a 402 with problem details: PaymentFailedError, rolled back, not paid again', async () => {
+    const problem = {
+      type: 'https://paymentauth.org/problems/verification-failed',
+      title: 'Verification failed',
+      detail: 'insufficient balance',
+    }
+    const server = await serve((_, response) => answer402(response, challengeHeader(), problem))
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider, retryCount: 3, budget: 100n }).request({
+        method: 'eth_blockNumber',
+      }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).status).toBe(402)
+    expect((error as PaymentFailedError).problem).toMatchObject(problem)
+    expect((error as PaymentFailedError).settled).toBe(false)
+    expect(calls.authorized).toHaveLength(1)
+    expect(calls.rolledBack).toEqual(calls.prepared)
+    expect(calls.committed).toEqual([])
+    expect(server.paid()).toHaveLength(1)
+  })
+
+  test(`a server that always says the challenge expired is paid at most ${maxPaymentRounds} times`, async () => {
+    const server = await serve((_, response) =>
+      answer402(response, challengeHeader(), {
+        type: 'https://paymentauth.org/problems/payment-expired',
+      }),
+    )
+    const { provider } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect(error.message).toContain(`rejected ${maxPaymentRounds} payments`)
+    expect(server.paid()).toHaveLength(maxPaymentRounds)
+    expect(
+      new Set(server.paid().map((request) => paidChallengeId(request.authorization))).size,
+    ).toBe(maxPaymentRounds)
+  })
+
+  test('a challenge id is never paid twice', async () => {
+    const same = challengeHeader({ id: 'same' })
+    const server = await serve((_, response) =>
+      answer402(response, same, { type: 'https://paymentauth.org/problems/invalid-challenge' }),
+    )
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect(error.message).toContain('offered nothing new')
+    expect(calls.authorized).toEqual(['same'])
+  })
+
+  test('410 Gone: the provider recovers and a fresh challenge is paid', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      if (server.paid().length === 1) {
+        response.writeHead(410, {
+          'www-authenticate': challengeHeader(),
+          'content-type': 'application/problem+json',
+        })
+        return response.end(
+          JSON.stringify({ type: 'https://paymentauth.org/problems/session/channel-not-found' }),
+        )
+      }
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const { provider, calls } = fakeProvider({ recover: true })
+    expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
+      '0x1',
+    )
+    expect(calls.recovered).toEqual(['channelGone'])
+    expect(calls.rolledBack).toHaveLength(1)
+    expect(calls.committed).toHaveLength(1)
+    expect(server.paid()).toHaveLength(2)
+  })
+
+  test('410 Gone without recovery: PaymentFailedError, nothing paid again', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      response.writeHead(410, { 'content-type': 'application/problem+json' })
+      response.end(
+        JSON.stringify({ type: 'https://paymentauth.org/problems/session/channel-finalized' }),
+      )
+    })
+    const { provider, calls } = fakeProvider({ recover: false })
+    const error = await rejection(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).status).toBe(410)
+    expect(calls.recovered).toEqual(['channelGone'])
+    expect(server.paid()).toHaveLength(1)
+  })
+
+  test('an unprovisioned key: recovered once, then paid again', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      if (server.paid().length === 1)
+        return answer402(response, challengeHeader(), {
+          type: 'https://paymentauth.org/problems/verification-failed',
+          detail: 'access key does not exist',
+        })
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const { provider, calls } = fakeProvider({ recover: true })
+    expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
+      '0x1',
+    )
+    expect(calls.recovered).toEqual(['keyNotProvisioned'])
+    expect(server.paid()).toHaveLength(2)
+  })
+
+  test('a 5xx: counted as paid, never paid again, not retried by viem', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      response.writeHead(502).end('upstream down')
+    })
+    const { provider, calls } = fakeProvider()
+    const client = clientFor(server.url, { provider, retryCount: 3, retryDelay: 1, budget: 150n })
+    const error = await rejection(client.request({ method: 'eth_blockNumber' }))
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).status).toBe(502)
+    expect((error as PaymentFailedError).settled).toBe(true)
+    expect(calls.committed).toHaveLength(1)
+    expect(server.requests).toHaveLength(2)
+    // The budget counted it: a second payment of 100 would exceed 150.
+    const second = await rejection(client.request({ method: 'eth_blockNumber' }))
+    expect((second as PaymentRefusedError).reason).toBe('budget')
+  })
+
+  test('a connection reset after the credential left: counted as paid, not retried', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      response.socket?.destroy()
+    })
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider, retryCount: 3, retryDelay: 1 }).request({
+        method: 'eth_blockNumber',
+      }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).settled).toBe(true)
+    expect(calls.committed).toHaveLength(1)
+    expect(server.paid()).toHaveLength(1)
+  })
+
+  test('a redirect to another origin: the credential is not sent on', async () => {
+    const elsewhere = await serve((request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      response.writeHead(307, { location: `${elsewhere.url}/steal` }).end()
+    })
+    const { provider } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).settled).toBe(true)
+    expect(elsewhere.requests).toHaveLength(0)
+  })
+})
+
+describe('timeouts', () => {
+  test("viem's timeout does not cut a payment short", async () => {
+    const server = await serve(async (request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const { provider } = fakeProvider()
+    const client = clientFor(server.url, { provider, timeout: 100 })
+    expect(await client.request({ method: 'eth_blockNumber' })).toBe('0x1')
+    expect(server.paid()).toHaveLength(1)
+  })
+
+  test('paymentTimeout ends a payment whose answer never comes; it counts as paid', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      // Never answers.
+    })
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider, paymentTimeout: 200, retryCount: 2 }).request({
+        method: 'eth_blockNumber',
+      }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).settled).toBe(true)
+    expect(calls.committed).toHaveLength(1)
+    expect(server.paid()).toHaveLength(1)
+  })
+})
+
+describe('errors', () => {
+  test('fallback() does not move past a payment error', async () => {
+    const free = await serve((request, response) =>
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body)),
+    )
+    const paid = await serve(paywall())
+    const client = createClient({
+      chain,
+      transport: fallback([
+        mppHttp(paid.url, { maxAmount: 1n, provider: fakeProvider().provider }),
+        http(free.url),
+      ]),
+    })
+    const error = await rejection(client.request({ method: 'eth_blockNumber' }))
+    expect(free.requests).toHaveLength(0)
+    expect(
+      (error as PaymentRefusedError).walk((e) => e instanceof PaymentRefusedError),
+    ).toBeInstanceOf(PaymentRefusedError)
+  })
+
+  test('never show URL secrets or the credential', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      response.writeHead(500).end()
+    })
+    const { provider } = fakeProvider()
+    const error = await rejection(
+      clientFor(`${server.url}/v1/secret-key?apikey=secret`, { provider }).request({
+        method: 'eth_blockNumber',
+      }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    const credential = server.paid()[0]?.authorization
+    expect(credential).toBeDefined()
+    for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+      expect(cause.message).not.toContain('secret')
+      expect(cause.message).not.toContain(credential!.slice(8, 40))
+    }
+  })
+})
