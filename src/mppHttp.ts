@@ -1,15 +1,24 @@
 import {
   BaseError,
+  createTransport,
   type EIP1193RequestFn,
   HttpRequestError,
   type HttpTransportConfig,
   http,
+  RpcError,
+  RpcRequestError,
   type RpcSchema,
   type Transport,
 } from 'viem'
-import type { PaymentError } from './errors.js'
+import {
+  type PaymentError,
+  PaymentFailedError,
+  PaymentRefusedError,
+  PaymentRequiredError,
+} from './errors.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
+import { createPaidCallLog } from './internal/paidCallLog.js'
 import { paidTransportMarker } from './internal/paidTransportMarker.js'
 import type { PaymentProvider } from './providers/PaymentProvider.js'
 
@@ -97,6 +106,9 @@ export function mppHttp<
   const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = (input, init) =>
     (fetchFn_ ?? fetch)(input, init)
 
+  // Calls whose attempt was paid for: viem's retry must not pay for them again.
+  const paidCalls = createPaidCallLog()
+
   return (parameters) => {
     const pay = createPaymentFlow({
       provider,
@@ -111,44 +123,106 @@ export function mppHttp<
       onReceipt,
     })
 
-    const transport = http(url, {
+    // viem's http() does the HTTP work, sending each attempt once; retries happen around it
+    // below, where a paid attempt can be told apart.
+    const inner = http(url, {
       ...httpConfig,
+      methods: undefined,
+      retryCount: 0,
       async fetchFn(input, init) {
         const response = await fetchFn(input, init)
         // The only work on the unpaid path.
         if (response.status !== 402) return response
         try {
-          return await pay(
+          const paid = await pay(
             String(input instanceof Request ? input.url : input),
             init ?? {},
             response,
           )
+          paidCalls.record(init?.body)
+          return paid
         } catch (error) {
           const failed = new Response(null, { status: 402, statusText: 'Payment Required' })
           failures.set(failed.headers, error as PaymentError)
           return failed
         }
       },
-    })(parameters)
+    })({ ...parameters, retryCount: 0 })
 
-    const request = (async (args, options) => {
+    const attempt = (async (args, options) => {
+      const start = paidCalls.sequence
       try {
-        return await transport.request(args as never, options)
+        return await inner.request(args as never, options)
       } catch (error) {
-        throw takeFailure(error) ?? error
+        const failure = takeFailure(error)
+        if (failure) throw failure
+        if (paidCalls.paidSince(start, args)) throw new PaidAttemptError(error)
+        // The inner transport already typed JSON-RPC errors; hand back the original so that the
+        // retry layer types it once, exactly as http() does.
+        if (error instanceof RpcError && error.cause instanceof RpcRequestError) throw error.cause
+        throw error
       }
-    }) as typeof transport.request
+    }) as typeof inner.request
+
+    const { key = 'http', name = 'HTTP JSON-RPC', methods, retryDelay } = httpConfig
+    const transport = createTransport(
+      {
+        key,
+        name,
+        methods,
+        request: attempt,
+        retryCount: httpConfig.retryCount ?? parameters.retryCount,
+        retryDelay,
+        timeout: inner.config.timeout,
+        type: 'http',
+      },
+      { ...inner.value, [paidTransportMarker]: true },
+    )
 
     return {
       ...transport,
-      request,
-      value: { ...transport.value, [paidTransportMarker]: true },
+      request: (async (args, options) => {
+        try {
+          return await transport.request(args as never, options)
+        } catch (error) {
+          throw unwrap(error)
+        }
+      }) as typeof transport.request,
     }
   }
 
+  /** The payment error behind a 402 that stands for one, if `error` is such a 402. */
   function takeFailure(error: unknown) {
     if (!(error instanceof BaseError)) return undefined
     const httpError = error.walk((e) => e instanceof HttpRequestError) as HttpRequestError | null
     return httpError?.headers ? failures.get(httpError.headers) : undefined
+  }
+}
+
+/**
+ * What the retry layer throws is what the caller gets, except: a paid attempt's error comes out
+ * of its wrapper, and a payment error out of the RPC error viem's retry layer puts around it.
+ */
+function unwrap(error: unknown) {
+  if (error instanceof PaidAttemptError) return error.error
+  if (error instanceof BaseError) {
+    const payment = error.walk(
+      (e) =>
+        e instanceof PaymentRequiredError ||
+        e instanceof PaymentRefusedError ||
+        e instanceof PaymentFailedError,
+    )
+    if (payment) return payment
+  }
+  return error
+}
+
+/**
+ * Carries the error of a paid attempt through viem's retry layer, which would otherwise retry it
+ * (and pay again). It poses as a 402, which viem never retries.
+ */
+class PaidAttemptError extends HttpRequestError {
+  constructor(readonly error: unknown) {
+    super({ url: '', status: 402 })
   }
 }

@@ -170,17 +170,19 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         })
 
       // A rejection normally carries a fresh challenge; otherwise ask for one.
-      response =
-        decodeChallenges(answer).length > 0
-          ? answer
-          : await send().catch((error: Error) => {
-              throw new PaymentFailedError({
-                shortMessage: 'Asking the server for a fresh challenge failed.',
-                origin,
-                settled: false,
-                cause: error,
-              })
-            })
+      if (decodeChallenges(answer).length > 0) {
+        response = answer
+        continue
+      }
+      response = await send().catch((error: Error) => {
+        throw new PaymentFailedError({
+          shortMessage: 'Asking the server for a fresh challenge failed.',
+          origin,
+          settled: false,
+          cause: error,
+        })
+      })
+      // Unpaid now (e.g. free again): the answer is the request's.
       if (response.status !== 402) return response
     }
 

@@ -4,8 +4,17 @@
  */
 export const paidTransportMarker = 'mppPaid'
 
-/** Whether `client` talks through an `mppHttp` transport. */
+/** Whether `client` talks through an `mppHttp` transport, directly or inside `fallback()`. */
 export function isPaidClient(client: { transport?: unknown }): boolean {
-  const transport = client.transport as Record<string, unknown> | undefined
-  return transport?.[paidTransportMarker] === true
+  return isPaid(client.transport)
+}
+
+function isPaid(transport: unknown): boolean {
+  if (!transport || typeof transport !== 'object') return false
+  const { value, transports } = transport as { value?: unknown; transports?: unknown }
+  return (
+    (transport as Record<string, unknown>)[paidTransportMarker] === true ||
+    (!!value && (value as Record<string, unknown>)[paidTransportMarker] === true) ||
+    (Array.isArray(transports) && transports.some(isPaid))
+  )
 }

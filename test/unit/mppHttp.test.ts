@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { HttpResponse, http as msw } from 'msw'
 import { setupServer } from 'msw/node'
-import { createClient, defineChain, fallback, HttpRequestError, http } from 'viem'
+import { createClient, defineChain, fallback, HttpRequestError, http, InternalRpcError } from 'viem'
 import { afterEach, describe, expect, test } from 'vitest'
 import {
   type MppHttpTransportConfig,
@@ -110,6 +110,86 @@ describe('without a 402', () => {
     expect(calls).toBe(3)
     expect(server.paid()).toHaveLength(0)
     expect(providerCalls.prepared).toHaveLength(0)
+  })
+})
+
+describe('viem retries', () => {
+  const internalError = (body: string) =>
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: JSON.parse(body).id,
+      error: { code: -32603, message: 'try again' },
+    })
+
+  test('an unpaid JSON-RPC error is retried and typed exactly as http() does', async () => {
+    const server = await serve((request, response) =>
+      response
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(internalError(request.body)),
+    )
+    const plain = createClient({
+      chain,
+      transport: http(server.url, { retryCount: 2, retryDelay: 1 }),
+    })
+    const plainError = await rejection(plain.request({ method: 'eth_blockNumber' }))
+    const plainCalls = server.requests.length
+    const paid = clientFor(server.url, {
+      provider: fakeProvider().provider,
+      retryCount: 2,
+      retryDelay: 1,
+    })
+    const paidError = await rejection(paid.request({ method: 'eth_blockNumber' }))
+    expect(plainCalls).toBe(3)
+    expect(server.requests.length - plainCalls).toBe(3)
+    expect(paidError).toBeInstanceOf(InternalRpcError)
+    expect(paidError.constructor).toBe(plainError.constructor)
+    expect((paidError.cause as Error).constructor).toBe((plainError.cause as Error).constructor)
+    expect(paidError.message).toBe(plainError.message)
+  })
+
+  test('a paid attempt that fails is not retried: one call, one payment', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      response
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(internalError(request.body))
+    })
+    const { provider, calls } = fakeProvider()
+    const error = await rejection(
+      clientFor(server.url, { provider, retryCount: 3, retryDelay: 1 }).request({
+        method: 'eth_blockNumber',
+      }),
+    )
+    expect(error).toBeInstanceOf(InternalRpcError)
+    expect(calls.authorized).toHaveLength(1)
+    expect(server.requests).toHaveLength(2)
+  })
+
+  test('a call in a paid batch that fails is not retried', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      const calls = JSON.parse(request.body) as { id: number; method: string }[]
+      response
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify(
+            calls.map((call) =>
+              call.method === 'eth_gasPrice'
+                ? { jsonrpc: '2.0', id: call.id, error: { code: -32603, message: 'try again' } }
+                : { jsonrpc: '2.0', id: call.id, result: '0x1' },
+            ),
+          ),
+        )
+    })
+    const { provider, calls } = fakeProvider()
+    const client = clientFor(server.url, { provider, batch: true, retryCount: 3, retryDelay: 1 })
+    const results = await Promise.allSettled([
+      client.request({ method: 'eth_blockNumber' }),
+      client.request({ method: 'eth_gasPrice' }),
+    ])
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected'])
+    expect(calls.authorized).toHaveLength(1)
+    expect(server.requests).toHaveLength(2)
   })
 })
 
@@ -408,6 +488,25 @@ describe('after the credential was sent', () => {
     expect(calls.rolledBack).toHaveLength(1)
     expect(calls.committed).toHaveLength(1)
     expect(server.paid()).toHaveLength(2)
+  })
+
+  test('410 Gone without a fresh challenge: asks for one unpaid, then pays it', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization) return answer402(response, challengeHeader())
+      if (server.paid().length === 1) return response.writeHead(410).end()
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const { provider, calls } = fakeProvider({ recover: true })
+    expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
+      '0x1',
+    )
+    expect(calls.recovered).toEqual(['channelGone'])
+    expect(server.requests.map((request) => !!request.authorization)).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ])
   })
 
   test('410 Gone without recovery: PaymentFailedError, nothing paid again', async () => {

@@ -1,0 +1,544 @@
+import type { Receipt } from 'mppx'
+import {
+  type BaseError,
+  CallExecutionError,
+  ContractFunctionExecutionError,
+  createClient,
+  createPublicClient,
+  createWalletClient,
+  defineChain,
+  fallback,
+  type Hex,
+  http,
+  parseAbi,
+  parseEventLogs,
+  publicActions,
+  UserRejectedRequestError,
+} from 'viem'
+import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
+import {
+  charge,
+  type MppHttpTransportConfig,
+  mppHttp,
+  type PaymentEvent,
+  PaymentRefusedError,
+  PaymentRequiredError,
+  type PaymentRequiredEvent,
+} from '../../src/index.js'
+import {
+  type Localnet,
+  type PaidRpc,
+  startLocalnet,
+  startPaidRpc,
+} from '../../src/testing/index.js'
+
+const pathUsd = '0x20c0000000000000000000000000000000000000'
+const tip20 = parseAbi([
+  'function balanceOf(address) view returns (uint256)',
+  'function transfer(address to, uint256 amount) returns (bool)',
+  'event Transfer(address indexed from, address indexed to, uint256 amount)',
+])
+
+let net: Localnet
+beforeAll(async () => {
+  net = await startLocalnet()
+})
+afterAll(() => net?.stop())
+
+let rpc: PaidRpc | undefined
+afterEach(async () => {
+  await rpc?.stop()
+  rpc = undefined
+})
+
+/** Starts the paid RPC under test in front of the localnet; stopped after each test. */
+async function start(price = 1_000n) {
+  rpc = await startPaidRpc({ upstream: net.rpcUrl, chain: net.chain, intent: 'charge', price })
+  return rpc
+}
+
+/** A client on the localnet itself (never the paid endpoint), for reading the truth. */
+const plain = () =>
+  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+
+const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
+
+/** A charge provider paying from `accounts[index]`, preparing on a free client of `chain`. */
+function provider(index = 0, chain = net.chain) {
+  return charge({
+    account: accountOf(index),
+    client: createClient({ chain, transport: http(net.rpcUrl) }),
+  })
+}
+
+/** A public client on `url` through mppHttp, without caching, so every call is a request. */
+function paidClient(url: string, config: MppHttpTransportConfig = {}) {
+  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
+}
+
+const balanceOf = (address: Hex) =>
+  plain().readContract({
+    address: net.currency,
+    abi: tip20,
+    functionName: 'balanceOf',
+    args: [address],
+  })
+
+/** What `promise` rejects with (fails the test if it resolves). */
+async function rejection(promise: Promise<unknown>) {
+  return promise.then(
+    (value) => {
+      throw new Error(`expected a rejection, got ${String(value)}`)
+    },
+    (error: unknown) => error as Error,
+  )
+}
+
+const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
+
+/** A `fetch` that records each POST it sends: its JSON-RPC methods and whether it carried a credential. */
+function recordingFetch() {
+  const sent: { methods: string[]; paid: boolean }[] = []
+  const fetchFn: typeof globalThis.fetch = (input, init) => {
+    const body = JSON.parse(String(init?.body)) as { method: string } | { method: string }[]
+    sent.push({
+      methods: [body].flat().map(({ method }) => method),
+      paid: new Headers(init?.headers).get('authorization')?.startsWith('Payment ') ?? false,
+    })
+    return globalThis.fetch(input, init)
+  }
+  return { fetchFn, sent }
+}
+
+describe('single calls', () => {
+  test('each call is paid once and returns what the free node returns', async () => {
+    const rpc = await start()
+    const challenged = vi.fn()
+    const sent: PaymentEvent[] = []
+    const receipts: (PaymentEvent & { receipt: Receipt.Receipt | undefined })[] = []
+    const client = paidClient(rpc.url, {
+      provider: provider(0),
+      onChallenge: challenged,
+      onPaymentSent: (event) => sent.push(event),
+      onReceipt: (event) => receipts.push(event),
+    })
+    const free = plain()
+    const watched = net.accounts[5]!.address
+    const before = await balanceOf(rpc.payee)
+
+    // The localnet mines a block every second, and each payment mines one: the block number can
+    // only be bracketed, and the block it names must be the same block on both.
+    const lowest = await free.getBlockNumber()
+    const blockNumber = await client.getBlockNumber()
+    const highest = await free.getBlockNumber()
+    expect(blockNumber).toBeGreaterThan(lowest) // the payment itself was mined first
+    expect(blockNumber).toBeLessThanOrEqual(highest)
+    expect((await free.getBlock({ blockNumber })).number).toBe(blockNumber)
+
+    expect(await client.getChainId()).toBe(1337)
+    expect(await free.getChainId()).toBe(1337)
+
+    const balance = await client.getBalance({ address: watched })
+    expect(balance).toBe(await free.getBalance({ address: watched }))
+
+    const calls = 3
+    const { counters } = rpc
+    expect(counters.payments).toEqual({ ...noPayments, charge: calls })
+    expect(counters.forwarded).toBe(calls)
+    expect(counters.challenges).toBe(calls)
+    expect(counters.requests).toBe(2 * calls) // one unpaid probe and one paid resend per call
+    const payeeGain = (await balanceOf(rpc.payee)) - before
+    expect(payeeGain).toBe(rpc.price * BigInt(counters.payments.charge))
+    expect(payeeGain).toBe(3_000n)
+
+    expect(challenged).toHaveBeenCalledTimes(calls)
+    expect(sent).toHaveLength(calls)
+    for (const event of sent) {
+      expect(event.quote).toEqual({
+        method: 'tempo',
+        intent: 'charge',
+        amount: rpc.price,
+        deposit: 0n,
+        currency: pathUsd,
+        recipient: rpc.payee,
+        chainId: 1337,
+      })
+      expect(event.origin).toBe(rpc.url)
+      expect(event.challenge.intent).toBe('charge')
+    }
+    expect(new Set(sent.map((event) => event.challenge.id)).size).toBe(calls)
+
+    expect(receipts).toHaveLength(calls)
+    const references = new Set<string>()
+    for (const [i, { receipt, challenge }] of receipts.entries()) {
+      expect(challenge.id).toBe(sent[i]!.challenge.id)
+      expect(receipt?.method).toBe('tempo')
+      expect(receipt?.status).toBe('success')
+      expect(receipt?.reference).toMatch(/^0x[0-9a-f]{64}$/)
+      const mined = await free.getTransactionReceipt({ hash: receipt!.reference as Hex })
+      expect(mined.status).toBe('success')
+      expect(mined.from).toBe(net.accounts[0]!.address.toLowerCase())
+      const paid = parseEventLogs({ abi: tip20, logs: mined.logs, eventName: 'Transfer' }).filter(
+        (log) => log.address === pathUsd && log.args.to === rpc.payee,
+      )
+      expect(paid.map((log) => log.args.amount)).toEqual([rpc.price])
+      references.add(receipt!.reference)
+    }
+    expect(references.size).toBe(calls)
+  })
+})
+
+test('concurrent identical calls are deduplicated by viem into one paid POST', async () => {
+  const rpc = await start()
+  const before = await balanceOf(rpc.payee)
+  const client = paidClient(rpc.url, { provider: provider(1) })
+  expect(
+    await Promise.all([client.getChainId(), client.getChainId(), client.getChainId()]),
+  ).toEqual([1337, 1337, 1337])
+  expect(rpc.counters).toEqual({
+    requests: 2,
+    challenges: 1,
+    forwarded: 1,
+    payments: { ...noPayments, charge: 1 },
+  })
+  expect((await balanceOf(rpc.payee)) - before).toBe(rpc.price)
+})
+
+test('a batch of three calls is one POST and one payment', async () => {
+  const rpc = await start()
+  const sent = vi.fn()
+  const recorder = recordingFetch()
+  const client = createPublicClient({
+    chain: net.chain,
+    cacheTime: 0,
+    transport: mppHttp(rpc.url, {
+      batch: true,
+      provider: provider(1),
+      onPaymentSent: sent,
+      fetchFn: recorder.fetchFn,
+    }),
+  })
+  const watched = net.accounts[6]!.address
+  const before = await balanceOf(rpc.payee)
+  const expectedBalance = await plain().getBalance({ address: watched })
+  const lowest = await plain().getBlockNumber()
+
+  const [chainId, blockNumber, balance] = await Promise.all([
+    client.getChainId(),
+    client.getBlockNumber(),
+    client.getBalance({ address: watched }),
+  ])
+  expect(chainId).toBe(1337)
+  expect(blockNumber).toBeGreaterThan(lowest)
+  expect(blockNumber).toBeLessThanOrEqual(await plain().getBlockNumber())
+  expect(balance).toBe(expectedBalance)
+
+  expect(rpc.counters).toEqual({
+    requests: 2,
+    challenges: 1,
+    forwarded: 1,
+    payments: { ...noPayments, charge: 1 },
+  })
+  expect(sent).toHaveBeenCalledTimes(1)
+  const batch = ['eth_chainId', 'eth_blockNumber', 'eth_getBalance']
+  expect(recorder.sent).toEqual([
+    { methods: batch, paid: false },
+    { methods: batch, paid: true },
+  ])
+  expect((await balanceOf(rpc.payee)) - before).toBe(rpc.price)
+})
+
+test('a wallet client sends a TIP-20 transfer through the paid endpoint, every POST paid once', async () => {
+  const rpc = await start()
+  const account = accountOf(0)
+  const { fetchFn, sent } = recordingFetch()
+  const wallet = createWalletClient({
+    account,
+    chain: net.chain,
+    cacheTime: 0,
+    pollingInterval: 50,
+    transport: mppHttp(rpc.url, { provider: provider(0), fetchFn }),
+  }).extend(publicActions)
+  const recipient = privateKeyToAddress(generatePrivateKey())
+  const payeeBefore = await balanceOf(rpc.payee)
+  expect(await balanceOf(recipient)).toBe(0n)
+
+  const hash = await wallet.writeContract({
+    address: net.currency,
+    abi: tip20,
+    functionName: 'transfer',
+    args: [recipient, 12_345n],
+  })
+  const receipt = await wallet.waitForTransactionReceipt({ hash })
+  expect(receipt.status).toBe('success')
+  expect(receipt.from).toBe(account.address.toLowerCase())
+  expect((await plain().getTransactionReceipt({ hash })).status).toBe('success')
+
+  expect(await balanceOf(recipient)).toBe(12_345n)
+  const { counters } = rpc
+  expect(counters.forwarded).toBeGreaterThanOrEqual(3) // at least chain id, send, receipt
+  expect(counters.payments).toEqual({ ...noPayments, charge: counters.forwarded })
+  expect(counters.challenges).toBe(counters.forwarded)
+  expect(counters.requests).toBe(counters.forwarded + counters.challenges)
+  // What the client sent matches: each JSON-RPC POST once unpaid, then once with its credential.
+  expect(sent).toHaveLength(counters.requests)
+  sent.forEach(({ paid, methods }, i) => {
+    expect(paid).toBe(i % 2 === 1)
+    if (paid) expect(methods).toEqual(sent[i - 1]!.methods)
+  })
+  expect(sent.filter(({ paid }) => paid).flatMap(({ methods }) => methods)).toContain(
+    'eth_sendRawTransaction',
+  )
+  expect((await balanceOf(rpc.payee)) - payeeBefore).toBe(
+    rpc.price * BigInt(counters.payments.charge),
+  )
+})
+
+test('a free endpoint is never paid', async () => {
+  const rpc = await start() // only to know the payee, whose balance must not move
+  const sent = vi.fn()
+  const challenged = vi.fn()
+  const client = paidClient(net.rpcUrl, {
+    provider: provider(0),
+    onPaymentSent: sent,
+    onChallenge: challenged,
+  })
+  const before = await balanceOf(rpc.payee)
+  const watched = net.accounts[7]!.address
+
+  expect(await client.getChainId()).toBe(1337)
+  expect(await client.getBalance({ address: watched })).toBe(
+    await plain().getBalance({ address: watched }),
+  )
+  expect(await client.getBlockNumber()).toBeGreaterThan(0n)
+
+  expect(sent).not.toHaveBeenCalled()
+  expect(challenged).not.toHaveBeenCalled()
+  expect(await balanceOf(rpc.payee)).toBe(before)
+  expect(rpc.counters.requests).toBe(0)
+})
+
+describe('spending caps at their exact boundaries', () => {
+  const price = 1_000n
+
+  test('maxAmount equal to the price pays', async () => {
+    const rpc = await start(price)
+    const before = await balanceOf(rpc.payee)
+    const client = paidClient(rpc.url, { provider: provider(2), maxAmount: price })
+    expect(await client.getChainId()).toBe(1337)
+    expect(rpc.counters.payments.charge).toBe(1)
+    expect((await balanceOf(rpc.payee)) - before).toBe(price)
+  })
+
+  test('maxAmount one below the price refuses, and the server gets no credential', async () => {
+    const rpc = await start(price)
+    const before = await balanceOf(rpc.payee)
+    const sent = vi.fn()
+    const client = paidClient(rpc.url, {
+      provider: provider(2),
+      maxAmount: price - 1n,
+      onPaymentSent: sent,
+    })
+    const error = await rejection(client.getChainId())
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('maxAmount')
+    expect((error as PaymentRefusedError).amount).toBe(price)
+    expect((error as PaymentRefusedError).currency).toBe(pathUsd)
+    expect(error.message).toContain('Limit: 999')
+    expect(sent).not.toHaveBeenCalled()
+    expect(rpc.counters).toEqual({
+      requests: 1,
+      challenges: 1,
+      forwarded: 0,
+      payments: noPayments,
+    })
+    expect(await balanceOf(rpc.payee)).toBe(before)
+  })
+
+  test('a budget of two prices pays two calls and refuses the third', async () => {
+    const rpc = await start(price)
+    const before = await balanceOf(rpc.payee)
+    const client = paidClient(rpc.url, { provider: provider(2), budget: 2n * price })
+    expect(await client.getChainId()).toBe(1337)
+    expect(await client.getChainId()).toBe(1337)
+    expect(rpc.counters.payments.charge).toBe(2)
+
+    const error = await rejection(client.getChainId())
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('budget')
+    expect((error as PaymentRefusedError).amount).toBe(price)
+    expect(error.message).toContain('Limit: 0')
+    expect(rpc.counters).toEqual({
+      requests: 5, // two paid calls (probe + resend each), one refused probe
+      challenges: 3,
+      forwarded: 2,
+      payments: { ...noPayments, charge: 2 },
+    })
+    expect((await balanceOf(rpc.payee)) - before).toBe(2n * price)
+  })
+
+  test('onPaymentRequired returning false refuses; it is shown the exact quote', async () => {
+    const rpc = await start(price)
+    const before = await balanceOf(rpc.payee)
+    const asked: PaymentRequiredEvent[] = []
+    const client = paidClient(rpc.url, {
+      provider: provider(2),
+      onPaymentRequired: (event) => {
+        asked.push(event)
+        return false
+      },
+    })
+    const error = await rejection(client.getChainId())
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('onPaymentRequired')
+    expect(asked).toHaveLength(1)
+    expect(asked[0]!.quote.amount).toBe(price)
+    expect(asked[0]!.quote.currency).toBe(pathUsd)
+    expect(asked[0]!.quote.recipient).toBe(rpc.payee)
+    expect(asked[0]!.origin).toBe(rpc.url)
+    expect(rpc.counters.payments).toEqual(noPayments)
+    expect(rpc.counters.forwarded).toBe(0)
+    expect(await balanceOf(rpc.payee)).toBe(before)
+  })
+
+  test('onPaymentRequired returning true pays', async () => {
+    const rpc = await start(price)
+    const before = await balanceOf(rpc.payee)
+    const onPaymentRequired = vi.fn((event: PaymentRequiredEvent) => event.quote.amount === price)
+    const client = paidClient(rpc.url, { provider: provider(2), onPaymentRequired })
+    expect(await client.getChainId()).toBe(1337)
+    expect(onPaymentRequired).toHaveBeenCalledTimes(1)
+    expect(rpc.counters.payments.charge).toBe(1)
+    expect((await balanceOf(rpc.payee)) - before).toBe(price)
+  })
+
+  test('concurrent calls under a budget of two prices: exactly two pay', async () => {
+    const rpc = await start(price)
+    const before = await balanceOf(rpc.payee)
+    const client = paidClient(rpc.url, { provider: provider(2), budget: 2n * price })
+    const watched = net.accounts[8]!.address
+    const results = await Promise.allSettled([
+      client.getChainId(),
+      client.getBlockNumber(),
+      client.getBalance({ address: watched }),
+    ])
+    const fulfilled = results.filter((result) => result.status === 'fulfilled')
+    const rejected = results.flatMap((result) => (result.status === 'rejected' ? [result] : []))
+    expect(fulfilled).toHaveLength(2)
+    expect(rejected).toHaveLength(1)
+    expect(rejected[0]!.reason).toBeInstanceOf(PaymentRefusedError)
+    expect((rejected[0]!.reason as PaymentRefusedError).reason).toBe('budget')
+    expect(rpc.counters).toEqual({
+      requests: 5,
+      challenges: 3,
+      forwarded: 2,
+      payments: { ...noPayments, charge: 2 },
+    })
+    expect((await balanceOf(rpc.payee)) - before).toBe(2n * price)
+  })
+
+  test('a refused readContract is wrapped by viem; walk() finds the PaymentRefusedError', async () => {
+    const rpc = await start(price)
+    const client = paidClient(rpc.url, { provider: provider(2), maxAmount: price - 1n })
+    const error = await rejection(
+      client.readContract({
+        address: net.currency,
+        abi: tip20,
+        functionName: 'balanceOf',
+        args: [rpc.payee],
+      }),
+    )
+    expect(error).toBeInstanceOf(ContractFunctionExecutionError)
+    expect(error.cause).toBeInstanceOf(CallExecutionError)
+    expect((error.cause as Error).cause).toBeInstanceOf(PaymentRefusedError)
+    const refused = (error as BaseError).walk((e) => e instanceof PaymentRefusedError)
+    expect((refused as PaymentRefusedError).reason).toBe('maxAmount')
+    expect((error as BaseError).shortMessage).toBe(
+      'The payment exceeds `maxAmount`; nothing was paid.',
+    )
+    expect(rpc.counters.payments).toEqual(noPayments)
+  })
+})
+
+describe('nothing can pay', () => {
+  test('without a provider: PaymentRequiredError noProvider, with setup guidance', async () => {
+    const rpc = await start()
+    const error = await rejection(paidClient(rpc.url).getChainId())
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noProvider')
+    expect((error as PaymentRequiredError).origin).toBe(rpc.url)
+    expect(error.message).toContain('provider')
+    expect(error.message).toContain('mppHttp(url, { provider: charge({ account, client }) })')
+    expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  })
+
+  test('charge() refuses a chain client that is itself paid', async () => {
+    const rpc = await start()
+    const paidChainClient = createClient({ chain: net.chain, transport: mppHttp(rpc.url) })
+    expect(() => charge({ account: accountOf(3), client: paidChainClient })).toThrow(
+      'charge(): `client` must not use a paid (mppHttp) transport.',
+    )
+    expect(rpc.counters.requests).toBe(0)
+  })
+
+  test('a provider for another chain: PaymentRequiredError noSupportedChallenge', async () => {
+    const rpc = await start()
+    const before = await balanceOf(rpc.payee)
+    const otherChain = defineChain({ ...net.chain, id: 4242 })
+    const client = paidClient(rpc.url, { provider: provider(3, otherChain) })
+    const error = await rejection(client.getChainId())
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
+    expect(error.message).toContain('tempo/charge: not supported by the provider')
+    expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+    expect(await balanceOf(rpc.payee)).toBe(before)
+  })
+})
+
+test('viem retries never repeat a refused payment flow', async () => {
+  const rpc = await start()
+  const client = paidClient(rpc.url, {
+    provider: provider(4),
+    maxAmount: 1n,
+    retryCount: 3,
+    retryDelay: 1,
+  })
+  const calls = 3
+  for (let i = 0; i < calls; i++) {
+    const error = await rejection(client.getChainId())
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('maxAmount')
+  }
+  expect(rpc.counters).toEqual({
+    requests: calls,
+    challenges: calls,
+    forwarded: 0,
+    payments: noPayments,
+  })
+})
+
+test('fallback() stops at a refused payment instead of falling through to the free node', async () => {
+  const rpc = await start()
+  const freeRequests = vi.fn()
+  const client = createPublicClient({
+    chain: net.chain,
+    cacheTime: 0,
+    transport: fallback([
+      mppHttp(rpc.url, { maxAmount: 1n, provider: provider(4) }),
+      http(net.rpcUrl, { onFetchRequest: freeRequests }),
+    ]),
+  })
+  const error = await rejection(client.getChainId())
+
+  // viem's fallback wraps the refusal (code 4001) in its UserRejectedRequestError.
+  expect(error).toBeInstanceOf(UserRejectedRequestError)
+  expect(error).not.toBeInstanceOf(PaymentRefusedError)
+  expect(error.cause).toBeInstanceOf(PaymentRefusedError)
+  const refused = (error as BaseError).walk((e) => e instanceof PaymentRefusedError)
+  expect(refused).toBeInstanceOf(PaymentRefusedError)
+  expect((refused as PaymentRefusedError).reason).toBe('maxAmount')
+
+  expect(freeRequests).not.toHaveBeenCalled()
+  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+})
