@@ -20,6 +20,7 @@ import {
   LocalnetStartError,
   startLocalnet,
 } from '../../src/testing/index.js'
+import { rejectionOf } from '../support/rejection.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
 const tip20 = parseAbi([
@@ -73,14 +74,6 @@ function chainIdAt(rpcUrl: string) {
 }
 
 /** The error a promise rejects with (fails the test if it resolves). */
-async function rejectionOf(promise: Promise<unknown>) {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${String(value)}`)
-    },
-    (error: unknown) => error as Error,
-  )
-}
 
 function listen(server: Server) {
   return new Promise<number>((resolve, reject) => {

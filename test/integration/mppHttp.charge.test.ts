@@ -26,35 +26,23 @@ import {
   PaymentRequiredError,
   type PaymentRequiredEvent,
 } from '../../src/index.js'
-import {
-  type Localnet,
-  type PaidRpc,
-  startLocalnet,
-  startPaidRpc,
-} from '../../src/testing/index.js'
+import type { Localnet, PaidRpc } from '../../src/testing/index.js'
+import { tip20, useLocalnet } from '../support/localnet.js'
+import { rejectionOf } from '../support/rejection.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
-const tip20 = parseAbi([
-  'function balanceOf(address) view returns (uint256)',
-  'function transfer(address to, uint256 amount) returns (bool)',
-  'event Transfer(address indexed from, address indexed to, uint256 amount)',
-])
 
+const localnet = useLocalnet()
+const { balanceOf } = localnet
 let net: Localnet
-beforeAll(async () => {
-  net = await startLocalnet()
-})
-afterAll(() => net?.stop())
-
-let rpc: PaidRpc | undefined
-afterEach(async () => {
-  await rpc?.stop()
-  rpc = undefined
+let rpc: PaidRpc
+beforeAll(() => {
+  net = localnet.net
 })
 
 /** Starts the paid RPC under test in front of the localnet; stopped after each test. */
 async function start(price = 1_000n) {
-  rpc = await startPaidRpc({ upstream: net.rpcUrl, chain: net.chain, intent: 'charge', price })
+  rpc = await localnet.startPaidRpc({ intent: 'charge', price })
   return rpc
 }
 
@@ -75,24 +63,6 @@ function provider(index = 0, chain = net.chain) {
 /** A public client on `url` through mppHttp, without caching, so every call is a request. */
 function paidClient(url: string, config: MppHttpTransportConfig = {}) {
   return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
-}
-
-const balanceOf = (address: Hex) =>
-  plain().readContract({
-    address: net.currency,
-    abi: tip20,
-    functionName: 'balanceOf',
-    args: [address],
-  })
-
-/** What `promise` rejects with (fails the test if it resolves). */
-async function rejection(promise: Promise<unknown>) {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${String(value)}`)
-    },
-    (error: unknown) => error as Error,
-  )
 }
 
 const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
@@ -340,7 +310,7 @@ describe('spending caps at their exact boundaries', () => {
       maxAmount: price - 1n,
       onPaymentSent: sent,
     })
-    const error = await rejection(client.getChainId())
+    const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('maxAmount')
     expect((error as PaymentRefusedError).amount).toBe(price)
@@ -364,7 +334,7 @@ describe('spending caps at their exact boundaries', () => {
     expect(await client.getChainId()).toBe(1337)
     expect(rpc.counters.payments.charge).toBe(2)
 
-    const error = await rejection(client.getChainId())
+    const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('budget')
     expect((error as PaymentRefusedError).amount).toBe(price)
@@ -389,7 +359,7 @@ describe('spending caps at their exact boundaries', () => {
         return false
       },
     })
-    const error = await rejection(client.getChainId())
+    const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('onPaymentRequired')
     expect(asked).toHaveLength(1)
@@ -441,7 +411,7 @@ describe('spending caps at their exact boundaries', () => {
   test('a refused readContract is wrapped by viem; walk() finds the PaymentRefusedError', async () => {
     const rpc = await start(price)
     const client = paidClient(rpc.url, { provider: provider(2), maxAmount: price - 1n })
-    const error = await rejection(
+    const error = await rejectionOf(
       client.readContract({
         address: net.currency,
         abi: tip20,
@@ -464,7 +434,7 @@ describe('spending caps at their exact boundaries', () => {
 describe('nothing can pay', () => {
   test('without a provider: PaymentRequiredError noProvider, with setup guidance', async () => {
     const rpc = await start()
-    const error = await rejection(paidClient(rpc.url).getChainId())
+    const error = await rejectionOf(paidClient(rpc.url).getChainId())
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noProvider')
     expect((error as PaymentRequiredError).origin).toBe(rpc.url)
@@ -487,7 +457,7 @@ describe('nothing can pay', () => {
     const before = await balanceOf(rpc.payee)
     const otherChain = defineChain({ ...net.chain, id: 4242 })
     const client = paidClient(rpc.url, { provider: provider(3, otherChain) })
-    const error = await rejection(client.getChainId())
+    const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
     expect(error.message).toContain('tempo/charge: not supported by the provider')
@@ -506,7 +476,7 @@ test('viem retries never repeat a refused payment flow', async () => {
   })
   const calls = 3
   for (let i = 0; i < calls; i++) {
-    const error = await rejection(client.getChainId())
+    const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('maxAmount')
   }
@@ -529,7 +499,7 @@ test('fallback() stops at a refused payment instead of falling through to the fr
       http(net.rpcUrl, { onFetchRequest: freeRequests }),
     ]),
   })
-  const error = await rejection(client.getChainId())
+  const error = await rejectionOf(client.getChainId())
 
   // viem's fallback wraps the refusal (code 4001) in its UserRejectedRequestError.
   expect(error).toBeInstanceOf(UserRejectedRequestError)

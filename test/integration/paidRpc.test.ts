@@ -4,37 +4,19 @@ import { createClient, type Hex, http, parseAbi, publicActions } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { Abis } from 'viem/tempo'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import {
-  type Localnet,
-  type PaidRpc,
-  PaidRpcStartError,
-  type StartPaidRpcOptions,
-  startLocalnet,
-  startPaidRpc,
-} from '../../src/testing/index.js'
+import { type Localnet, PaidRpcStartError, startPaidRpc } from '../../src/testing/index.js'
+import { useLocalnet } from '../support/localnet.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
 const reserveAddress = '0x4d50500000000000000000000000000000000000'
 const problems = 'https://paymentauth.org/problems'
-const tip20 = parseAbi(['function balanceOf(address) view returns (uint256)'])
-
+const localnet = useLocalnet()
+const { balanceOf } = localnet
 let net: Localnet
-beforeAll(async () => {
-  net = await startLocalnet()
+beforeAll(() => {
+  net = localnet.net
 })
-afterAll(() => net?.stop())
-
-let rpc: PaidRpc | undefined
-afterEach(async () => {
-  await rpc?.stop()
-  rpc = undefined
-})
-
-/** Starts the paid RPC under test in front of the localnet; stopped after each test. */
-async function start(options: Partial<StartPaidRpcOptions> = {}) {
-  rpc = await startPaidRpc({ upstream: net.rpcUrl, chain: net.chain, ...options })
-  return rpc
-}
+const start = localnet.startPaidRpc
 
 /** A viem client on the localnet itself (never the paid endpoint), for paying and for reading. */
 function chainClient(index: number) {
@@ -43,14 +25,6 @@ function chainClient(index: number) {
     publicActions,
   )
 }
-
-const balanceOf = (address: Hex) =>
-  chainClient(0).readContract({
-    address: net.currency,
-    abi: tip20,
-    functionName: 'balanceOf',
-    args: [address],
-  })
 
 const call = (id: number, method = 'eth_chainId') =>
   JSON.stringify({ jsonrpc: '2.0', id, method, params: [] })

@@ -23,6 +23,7 @@ import {
   rpcResult,
   startFakeServer,
 } from '../support/fakeServer.js'
+import { rejectionOf } from '../support/rejection.js'
 
 const chain = defineChain({
   id: 1337,
@@ -68,15 +69,6 @@ function clientFor(url: string, config: MppHttpTransportConfig = {}) {
   return createClient({ chain, transport: mppHttp(url, config) })
 }
 
-async function rejection(promise: Promise<unknown>) {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection')
-    },
-    (error: unknown) => error as Error,
-  )
-}
-
 describe('without a 402', () => {
   test('it answers, fails and retries exactly as http() does', async () => {
     let calls = 0
@@ -99,10 +91,10 @@ describe('without a 402', () => {
       await plain.request({ method: 'eth_chainId' }),
     )
     calls = 0
-    const plainError = await rejection(plain.request({ method: 'eth_blockNumber' }))
+    const plainError = await rejectionOf(plain.request({ method: 'eth_blockNumber' }))
     const plainCalls = calls
     calls = 0
-    const paidError = await rejection(paid.request({ method: 'eth_blockNumber' }))
+    const paidError = await rejectionOf(paid.request({ method: 'eth_blockNumber' }))
     expect(paidError).toBeInstanceOf(HttpRequestError)
     expect((paidError as HttpRequestError).status).toBe(503)
     expect(paidError.constructor).toBe(plainError.constructor)
@@ -131,14 +123,14 @@ describe('viem retries', () => {
       chain,
       transport: http(server.url, { retryCount: 2, retryDelay: 1 }),
     })
-    const plainError = await rejection(plain.request({ method: 'eth_blockNumber' }))
+    const plainError = await rejectionOf(plain.request({ method: 'eth_blockNumber' }))
     const plainCalls = server.requests.length
     const paid = clientFor(server.url, {
       provider: fakeProvider().provider,
       retryCount: 2,
       retryDelay: 1,
     })
-    const paidError = await rejection(paid.request({ method: 'eth_blockNumber' }))
+    const paidError = await rejectionOf(paid.request({ method: 'eth_blockNumber' }))
     expect(plainCalls).toBe(3)
     expect(server.requests.length - plainCalls).toBe(3)
     expect(paidError).toBeInstanceOf(InternalRpcError)
@@ -155,7 +147,7 @@ describe('viem retries', () => {
         .end(internalError(request.body))
     })
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider, retryCount: 3, retryDelay: 1 }).request({
         method: 'eth_blockNumber',
       }),
@@ -282,7 +274,7 @@ describe('nothing can pay', () => {
   ])('%s: PaymentRequiredError, nothing signed', async (_, header) => {
     const server = await serve((_, response) => answer402(response, header))
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
     expect(error).toBeInstanceOf(PaymentRequiredError)
@@ -310,7 +302,7 @@ describe('nothing can pay', () => {
   ])('%s: PaymentRequiredError saying why', async (_, header, why) => {
     const server = await serve((_, response) => answer402(response, header))
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
     expect(error).toBeInstanceOf(PaymentRequiredError)
@@ -337,7 +329,7 @@ describe('nothing can pay', () => {
     mock.listen({ onUnhandledRequest: 'error' })
     try {
       const { provider, calls } = fakeProvider()
-      const error = await rejection(
+      const error = await rejectionOf(
         clientFor(url, { provider }).request({ method: 'eth_blockNumber' }),
       )
       expect(error).toBeInstanceOf(PaymentRequiredError)
@@ -350,7 +342,7 @@ describe('nothing can pay', () => {
 
   test('no provider: PaymentRequiredError with set-up guidance', async () => {
     const server = await serve(paywall())
-    const error = await rejection(clientFor(server.url).request({ method: 'eth_blockNumber' }))
+    const error = await rejectionOf(clientFor(server.url).request({ method: 'eth_blockNumber' }))
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noProvider')
     expect(error.message).toContain('mppHttp(url, { provider: charge({ account, client }) })')
@@ -365,7 +357,7 @@ describe('spending policy', () => {
   ] as const)('%s refuses before anything is signed or sent', async (reason, policy) => {
     const server = await serve(paywall())
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider, ...policy, retryCount: 3 }).request({
         method: 'eth_blockNumber',
       }),
@@ -386,7 +378,7 @@ describe('spending policy', () => {
     const client = clientFor(server.url, { provider, maxAmount: 100n, budget: 200n })
     await client.request({ method: 'eth_blockNumber' })
     await client.request({ method: 'eth_blockNumber' })
-    const error = await rejection(client.request({ method: 'eth_blockNumber' }))
+    const error = await rejectionOf(client.request({ method: 'eth_blockNumber' }))
     expect((error as PaymentRefusedError).reason).toBe('budget')
     expect(calls.committed).toHaveLength(2)
     expect(server.paid()).toHaveLength(2)
@@ -419,7 +411,7 @@ describe('after the credential was sent', () => {
     }
     const server = await serve((_, response) => answer402(response, challengeHeader(), problem))
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider, retryCount: 3, budget: 100n }).request({
         method: 'eth_blockNumber',
       }),
@@ -441,7 +433,7 @@ describe('after the credential was sent', () => {
       }),
     )
     const { provider } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
     expect(error).toBeInstanceOf(PaymentFailedError)
@@ -458,7 +450,7 @@ describe('after the credential was sent', () => {
       answer402(response, same, { type: 'https://paymentauth.org/problems/invalid-challenge' }),
     )
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
     expect(error).toBeInstanceOf(PaymentFailedError)
@@ -518,7 +510,7 @@ describe('after the credential was sent', () => {
       )
     })
     const { provider, calls } = fakeProvider({ recover: false })
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
     expect(error).toBeInstanceOf(PaymentFailedError)
@@ -552,14 +544,14 @@ describe('after the credential was sent', () => {
     })
     const { provider, calls } = fakeProvider()
     const client = clientFor(server.url, { provider, retryCount: 3, retryDelay: 1, budget: 150n })
-    const error = await rejection(client.request({ method: 'eth_blockNumber' }))
+    const error = await rejectionOf(client.request({ method: 'eth_blockNumber' }))
     expect(error).toBeInstanceOf(PaymentFailedError)
     expect((error as PaymentFailedError).status).toBe(502)
     expect((error as PaymentFailedError).settled).toBe(true)
     expect(calls.committed).toHaveLength(1)
     expect(server.requests).toHaveLength(2)
     // The budget counted it: a second payment of 100 would exceed 150.
-    const second = await rejection(client.request({ method: 'eth_blockNumber' }))
+    const second = await rejectionOf(client.request({ method: 'eth_blockNumber' }))
     expect((second as PaymentRefusedError).reason).toBe('budget')
   })
 
@@ -569,7 +561,7 @@ describe('after the credential was sent', () => {
       response.socket?.destroy()
     })
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider, retryCount: 3, retryDelay: 1 }).request({
         method: 'eth_blockNumber',
       }),
@@ -589,7 +581,7 @@ describe('after the credential was sent', () => {
       response.writeHead(307, { location: `${elsewhere.url}/steal` }).end()
     })
     const { provider } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
     expect(error).toBeInstanceOf(PaymentFailedError)
@@ -617,7 +609,7 @@ describe('timeouts', () => {
       // Never answers.
     })
     const { provider, calls } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(server.url, { provider, paymentTimeout: 200, retryCount: 2 }).request({
         method: 'eth_blockNumber',
       }),
@@ -642,7 +634,7 @@ describe('errors', () => {
         http(free.url),
       ]),
     })
-    const error = await rejection(client.request({ method: 'eth_blockNumber' }))
+    const error = await rejectionOf(client.request({ method: 'eth_blockNumber' }))
     expect(free.requests).toHaveLength(0)
     expect(
       (error as PaymentRefusedError).walk((e) => e instanceof PaymentRefusedError),
@@ -655,7 +647,7 @@ describe('errors', () => {
       response.writeHead(500).end()
     })
     const { provider } = fakeProvider()
-    const error = await rejection(
+    const error = await rejectionOf(
       clientFor(`${server.url}/v1/secret-key?apikey=secret`, { provider }).request({
         method: 'eth_blockNumber',
       }),
