@@ -10,13 +10,12 @@ import {
   fallback,
   type Hex,
   http,
-  parseAbi,
   parseEventLogs,
   publicActions,
   UserRejectedRequestError,
 } from 'viem'
 import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
-import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
+import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   charge,
   type MppHttpTransportConfig,

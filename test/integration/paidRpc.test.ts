@@ -1,9 +1,9 @@
 import { Challenge, Credential, Receipt } from 'mppx'
 import { Mppx, sessionManager, tempo } from 'mppx/client'
-import { createClient, type Hex, http, parseAbi, publicActions } from 'viem'
+import { createClient, type Hex, http, publicActions } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { Abis } from 'viem/tempo'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { beforeAll, describe, expect, test } from 'vitest'
 import { type Localnet, PaidRpcStartError, startPaidRpc } from '../../src/testing/index.js'
 import { useLocalnet } from '../support/localnet.js'
 
