@@ -1,4 +1,5 @@
 import { Challenge, Receipt } from 'mppx'
+import { rankByAcceptPayment } from '../AcceptPayment.js'
 import { PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { classifyRejection, type Problem, readProblem } from '../Problem.js'
@@ -226,7 +227,11 @@ function choose(
     if (reason) passedOver.push(`${describe(challenge)}: ${reason}`)
     else candidates.push(challenge)
   }
-  const challenge = provider.select ? provider.select(candidates) : candidates[0]
+  const ranked = rankByAcceptPayment(candidates, provider.acceptPayment)
+  for (const challenge of candidates)
+    if (!ranked.includes(challenge))
+      passedOver.push(`${describe(challenge)}: not in the provider's Accept-Payment`)
+  const challenge = provider.select ? provider.select(ranked) : ranked[0]
   if (challenge) return challenge
   if (rejection)
     throw new PaymentFailedError({

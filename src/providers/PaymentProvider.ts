@@ -6,8 +6,8 @@ import type { Problem, Rejection } from '../Problem.js'
  * Who pays. The transport's payment flow owns HTTP and spending policy; a provider owns chain
  * work and payment state. For each 402 the flow:
  *
- * 1. drops expired, already-paid and other-chain challenges, and asks {@link PaymentProvider.select}
- *    for one of the rest;
+ * 1. drops expired, already-paid, other-chain and unsupported challenges, ranks the rest by
+ *    {@link PaymentProvider.acceptPayment}, and asks {@link PaymentProvider.select} for one;
  * 2. calls {@link PaymentProvider.prepare}, which says what the payment would cost and signs
  *    nothing;
  * 3. checks that cost against `maxAmount`, `budget` and `onPaymentRequired`; on refusal it calls
@@ -41,8 +41,14 @@ export type PaymentProvider = {
   /** Whether this provider can pay `challenge` (method, intent, chain, currency). */
   supports(challenge: Challenge.Challenge): boolean
   /**
-   * Picks the challenge to pay among those it supports, which come in the server's order of
-   * preference. Default: the first.
+   * What it prefers to pay, as an `Accept-Payment` value (e.g. `tempo/session, tempo/charge;q=0.5`):
+   * challenges are ranked by it, and those it gives `q=0` or does not name are passed over.
+   * Default: every supported challenge, in the server's order.
+   */
+  acceptPayment?: string | undefined
+  /**
+   * Picks the challenge to pay among those it supports, ranked by `acceptPayment` (else in the
+   * server's order of preference). Default: the first.
    */
   select?(challenges: readonly Challenge.Challenge[]): Challenge.Challenge | undefined
   /** Prepares a payment for `challenge`: works out its cost, signs nothing. */

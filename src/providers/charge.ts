@@ -76,6 +76,7 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
   }
 
   return {
+    acceptPayment: 'tempo/charge',
     supports: (challenge) => parse(challenge) !== undefined,
     async prepare({ challenge }) {
       const request = parse(challenge)

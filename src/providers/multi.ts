@@ -1,9 +1,11 @@
 import type { Challenge } from 'mppx'
+import { rankByAcceptPayment } from '../AcceptPayment.js'
 import type { PaymentProvider } from './PaymentProvider.js'
 
 /**
  * Combines providers in order of preference: a challenge is paid by the first provider that
- * supports it, and among several challenges the first provider's choice wins.
+ * supports it, and among several challenges the first provider's choice (by its own
+ * `acceptPayment` and `select`) wins.
  *
  * @example
  * ```ts
@@ -23,7 +25,10 @@ export function multi(providers: readonly PaymentProvider[]): PaymentProvider {
     supports: (challenge) => providers.some((provider) => provider.supports(challenge)),
     select(challenges) {
       for (const provider of providers) {
-        const supported = challenges.filter((challenge) => provider.supports(challenge))
+        const supported = rankByAcceptPayment(
+          challenges.filter((challenge) => provider.supports(challenge)),
+          provider.acceptPayment,
+        )
         const chosen = provider.select ? provider.select(supported) : supported[0]
         if (chosen) return chosen
       }

@@ -58,9 +58,11 @@ export function receiptHeader(reference = '0xabc') {
 export function fakeProvider({
   method = 'test',
   recover = false,
+  acceptPayment,
 }: {
   method?: string
   recover?: boolean | ((parameters: RecoverParameters) => boolean)
+  acceptPayment?: string
 } = {}) {
   const calls = {
     prepared: [] as string[],
@@ -70,6 +72,7 @@ export function fakeProvider({
     recovered: [] as RecoverParameters['reason'][],
   }
   const provider: PaymentProvider = {
+    acceptPayment,
     supports: (challenge) => challenge.method === method,
     async prepare({ challenge }) {
       calls.prepared.push(challenge.id)

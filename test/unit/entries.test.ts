@@ -32,9 +32,11 @@ describe('package entries', () => {
     expect(files.some((file) => file.includes('/testing/'))).toBe(false)
   })
 
-  test('imports flow one way: providers never reach the flow or the transport', () => {
-    for (const file of importGraph('providers/charge.ts').files) {
-      expect(file).not.toMatch(/\/flow\/|mppHttp\.ts$/)
-    }
-  })
+  test.each(['providers/charge.ts', 'providers/multi.ts', 'providers/PaymentProvider.ts'])(
+    'imports flow one way: %s never reaches the flow or the transport',
+    (provider) => {
+      for (const file of importGraph(provider).files)
+        expect(file).not.toMatch(/\/flow\/|mppHttp\.ts$/)
+    },
+  )
 })

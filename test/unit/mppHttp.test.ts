@@ -239,6 +239,18 @@ describe('paying a 402', () => {
     expect(calls.prepared).toEqual(['first'])
   })
 
+  test("the provider's Accept-Payment ranks the challenges", async () => {
+    const server = await serve(
+      paywall(() => [
+        challengeHeader({ intent: 'charge', id: 'charge' }),
+        challengeHeader({ intent: 'session', id: 'session' }),
+      ]),
+    )
+    const { provider, calls } = fakeProvider({ acceptPayment: 'test/session, test/charge;q=0.5' })
+    await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })
+    expect(calls.prepared).toEqual(['session'])
+  })
+
   test('a Payment challenge among other schemes is found', async () => {
     const server = await serve(
       paywall(
@@ -290,6 +302,11 @@ describe('nothing can pay', () => {
       'other/charge: not supported by the provider',
     ],
     [
+      'an unknown intent',
+      challengeHeader({ intent: 'authorize', id: 'c4' }),
+      "test/authorize: not in the provider's Accept-Payment",
+    ],
+    [
       'another chain',
       challengeHeader({ chainId: 1, id: 'c2' }),
       "test/charge: chain 1, not the client's 1337",
@@ -301,7 +318,7 @@ describe('nothing can pay', () => {
     ],
   ])('%s: PaymentRequiredError saying why', async (_, header, why) => {
     const server = await serve((_, response) => answer402(response, header))
-    const { provider, calls } = fakeProvider()
+    const { provider, calls } = fakeProvider({ acceptPayment: 'test/charge, other/charge' })
     const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
     )
