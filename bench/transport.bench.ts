@@ -14,7 +14,7 @@ const fetchFn = async (_input: unknown, init?: RequestInit) =>
   new Response(rpcResult(String(init?.body), '0x1234'), {
     headers: { 'content-type': 'application/json' },
   })
-const options = { time: 2_000, warmupTime: 500 }
+const options = { time: 3_000, warmupTime: 1_000 }
 
 describe('one call, no 402', () => {
   const plain = createClient({ transport: http(url, { fetchFn }) })
