@@ -1,4 +1,5 @@
 import { BaseError } from 'viem'
+import { redactError } from './internal/redactUrl.js'
 import type { Problem } from './Problem.js'
 
 /**
@@ -112,7 +113,7 @@ export class PaymentRefusedError extends BaseError {
     cause?: Error | undefined
   }) {
     super(refusals[reason], {
-      cause,
+      cause: cause && redactError(cause),
       metaMessages: [
         `Amount: ${amount} (base units of ${currency})`,
         ...(limit === undefined ? [] : [`Limit: ${limit}`]),
@@ -177,7 +178,7 @@ export class PaymentFailedError extends BaseError {
     cause?: Error | undefined
   }) {
     super(shortMessage, {
-      cause,
+      cause: cause && redactError(cause),
       metaMessages: [
         `Endpoint: ${origin}`,
         ...(status === undefined ? [] : [`Status: ${status}`]),

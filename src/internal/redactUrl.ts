@@ -9,3 +9,35 @@ export function redactUrl(url: string): string {
     return '<invalid URL>'
   }
 }
+
+const urlPattern = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi
+
+/** `text` with every URL in it cut down to its origin. */
+export function redactUrls(text: string): string {
+  return text.replace(urlPattern, (match) => {
+    // Sentence punctuation after a URL is not part of it.
+    const [, url = match, trailing = ''] = /^(.*?)([.,;:!?)\]]*)$/.exec(match) ?? []
+    const origin = redactUrl(url)
+    return `${origin === 'null' || origin === '<invalid URL>' ? '<URL>' : origin}${trailing}`
+  })
+}
+
+/**
+ * A copy of an error chain that is safe to attach to our errors: the same names and messages,
+ * with URLs cut down to their origins (a cause from the caller's own chain client quotes its RPC
+ * URL, API key included).
+ */
+export function redactError(error: unknown, depth = 0): Error {
+  const source = error instanceof Error ? error : new Error(String(error))
+  // viem's errors: the short message and details, without the request dump of the full message.
+  const { shortMessage, details } = source as { shortMessage?: unknown; details?: unknown }
+  const message =
+    typeof shortMessage === 'string'
+      ? `${shortMessage}${typeof details === 'string' && details ? ` ${details}` : ''}`
+      : source.message
+  const copy = new Error(redactUrls(message))
+  copy.name = source.name
+  if (source.cause !== undefined && depth < 8)
+    Object.defineProperty(copy, 'cause', { value: redactError(source.cause, depth + 1) })
+  return copy
+}
