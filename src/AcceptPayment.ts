@@ -25,12 +25,13 @@ function parseRanges(value: string): Range[] | undefined {
   const ranges: Range[] = []
   for (const part of value.split(',')) {
     const [token = '', ...parameters] = part.split(';').map((piece) => piece.trim())
-    const match = /^([a-z0-9*][a-z0-9:_*-]*)\/([a-z0-9*][a-z0-9_*-]*)$/i.exec(token)
-    if (!match) return undefined
+    const [, method, intent] =
+      /^([a-z0-9*][a-z0-9:_*-]*)\/([a-z0-9*][a-z0-9_*-]*)$/i.exec(token) ?? []
+    if (!method || !intent) return undefined
     const weight = parameters.find((parameter) => /^q=/i.test(parameter))?.slice(2)
     const q = weight === undefined ? 1 : Number(weight)
     if (!Number.isFinite(q) || q < 0 || q > 1) return undefined
-    ranges.push({ method: match[1]!.toLowerCase(), intent: match[2]!.toLowerCase(), q })
+    ranges.push({ method: method.toLowerCase(), intent: intent.toLowerCase(), q })
   }
   return ranges
 }
