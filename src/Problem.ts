@@ -21,23 +21,48 @@ const maxProblemSize = 64 * 1024
  */
 export async function readProblem(response: Response): Promise<Problem | undefined> {
   const type = response.headers.get('content-type') ?? ''
-  if (!type.includes('json')) {
-    await response.body?.cancel()
-    return undefined
-  }
-  const length = Number(response.headers.get('content-length') ?? 0)
-  if (length > maxProblemSize) {
-    await response.body?.cancel()
+  const text = type.includes('json') ? await readAtMost(response, maxProblemSize) : undefined
+  if (text === undefined) {
+    await response.body?.cancel().catch(() => {})
     return undefined
   }
   try {
-    const text = await response.text()
-    if (text.length > maxProblemSize) return undefined
     const parsed = problemSchema.safeParse(JSON.parse(text))
     return parsed.success ? parsed.data : undefined
   } catch {
     return undefined
   }
+}
+
+/** The body as text, or `undefined` once it grows past `limit` bytes (the rest is not read). */
+async function readAtMost(response: Response, limit: number): Promise<string | undefined> {
+  if (!response.body) return ''
+  const reader = response.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > limit) {
+        await reader.cancel()
+        return undefined
+      }
+      chunks.push(value)
+    }
+  } catch {
+    return undefined
+  } finally {
+    reader.releaseLock()
+  }
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return new TextDecoder().decode(bytes)
 }
 
 /**

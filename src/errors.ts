@@ -110,10 +110,10 @@ export class PaymentRefusedError extends BaseError {
     /** The limit it broke (`maxAmount`, or what is left of `budget`). */
     limit?: bigint | undefined
     /** What `onPaymentRequired` threw, if it threw. */
-    cause?: Error | undefined
+    cause?: unknown
   }) {
     super(refusals[reason], {
-      cause: cause && redactError(cause),
+      cause: cause === undefined ? undefined : redactError(cause),
       metaMessages: [
         `Amount: ${amount} (base units of ${currency})`,
         ...(limit === undefined ? [] : [`Limit: ${limit}`]),
@@ -169,16 +169,9 @@ export class PaymentFailedError extends BaseError {
     problem,
     settled,
     cause,
-  }: {
-    shortMessage: string
-    origin: string
-    status?: number | undefined
-    problem?: Problem | undefined
-    settled: boolean
-    cause?: Error | undefined
-  }) {
+  }: PaymentFailedError.Parameters) {
     super(shortMessage, {
-      cause: cause && redactError(cause),
+      cause: cause === undefined ? undefined : redactError(cause),
       metaMessages: [
         `Endpoint: ${origin}`,
         ...(status === undefined ? [] : [`Status: ${status}`]),
@@ -194,6 +187,17 @@ export class PaymentFailedError extends BaseError {
     this.status = status
     this.problem = problem
     this.settled = settled
+  }
+}
+
+export declare namespace PaymentFailedError {
+  type Parameters = {
+    shortMessage: string
+    origin: string
+    status?: number | undefined
+    problem?: Problem | undefined
+    settled: boolean
+    cause?: unknown
   }
 }
 

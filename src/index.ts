@@ -7,8 +7,8 @@ export {
   PaymentRequiredError,
   type PaymentRequiredErrorType,
 } from './errors.js'
-export { maxPaymentRounds, type PaymentEvent, type PaymentHooks } from './flow/paymentFlow.js'
-export type { PaymentRequiredEvent } from './flow/policy.js'
+export { maxPaymentRounds, type PaymentHooks } from './flow/paymentFlow.js'
+export type { PaymentEvent } from './flow/policy.js'
 export { type MppHttpTransport, type MppHttpTransportConfig, mppHttp } from './mppHttp.js'
 export type { Problem, Rejection } from './Problem.js'
 export { type ChargeParameters, charge } from './providers/charge.js'

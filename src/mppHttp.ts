@@ -1,5 +1,6 @@
 import {
   BaseError,
+  type Chain,
   createTransport,
   type EIP1193RequestFn,
   HttpRequestError,
@@ -8,6 +9,7 @@ import {
   RpcError,
   RpcRequestError,
   type RpcSchema,
+  TimeoutError,
   type Transport,
 } from 'viem'
 import {
@@ -20,6 +22,7 @@ import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
 import { createPaidCallLog } from './internal/paidCallLog.js'
 import { paidTransportMarker } from './internal/paidTransportMarker.js'
+import { redactUrl } from './internal/redactUrl.js'
 import type { PaymentProvider } from './providers/PaymentProvider.js'
 
 export type MppHttpTransportConfig<
@@ -98,65 +101,81 @@ export function mppHttp<
   } = config
   // Shared by every client built on this transport: the budget is the transport's.
   const policy = createSpendingPolicy({ maxAmount, budget, onPaymentRequired })
+  // Calls whose attempt was paid for: the retry layer must not pay for them again.
+  const paidCalls = createPaidCallLog()
   // A payment error travels through viem's HTTP client as a bare 402 response (a thrown error
   // would be wrapped into a retryable one); viem keeps that response's headers in the
-  // HttpRequestError it throws, which `request` below swaps back for the payment error.
+  // HttpRequestError it throws, and `attempt` swaps that error back for the payment error.
   const failures = new WeakMap<Headers, PaymentError>()
   // Looked up at call time, as http() does, so that a fetch patched later (msw, tests) is used.
   const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = (input, init) =>
     (fetchFn_ ?? fetch)(input, init)
 
-  // Calls whose attempt was paid for: viem's retry must not pay for them again.
-  const paidCalls = createPaidCallLog()
-
-  return (parameters) => {
+  /**
+   * One inner http() per chain and timeout, made once, so that batches are shared by every client
+   * built on this transport (viem's `fallback()` builds its transports anew for each request).
+   * It sends each attempt once, with viem's timeout off: the timeout is applied to the unpaid
+   * leg below, so that the request's signal is the caller's own and a payment is never cut short.
+   */
+  const inners = new Map<string, ReturnType<typeof http>>()
+  const innerFor = (chain: Chain | undefined, timeout: number) => {
+    const key = `${chain?.id}:${timeout}`
+    let inner = inners.get(key)
+    if (inner) return inner
     const pay = createPaymentFlow({
       provider,
       policy,
       fetchFn,
-      chainId: parameters.chain?.id,
-      signal: httpConfig.fetchOptions?.signal,
+      chainId: chain?.id,
       paymentTimeout,
       onChallenge,
       onPaymentSent,
       onPaymentRejected,
       onReceipt,
     })
-
-    // viem's http() does the HTTP work, sending each attempt once; retries happen around it
-    // below, where a paid attempt can be told apart.
-    const inner = http(url, {
+    inner = http(url, {
       ...httpConfig,
       methods: undefined,
       retryCount: 0,
-      async fetchFn(input, init) {
-        const response = await fetchFn(input, init)
+      async fetchFn(input, init = {}) {
+        const response = await fetchWithTimeout(fetchFn, input, init, timeout)
         // The only work on the unpaid path.
         if (response.status !== 402) return response
         try {
           const paid = await pay(
             String(input instanceof Request ? input.url : input),
-            init ?? {},
+            init,
             response,
           )
-          paidCalls.record(init?.body)
+          paidCalls.record(init.body)
           return paid
         } catch (error) {
           const failed = new Response(null, { status: 402, statusText: 'Payment Required' })
-          failures.set(failed.headers, error as PaymentError)
+          failures.set(failed.headers, asPaymentError(error, url))
           return failed
         }
       },
-    })({ ...parameters, retryCount: 0 })
+    })
+    inners.set(key, inner)
+    return inner
+  }
+
+  return (parameters) => {
+    const timeout = parameters.timeout ?? httpConfig.timeout ?? 10_000
+    const inner = innerFor(parameters.chain, timeout)({ ...parameters, retryCount: 0, timeout: 0 })
 
     const attempt = (async (args, options) => {
       const start = paidCalls.sequence
       try {
-        return await inner.request(args as never, options)
+        const result = await inner.request(args as never, options)
+        // Settles this call's claim in the log, so that no other call takes it for its own.
+        if (paidCalls.sequence !== start) paidCalls.claim(start, args)
+        return result
       } catch (error) {
         const failure = takeFailure(error)
         if (failure) throw failure
-        if (paidCalls.paidSince(start, args)) throw new PaidAttemptError(error)
+        if (paidCalls.sequence !== start && paidCalls.claim(start, args))
+          throw new PaidAttemptError(error)
         // The inner transport already typed JSON-RPC errors; hand back the original so that the
         // retry layer types it once, exactly as http() does.
         if (error instanceof RpcError && error.cause instanceof RpcRequestError) throw error.cause
@@ -165,6 +184,7 @@ export function mppHttp<
     }) as typeof inner.request
 
     const { key = 'http', name = 'HTTP JSON-RPC', methods, retryDelay } = httpConfig
+    // viem's retry layer, as http() has it, around attempts that know whether they were paid.
     const transport = createTransport(
       {
         key,
@@ -173,7 +193,7 @@ export function mppHttp<
         request: attempt,
         retryCount: httpConfig.retryCount ?? parameters.retryCount,
         retryDelay,
-        timeout: inner.config.timeout,
+        timeout,
         type: 'http',
       },
       { ...inner.value, [paidTransportMarker]: true },
@@ -197,6 +217,47 @@ export function mppHttp<
     const httpError = error.walk((e) => e instanceof HttpRequestError) as HttpRequestError | null
     return httpError?.headers ? failures.get(httpError.headers) : undefined
   }
+}
+
+/**
+ * Sends the unpaid leg with viem's timeout semantics: past `timeout` ms, viem's `TimeoutError`.
+ */
+async function fetchWithTimeout(
+  fetchFn: NonNullable<HttpTransportConfig['fetchFn']>,
+  input: Parameters<NonNullable<HttpTransportConfig['fetchFn']>>[0],
+  init: RequestInit,
+  timeout: number,
+) {
+  if (timeout <= 0) return fetchFn(input, init)
+  const timer = AbortSignal.timeout(timeout)
+  try {
+    return await fetchFn(input, {
+      ...init,
+      signal: init.signal ? AbortSignal.any([init.signal, timer]) : timer,
+    })
+  } catch (error) {
+    if (!timer.aborted || init.signal?.aborted) throw error
+    throw new TimeoutError({
+      body: JSON.parse(String(init.body)),
+      url: String(input instanceof Request ? input.url : input),
+    })
+  }
+}
+
+/** The flow throws payment errors only; anything else is a bug, treated as a payment made. */
+function asPaymentError(error: unknown, url: string | undefined): PaymentError {
+  if (
+    error instanceof PaymentRequiredError ||
+    error instanceof PaymentRefusedError ||
+    error instanceof PaymentFailedError
+  )
+    return error
+  return new PaymentFailedError({
+    shortMessage: 'The payment flow failed unexpectedly.',
+    origin: url ? redactUrl(url) : '<chain default>',
+    settled: true,
+    cause: error,
+  })
 }
 
 /**

@@ -72,6 +72,6 @@ export function unpayableReason(
 }
 
 /** `method/intent`, the way Accept-Payment and error messages name a challenge. */
-export function describe(challenge: Challenge.Challenge) {
+export function label(challenge: Challenge.Challenge) {
   return `${challenge.method}/${challenge.intent}`
 }

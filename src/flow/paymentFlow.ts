@@ -3,14 +3,9 @@ import { rankByAcceptPayment } from '../AcceptPayment.js'
 import { PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { classifyRejection, type Problem, readProblem } from '../Problem.js'
-import type {
-  PaidRequest,
-  PaymentProvider,
-  PaymentQuote,
-  PreparedPayment,
-} from '../providers/PaymentProvider.js'
-import { decodeChallenges, describe, unpayableReason } from './challenges.js'
-import type { SpendingPolicy } from './policy.js'
+import type { PaidRequest, PaymentProvider, PreparedPayment } from '../providers/PaymentProvider.js'
+import { decodeChallenges, label, unpayableReason } from './challenges.js'
+import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
 
 /** Paid attempts per request at most: a first payment, and two after recoverable rejections. */
 export const maxPaymentRounds = 3
@@ -18,28 +13,21 @@ export const maxPaymentRounds = 3
 /** Hops a paid request may follow within the same origin. */
 const maxRedirects = 3
 
-export type PaymentEvent = {
-  /** The challenge paid. */
-  challenge: Challenge.Challenge
-  /** Its decoded cost. */
-  quote: PaymentQuote
-  /** Origin of the endpoint (no path, query or credentials). */
-  origin: string
-}
-
 export type PaymentHooks = {
   /** A 402 arrived; `challenges` are all the Payment challenges it decoded to. */
   onChallenge?:
-    | ((event: { challenges: readonly Challenge.Challenge[]; origin: string }) => void)
+    | ((event: { challenges: readonly Challenge.Challenge[]; origin: string }) => unknown)
     | undefined
   /** A credential is about to be sent. */
-  onPaymentSent?: ((event: PaymentEvent) => void) | undefined
-  /** The server rejected a payment (402 or 410); it was rolled back. */
+  onPaymentSent?: ((event: PaymentEvent) => unknown) | undefined
+  /** The server rejected a payment (402 or 410). */
   onPaymentRejected?:
-    | ((event: PaymentEvent & { status: number; problem: Problem | undefined }) => void)
+    | ((event: PaymentEvent & { status: number; problem: Problem | undefined }) => unknown)
     | undefined
   /** The server accepted a payment; `receipt` is its decoded `Payment-Receipt`, if it sent one. */
-  onReceipt?: ((event: PaymentEvent & { receipt: Receipt.Receipt | undefined }) => void) | undefined
+  onReceipt?:
+    | ((event: PaymentEvent & { receipt: Receipt.Receipt | undefined }) => unknown)
+    | undefined
 }
 
 export type PaymentFlowConfig = PaymentHooks & {
@@ -51,31 +39,30 @@ export type PaymentFlowConfig = PaymentHooks & {
   fetchFn: (input: string, init: RequestInit) => Promise<Response>
   /** Chain of the client; challenges for other chains are passed over. */
   chainId: number | undefined
-  /** The caller's own abort signal (from `fetchOptions.signal`). */
-  signal: AbortSignal | null | undefined
   /** How long a request's whole payment flow may take, in ms. */
   paymentTimeout: number
 }
 
 /**
- * Creates the payment flow for a transport: given a request that was answered 402, it pays and
- * resends the request until the server accepts it, and returns the server's answer. It throws
- * `PaymentRequiredError`, `PaymentRefusedError` or `PaymentFailedError` otherwise.
+ * Creates the payment flow of a transport: given a request that was answered 402, it pays and
+ * resends the request until the server accepts it, and returns the server's answer. Otherwise it
+ * throws `PaymentRequiredError`, `PaymentRefusedError` or `PaymentFailedError`, and nothing else.
  *
- * Every step that moves money is two-phase: a payment is committed when the server accepts it or
- * when its outcome is unknown, and rolled back when the server rejects it.
+ * `init.signal` must be the caller's own signal (not a request timeout): the flow has its own
+ * deadline, and a caller that gives up before the credential is sent pays nothing.
  */
 export function createPaymentFlow(config: PaymentFlowConfig) {
   const { provider, policy, fetchFn, chainId, paymentTimeout } = config
 
   return async function pay(url: string, init: RequestInit, response: Response): Promise<Response> {
     const origin = redactUrl(url)
+    const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
+      new PaymentFailedError({ ...parameters, origin })
     await response.body?.cancel()
     if (!provider) throw new PaymentRequiredError({ reason: 'noProvider', origin })
 
-    // The payment flow has its own deadline: viem's request timeout is for unpaid requests.
     const signal = AbortSignal.any(
-      [config.signal, AbortSignal.timeout(paymentTimeout)].filter((s) => !!s) as AbortSignal[],
+      [init.signal, AbortSignal.timeout(paymentTimeout)].filter((s): s is AbortSignal => !!s),
     )
     const request: PaidRequest = {
       url,
@@ -84,33 +71,42 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       body: init.body as string | undefined,
     }
     const send = (credential?: { header: string; value: string }) =>
-      sendFollowingSameOrigin(fetchFn, request, credential, signal)
+      sendWithinOrigin(fetchFn, url, init, credential, signal)
     const paid = new Set<string>()
     let rejection: { status: number; problem: Problem | undefined } | undefined
 
-    for (let round = 0; round < maxPaymentRounds; round++) {
-      const challenge = choose(response, { provider, chainId, paid, origin, rejection, config })
+    for (let round = 1; ; round++) {
+      const challenges = decodeChallenges(response)
+      notify(config.onChallenge, { challenges, origin })
+      const choice = choose(challenges, provider, { chainId, paid })
+      if (!choice.challenge) {
+        if (rejection)
+          throw fail({
+            shortMessage: 'The server rejected the payment and offered nothing new to pay.',
+            ...rejection,
+            settled: false,
+          })
+        throw new PaymentRequiredError({
+          reason: challenges.length === 0 ? 'noChallenge' : 'noSupportedChallenge',
+          origin,
+          offered: choice.passedOver,
+        })
+      }
+      const { challenge } = choice
       paid.add(challenge.id)
 
-      const prepared = await prepareOrFail(provider, { challenge, request, signal }, origin)
-      const event: PaymentEvent = { challenge, quote: prepared.quote, origin }
-      const reservation = await policy.approve(event).catch(async (error: Error) => {
-        await prepared.rollback()
-        throw error
-      })
+      const payment = await startPayment(provider, policy, { challenge, request, signal }, origin)
+      const event: PaymentEvent = { challenge, quote: payment.quote, origin }
 
       let authorization: string
       try {
-        authorization = await prepared.authorize()
+        // A caller that gave up before anything left pays nothing.
+        signal.throwIfAborted()
+        authorization = await payment.authorize()
+        signal.throwIfAborted()
       } catch (error) {
-        reservation.release()
-        await prepared.rollback()
-        throw new PaymentFailedError({
-          shortMessage: 'The payment could not be made.',
-          origin,
-          settled: false,
-          cause: error as Error,
-        })
+        await payment.rollback()
+        throw fail({ shortMessage: 'The payment could not be made.', settled: false, cause: error })
       }
 
       notify(config.onPaymentSent, event)
@@ -120,20 +116,17 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         answer = await send({ header: Challenge.credentialHeader(challenge), value: authorization })
       } catch (error) {
         // The credential may have reached the server: the payment counts as made.
-        reservation.commit()
-        await prepared.commit(undefined)
-        throw new PaymentFailedError({
+        await payment.commit(undefined)
+        throw fail({
           shortMessage: 'The paid request failed after the payment was sent.',
-          origin,
           settled: true,
-          cause: error as Error,
+          cause: error,
         })
       }
 
       if (answer.ok) {
         const receipt = decodeReceipt(answer)
-        reservation.commit()
-        await prepared.commit(receipt)
+        await payment.commit(receipt)
         notify(config.onReceipt, { ...event, receipt })
         return answer
       }
@@ -141,82 +134,55 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       const problem = await readProblem(answer)
       if (answer.status !== 402 && answer.status !== 410) {
         // The server failed after receiving the credential: it may have taken the payment.
-        reservation.commit()
-        await prepared.commit(undefined)
-        throw new PaymentFailedError({
+        await payment.commit(undefined)
+        throw fail({
           shortMessage: `The server answered ${answer.status} to the paid request.`,
-          origin,
           status: answer.status,
           problem,
           settled: true,
         })
       }
 
-      reservation.release()
-      await prepared.rollback()
+      const { settled, failure } = await payment.reject()
       notify(config.onPaymentRejected, { ...event, status: answer.status, problem })
       rejection = { status: answer.status, problem }
+      const rejected = (shortMessage: string, cause?: unknown) =>
+        fail({ shortMessage, ...rejection, settled, cause })
+      if (failure)
+        throw rejected('The server rejected the payment, and undoing it failed.', failure)
+      if (round === maxPaymentRounds)
+        throw rejected(`The server rejected ${maxPaymentRounds} payments for one request.`)
       const reason = classifyRejection(answer.status, problem)
-      const recoverable =
-        reason === 'challengeExpired' ||
-        (reason !== 'rejected' &&
-          (await provider.recover?.({ reason, challenge, problem })) === true)
-      if (!recoverable)
-        throw new PaymentFailedError({
-          shortMessage: 'The server rejected the payment.',
-          origin,
-          status: answer.status,
-          problem,
-          settled: false,
+      if (reason === 'rejected') throw rejected('The server rejected the payment.')
+      if (reason !== 'challengeExpired') {
+        const recovered = await Promise.resolve(
+          provider.recover?.({ reason, challenge, problem }),
+        ).catch((error: unknown) => {
+          throw rejected('The server rejected the payment, and recovering failed.', error)
         })
+        if (recovered !== true) throw rejected('The server rejected the payment.')
+      }
 
       // A rejection normally carries a fresh challenge; otherwise ask for one.
       if (decodeChallenges(answer).length > 0) {
         response = answer
         continue
       }
-      response = await send().catch((error: Error) => {
-        throw new PaymentFailedError({
-          shortMessage: 'Asking the server for a fresh challenge failed.',
-          origin,
-          settled: false,
-          cause: error,
-        })
+      response = await send().catch((error: unknown) => {
+        throw rejected('Asking the server for a fresh challenge failed.', error)
       })
       // Unpaid now (e.g. free again): the answer is the request's.
       if (response.status !== 402) return response
     }
-
-    throw new PaymentFailedError({
-      shortMessage: `The server rejected ${maxPaymentRounds} payments for one request.`,
-      origin,
-      status: rejection?.status,
-      problem: rejection?.problem,
-      settled: false,
-    })
   }
 }
 
+/** The challenge to pay, or why none can be paid. Passed-over challenges say why. */
 function choose(
-  response: Response,
-  {
-    provider,
-    chainId,
-    paid,
-    origin,
-    rejection,
-    config,
-  }: {
-    provider: PaymentProvider
-    chainId: number | undefined
-    paid: ReadonlySet<string>
-    origin: string
-    rejection: { status: number; problem: Problem | undefined } | undefined
-    config: PaymentHooks
-  },
-): Challenge.Challenge {
-  const challenges = decodeChallenges(response)
-  notify(config.onChallenge, { challenges, origin })
+  challenges: readonly Challenge.Challenge[],
+  provider: PaymentProvider,
+  { chainId, paid }: { chainId: number | undefined; paid: ReadonlySet<string> },
+): { challenge?: Challenge.Challenge; passedOver: string[] } {
   const now = Date.now()
   const candidates: Challenge.Challenge[] = []
   const passedOver: string[] = []
@@ -224,79 +190,131 @@ function choose(
     const reason =
       unpayableReason(challenge, { chainId, paid, now }) ??
       (provider.supports(challenge) ? undefined : 'not supported by the provider')
-    if (reason) passedOver.push(`${describe(challenge)}: ${reason}`)
+    if (reason) passedOver.push(`${label(challenge)}: ${reason}`)
     else candidates.push(challenge)
   }
   const ranked = rankByAcceptPayment(candidates, provider.acceptPayment)
   for (const challenge of candidates)
     if (!ranked.includes(challenge))
-      passedOver.push(`${describe(challenge)}: not in the provider's Accept-Payment`)
-  const challenge = provider.select ? provider.select(ranked) : ranked[0]
-  if (challenge) return challenge
-  if (rejection)
-    throw new PaymentFailedError({
-      shortMessage: 'The server rejected the payment and offered nothing new to pay.',
-      origin,
-      status: rejection.status,
-      problem: rejection.problem,
-      settled: false,
-    })
-  throw new PaymentRequiredError({
-    reason: challenges.length === 0 ? 'noChallenge' : 'noSupportedChallenge',
-    origin,
-    offered: passedOver,
-  })
+      passedOver.push(`${label(challenge)}: not in the provider's Accept-Payment`)
+  const selected = provider.select ? provider.select(ranked) : ranked[0]
+  // A provider's choice is only taken among what may be paid.
+  return { challenge: selected && ranked.includes(selected) ? selected : undefined, passedOver }
 }
 
-async function prepareOrFail(
+/**
+ * A prepared, approved payment: the provider's state and the budget's reservation move together,
+ * two-phase, so that neither can be settled without the other.
+ */
+type Payment = {
+  quote: PreparedPayment['quote']
+  authorize(): Promise<string>
+  /** Accepted, or outcome unknown: keep the provider's effects, spend the amount. */
+  commit(receipt: Receipt.Receipt | undefined): Promise<void>
+  /** Never sent: undo the provider's effects, free the amount. */
+  rollback(): Promise<void>
+  /**
+   * Sent and rejected by the server: undo the provider's effects. The amount stays spent if the
+   * credential is a bearer payment the server could still settle (`settled`).
+   */
+  reject(): Promise<{ settled: boolean; failure: unknown }>
+}
+
+async function startPayment(
   provider: PaymentProvider,
+  policy: SpendingPolicy,
   parameters: Parameters<PaymentProvider['prepare']>[0],
   origin: string,
-): Promise<PreparedPayment> {
+): Promise<Payment> {
+  let prepared: PreparedPayment
   try {
-    return await provider.prepare(parameters)
+    prepared = await provider.prepare(parameters)
   } catch (error) {
     throw new PaymentFailedError({
       shortMessage: 'The payment could not be prepared.',
       origin,
       settled: false,
-      cause: error as Error,
+      cause: error,
     })
+  }
+  let reservation: Reservation
+  try {
+    reservation = await policy.approve({
+      challenge: parameters.challenge,
+      quote: prepared.quote,
+      origin,
+    })
+  } catch (error) {
+    await settleQuietly(() => prepared.rollback())
+    throw error
+  }
+  return {
+    quote: prepared.quote,
+    authorize: () => prepared.authorize(),
+    async commit(receipt) {
+      reservation.commit()
+      // The server has the payment: a provider that cannot record it must not lose the answer.
+      await settleQuietly(() => prepared.commit(receipt))
+    },
+    async rollback() {
+      reservation.release()
+      await settleQuietly(() => prepared.rollback())
+    },
+    async reject() {
+      const settled = prepared.bearer === true
+      if (settled) reservation.commit()
+      else reservation.release()
+      // Unlike the other hooks, a failure here is reported: paying again on top of a provider
+      // state that could not be undone is not safe.
+      let failure: unknown
+      await prepared.rollback().catch((error: unknown) => {
+        failure = error
+      })
+      return { settled, failure }
+    },
   }
 }
 
 /**
- * Sends the request (with the credential, if any) without following redirects to other origins:
- * a credential must never reach a server it was not made for.
+ * Runs a provider's settlement hook. Its failure must not change what happened to the payment
+ * (already decided by the server), so it is not rethrown; the provider owns its own state.
  */
-async function sendFollowingSameOrigin(
+async function settleQuietly(hook: () => Promise<void>) {
+  try {
+    await hook()
+  } catch {}
+}
+
+/**
+ * Sends the request (with the credential, if any) as the caller's fetch would, except that it
+ * follows no redirect to another origin: a credential must never reach a server it was not made
+ * for.
+ */
+async function sendWithinOrigin(
   fetchFn: PaymentFlowConfig['fetchFn'],
-  request: PaidRequest,
+  url: string,
+  init: RequestInit,
   credential: { header: string; value: string } | undefined,
   signal: AbortSignal,
 ) {
-  const headers = new Headers(request.headers)
+  const headers = new Headers(init.headers)
   if (credential) headers.set(credential.header, credential.value)
-  let url = request.url
+  let target = url
   for (let hop = 0; ; hop++) {
-    const response = await fetchFn(url, {
-      method: request.method,
-      headers,
-      body: request.body,
-      signal,
-      redirect: 'manual',
-    })
-    const location = response.headers.get('location')
+    const response = await fetchFn(target, { ...init, headers, signal, redirect: 'manual' })
     const redirected =
       response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)
     if (!redirected) return response
     await response.body?.cancel()
-    const next = location ? new URL(location, url) : undefined
-    if (!next || next.origin !== new URL(url).origin || hop >= maxRedirects)
+    const location = response.headers.get('location')
+    const next = location ? new URL(location, target) : undefined
+    // Only 307 and 308 resend a POST as it was.
+    const resendable = response.status === 307 || response.status === 308
+    if (!next || next.origin !== new URL(target).origin || !resendable || hop >= maxRedirects)
       throw new Error(
-        `The paid request was redirected${next ? ` to ${next.origin}` : ''}; the credential was not sent on.`,
+        `The request was redirected (${response.status || 'opaque'}${next ? ` to ${next.origin}` : ''}); it was not followed.`,
       )
-    url = next.href
+    target = next.href
   }
 }
 
@@ -308,9 +326,10 @@ function decodeReceipt(response: Response): Receipt.Receipt | undefined {
   }
 }
 
-/** Calls an observability hook; its errors must not break a payment already made. */
-function notify<event>(hook: ((event: event) => void) | undefined, event: event) {
+/** Calls an observability hook; its failure, sync or async, must not break a payment. */
+function notify<event>(hook: ((event: event) => unknown) | undefined, event: event) {
+  if (!hook) return
   try {
-    hook?.(event)
+    Promise.resolve(hook(event)).catch(() => {})
   } catch {}
 }

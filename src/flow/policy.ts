@@ -2,9 +2,9 @@ import type { Challenge } from 'mppx'
 import { PaymentRefusedError } from '../errors.js'
 import type { PaymentQuote } from '../providers/PaymentProvider.js'
 
-/** What `onPaymentRequired` is shown before a payment. */
-export type PaymentRequiredEvent = {
-  /** The challenge about to be paid. */
+/** A payment, as `onPaymentRequired` and the payment hooks see it. */
+export type PaymentEvent = {
+  /** The challenge paid. */
   challenge: Challenge.Challenge
   /** Its decoded cost. */
   quote: PaymentQuote
@@ -20,7 +20,7 @@ export type SpendingPolicyConfig = {
   /** Asked before each payment; `false` refuses it. */
   onPaymentRequired?:
     | ((
-        event: PaymentRequiredEvent,
+        event: PaymentEvent,
         // biome-ignore lint/suspicious/noConfusingVoidType: a hook that returns nothing approves.
       ) => boolean | void | Promise<boolean | void>)
     | undefined
@@ -47,13 +47,8 @@ export function createSpendingPolicy({
   let reserved = 0n
 
   return {
-    /** Total committed spending so far, in base units. */
-    get spent() {
-      return spent
-    },
-
     /** Approves a payment or throws `PaymentRefusedError`; nothing is reserved on refusal. */
-    async approve(event: PaymentRequiredEvent): Promise<Reservation> {
+    async approve(event: PaymentEvent): Promise<Reservation> {
       const { amount, deposit, currency } = event.quote
       // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
       const cost = amount > deposit ? amount : deposit

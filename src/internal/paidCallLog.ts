@@ -3,11 +3,13 @@ const anyCall = '*'
 
 /**
  * Remembers which JSON-RPC calls went out in paid HTTP requests, so that a call that then fails
- * can tell whether its attempt was paid for, and must not be retried.
+ * can tell whether its attempt was paid for, and must not be retried. Each paid call can be
+ * claimed once: by the attempt that made it, whether it succeeded or failed.
  */
 export function createPaidCallLog({ capacity = 256 }: { capacity?: number } = {}) {
   let sequence = 0
-  const entries: { sequence: number; keys: ReadonlySet<string> }[] = []
+  let evicted = 0
+  const entries: { sequence: number; calls: Map<string, number> }[] = []
 
   return {
     /** Grows with every paid request; read it before an attempt. */
@@ -17,17 +19,30 @@ export function createPaidCallLog({ capacity = 256 }: { capacity?: number } = {}
 
     /** Records the calls of a paid request body (one JSON-RPC message or a batch). */
     record(body: unknown) {
-      entries.push({ sequence: ++sequence, keys: keysOf(body) })
-      if (entries.length > capacity) entries.shift()
+      entries.push({ sequence: ++sequence, calls: callsOf(body) })
+      if (entries.length > capacity) evicted = entries.shift()?.sequence ?? evicted
     },
 
-    /** Whether `call` went out in a paid request after `start` (a `sequence` read earlier). */
-    paidSince(start: number, call: { method: string; params?: unknown }) {
-      if (sequence === start) return false
+    /**
+     * Claims `call` in a paid request recorded after `start` (a `sequence` read before the
+     * attempt). Returns whether there was one; when records the attempt could have made are gone
+     * already, it answers yes: a false yes only skips a retry, a false no could pay twice.
+     */
+    claim(start: number, call: { method: string; params?: unknown }) {
       const key = keyOf(call)
-      return entries.some(
-        (entry) => entry.sequence > start && (entry.keys.has(key) || entry.keys.has(anyCall)),
-      )
+      for (const [index, entry] of entries.entries()) {
+        if (entry.sequence <= start) continue
+        const wildcard = entry.calls.has(anyCall)
+        const count = entry.calls.get(key) ?? 0
+        if (!wildcard && count === 0) continue
+        if (!wildcard) {
+          entry.calls.set(key, count - 1)
+          if (count === 1) entry.calls.delete(key)
+          if (entry.calls.size === 0) entries.splice(index, 1)
+        }
+        return true
+      }
+      return evicted > start
     },
   }
 }
@@ -36,13 +51,18 @@ function keyOf({ method, params }: { method: string; params?: unknown }) {
   return JSON.stringify([method, params ?? null])
 }
 
-function keysOf(body: unknown): ReadonlySet<string> {
+function callsOf(body: unknown): Map<string, number> {
+  const calls = new Map<string, number>()
   try {
     const parsed = JSON.parse(String(body)) as
       | { method: string; params?: unknown }
       | { method: string; params?: unknown }[]
-    return new Set((Array.isArray(parsed) ? parsed : [parsed]).map(keyOf))
+    for (const call of Array.isArray(parsed) ? parsed : [parsed]) {
+      const key = keyOf(call)
+      calls.set(key, (calls.get(key) ?? 0) + 1)
+    }
   } catch {
-    return new Set([anyCall])
+    calls.set(anyCall, 1)
   }
+  return calls
 }

@@ -87,6 +87,12 @@ export type PreparedPayment = {
   commit(receipt: Receipt.Receipt | undefined): Promise<void>
   /** The payment was refused, failed before it was sent, or the server rejected it: undo it. */
   rollback(): Promise<void>
+  /**
+   * Whether the credential is a bearer payment that whoever holds it can settle until it expires
+   * (a signed transfer). Its amount then stays counted against the budget even when the server
+   * rejects it, since a lying server could still settle it.
+   */
+  bearer?: boolean | undefined
 }
 
 /** The cost of one payment, decoded from its challenge. */

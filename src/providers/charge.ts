@@ -93,6 +93,8 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
         },
         authorize: () =>
           method.createCredential({ challenge: challenge as never, context: { mode: 'pull' } }),
+        // A signed transfer can be broadcast by whoever holds it until it expires.
+        bearer: true,
         // A charge keeps no local state: nothing to commit or undo.
         commit: async () => {},
         rollback: async () => {},

@@ -5,7 +5,7 @@ import type { PaymentProvider } from './PaymentProvider.js'
 /**
  * Combines providers in order of preference: a challenge is paid by the first provider that
  * supports it, and among several challenges the first provider's choice (by its own
- * `acceptPayment` and `select`) wins.
+ * `acceptPayment` and `select`) wins — and is paid by that provider.
  *
  * @example
  * ```ts
@@ -15,8 +15,11 @@ import type { PaymentProvider } from './PaymentProvider.js'
  * ```
  */
 export function multi(providers: readonly PaymentProvider[]): PaymentProvider {
+  // Who chose each challenge pays it, even if an earlier provider also supports it.
+  const chosenBy = new WeakMap<Challenge.Challenge, PaymentProvider>()
   const providerFor = (challenge: Challenge.Challenge) => {
-    const provider = providers.find((provider) => provider.supports(challenge))
+    const provider =
+      chosenBy.get(challenge) ?? providers.find((provider) => provider.supports(challenge))
     if (!provider) throw new Error(`No provider supports ${challenge.method}/${challenge.intent}.`)
     return provider
   }
@@ -30,7 +33,10 @@ export function multi(providers: readonly PaymentProvider[]): PaymentProvider {
           provider.acceptPayment,
         )
         const chosen = provider.select ? provider.select(supported) : supported[0]
-        if (chosen) return chosen
+        if (chosen && supported.includes(chosen)) {
+          chosenBy.set(chosen, provider)
+          return chosen
+        }
       }
       return undefined
     },

@@ -23,7 +23,6 @@ import {
   type PaymentEvent,
   PaymentRefusedError,
   PaymentRequiredError,
-  type PaymentRequiredEvent,
 } from '../../src/index.js'
 import type { Localnet, PaidRpc } from '../../src/testing/index.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
@@ -350,7 +349,7 @@ describe('spending caps at their exact boundaries', () => {
   test('onPaymentRequired returning false refuses; it is shown the exact quote', async () => {
     const rpc = await start(price)
     const before = await balanceOf(rpc.payee)
-    const asked: PaymentRequiredEvent[] = []
+    const asked: PaymentEvent[] = []
     const client = paidClient(rpc.url, {
       provider: provider(2),
       onPaymentRequired: (event) => {
@@ -374,7 +373,7 @@ describe('spending caps at their exact boundaries', () => {
   test('onPaymentRequired returning true pays', async () => {
     const rpc = await start(price)
     const before = await balanceOf(rpc.payee)
-    const onPaymentRequired = vi.fn((event: PaymentRequiredEvent) => event.quote.amount === price)
+    const onPaymentRequired = vi.fn((event: PaymentEvent) => event.quote.amount === price)
     const client = paidClient(rpc.url, { provider: provider(2), onPaymentRequired })
     expect(await client.getChainId()).toBe(1337)
     expect(onPaymentRequired).toHaveBeenCalledTimes(1)

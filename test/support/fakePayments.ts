@@ -1,5 +1,14 @@
 import { Challenge, Credential, Receipt } from 'mppx'
+import { defineChain } from 'viem'
 import type { PaymentProvider, RecoverParameters } from '../../src/index.js'
+
+/** The chain of the clients in unit tests; challenges for other chains are passed over. */
+export const fakeChain = defineChain({
+  id: 1337,
+  name: 'Fake',
+  nativeCurrency: { name: 'USD', symbol: 'USD', decimals: 6 },
+  rpcUrls: { default: { http: [] } },
+})
 
 export const currency = '0x20c0000000000000000000000000000000000000'
 export const recipient = '0x70997970c51812dc3a010c7d01b50e0d17dc79c8'
@@ -59,10 +68,18 @@ export function fakeProvider({
   method = 'test',
   recover = false,
   acceptPayment,
+  bearer,
+  failIn,
+  select,
 }: {
   method?: string
   recover?: boolean | ((parameters: RecoverParameters) => boolean)
   acceptPayment?: string
+  /** Whether its credentials are bearer payments. */
+  bearer?: boolean
+  /** A hook that throws. */
+  failIn?: 'authorize' | 'commit' | 'rollback' | 'recover'
+  select?: PaymentProvider['select']
 } = {}) {
   const calls = {
     prepared: [] as string[],
@@ -71,8 +88,12 @@ export function fakeProvider({
     rolledBack: [] as string[],
     recovered: [] as RecoverParameters['reason'][],
   }
+  const failing = (hook: typeof failIn) => {
+    if (failIn === hook) throw new Error(`${hook} failed at https://provider.test/secret-path`)
+  }
   const provider: PaymentProvider = {
     acceptPayment,
+    select,
     supports: (challenge) => challenge.method === method,
     async prepare({ challenge }) {
       calls.prepared.push(challenge.id)
@@ -86,20 +107,25 @@ export function fakeProvider({
           currency,
           recipient,
         },
+        bearer,
         async authorize() {
+          failing('authorize')
           calls.authorized.push(challenge.id)
           return Credential.serialize({ challenge, payload: { proof: `paid-${challenge.id}` } })
         },
         async commit() {
           calls.committed.push(challenge.id)
+          failing('commit')
         },
         async rollback() {
           calls.rolledBack.push(challenge.id)
+          failing('rollback')
         },
       }
     },
     async recover(parameters) {
       calls.recovered.push(parameters.reason)
+      failing('recover')
       return typeof recover === 'function' ? recover(parameters) : recover
     },
   }

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { afterEach } from 'vitest'
 
 export type RecordedRequest = {
   method: string
@@ -58,4 +59,17 @@ export function rpcResult(body: string, result: unknown = '0x1') {
   const parsed = JSON.parse(body) as { id: number } | { id: number }[]
   const answer = (call: { id: number }) => ({ jsonrpc: '2.0', id: call.id, result })
   return JSON.stringify(Array.isArray(parsed) ? parsed.map(answer) : answer(parsed))
+}
+
+/** `serve(handler)` starts a fake server that is stopped after the test. */
+export function useFakeServers() {
+  const servers: FakeServer[] = []
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((server) => server.stop()))
+  })
+  return async function serve(handler: FakeHandler) {
+    const server = await startFakeServer(handler)
+    servers.push(server)
+    return server
+  }
 }

@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http'
 import { HttpResponse, http as msw } from 'msw'
 import { setupServer } from 'msw/node'
-import { createClient, defineChain, fallback, HttpRequestError, http, InternalRpcError } from 'viem'
-import { afterEach, describe, expect, test } from 'vitest'
+import { createClient, fallback, HttpRequestError, http, InternalRpcError } from 'viem'
+import { describe, expect, test } from 'vitest'
 import {
   type MppHttpTransportConfig,
   maxPaymentRounds,
@@ -13,35 +13,16 @@ import {
 } from '../../src/index.js'
 import {
   challengeHeader,
+  fakeChain,
   fakeProvider,
   paidChallengeId,
   receiptHeader,
 } from '../support/fakePayments.js'
-import {
-  type FakeHandler,
-  type FakeServer,
-  rpcResult,
-  startFakeServer,
-} from '../support/fakeServer.js'
+import { type FakeHandler, rpcResult, useFakeServers } from '../support/fakeServer.js'
 import { rejectionOf } from '../support/rejection.js'
 
-const chain = defineChain({
-  id: 1337,
-  name: 'Fake',
-  nativeCurrency: { name: 'USD', symbol: 'USD', decimals: 6 },
-  rpcUrls: { default: { http: [] } },
-})
-
-const servers: FakeServer[] = []
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((server) => server.stop()))
-})
-
-async function serve(handler: FakeHandler) {
-  const server = await startFakeServer(handler)
-  servers.push(server)
-  return server
-}
+const chain = fakeChain
+const serve = useFakeServers()
 
 function answer402(
   response: ServerResponse,

@@ -97,6 +97,22 @@ describe('multi()', () => {
     expect(b.calls.prepared).toEqual(['b'])
   })
 
+  test('the provider that chose a challenge pays it, even if an earlier one supports it', async () => {
+    // `a` supports both methods but only accepts its own; `b` takes `b`.
+    const a = fakeProvider({ method: 'b', acceptPayment: 'a/charge' })
+    const b = fakeProvider({ method: 'b' })
+    const both = multi([a.provider, b.provider])
+    const chosen = both.select?.([challenge('b')])
+    expect(chosen?.id).toBe('b')
+    await both.prepare({
+      challenge: chosen!,
+      request: { url: 'http://x', method: 'POST', headers: new Headers(), body: '{}' },
+      signal: new AbortController().signal,
+    })
+    expect(a.calls.prepared).toEqual([])
+    expect(b.calls.prepared).toEqual(['b'])
+  })
+
   test('among several challenges, the first provider’s choice wins', () => {
     const both = multi([
       fakeProvider({ method: 'a' }).provider,
