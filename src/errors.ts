@@ -39,13 +39,17 @@ export class PaymentRequiredError extends BaseError {
     reason,
     origin,
     offered = [],
+    cause,
   }: {
     reason: PaymentRequiredError.Reason
     origin: string
     /** What the server offered, as `method/intent` plus why each was passed over. */
     offered?: readonly string[]
+    /** Why no provider could be found (e.g. an unreadable `keys.toml`). */
+    cause?: unknown
   }) {
     super(shortMessages[reason], {
+      cause: cause === undefined ? undefined : redactError(cause),
       metaMessages: [
         `Endpoint: ${origin}`,
         ...(offered.length ? ['Offered:', ...offered.map((offer) => `  ${offer}`)] : []),
@@ -69,10 +73,12 @@ const shortMessages: Record<PaymentRequiredError.Reason, string> = {
 }
 
 const setupGuidance = [
-  'To pay, give the transport a provider:',
+  'To pay, authorize a funded Tempo key. In Node, the transport finds one by itself:',
+  '  - TEMPO_PRIVATE_KEY=0x… in the environment, or',
+  '  - a [[keys]] entry for this chain in $TEMPO_HOME/wallet/keys.toml (`tempo wallet login`).',
+  'Or give the transport a provider:',
   "  mppHttp(url, { provider: charge({ account, client }) })   // import { charge } from 'viem-mpp'",
-  'where `account` holds a funded Tempo key (e.g. privateKeyToAccount(process.env.TEMPO_PRIVATE_KEY))',
-  'and `client` is a viem client for the chain that is not this paid transport.',
+  'where `client` is a viem client for the chain that is not this paid transport.',
 ]
 
 export type PaymentRefusedErrorType = PaymentRefusedError & { name: 'PaymentRefusedError' }

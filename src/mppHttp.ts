@@ -20,6 +20,7 @@ import {
 } from './errors.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
+import { defaultProvider } from './internal/defaultProvider.js'
 import { createPaidCallLog } from './internal/paidCallLog.js'
 import { paidTransportMarker } from './internal/paidTransportMarker.js'
 import { redactUrl } from './internal/redactUrl.js'
@@ -31,7 +32,11 @@ export type MppHttpTransportConfig<
 > = HttpTransportConfig<rpcSchema, raw> &
   SpendingPolicyConfig &
   PaymentHooks & {
-    /** Who pays when the endpoint answers `402 Payment Required`. Without one, a 402 throws. */
+    /**
+     * Who pays when the endpoint answers `402 Payment Required`. Default: in Node, a Tempo charge
+     * paid with a key found on the first 402 (`TEMPO_PRIVATE_KEY`, then
+     * `$TEMPO_HOME/wallet/keys.toml`); elsewhere none, and a 402 throws `PaymentRequiredError`.
+     */
     provider?: PaymentProvider | undefined
     /**
      * How long one request's whole payment flow (paying, resending, recovering) may take, in ms.
@@ -122,8 +127,9 @@ export function mppHttp<
     const key = `${chain?.id}:${timeout}`
     let inner = inners.get(key)
     if (inner) return inner
+    const getProvider = provider ? async () => provider : defaultProvider(chain)
     const pay = createPaymentFlow({
-      provider,
+      getProvider,
       policy,
       fetchFn,
       chainId: chain?.id,

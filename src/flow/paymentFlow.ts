@@ -31,8 +31,11 @@ export type PaymentHooks = {
 }
 
 export type PaymentFlowConfig = PaymentHooks & {
-  /** Who pays. */
-  provider: PaymentProvider | undefined
+  /**
+   * Who pays, looked up on each 402 with the challenges it offered (a default provider is found
+   * only when one is first needed); `undefined` if nobody can.
+   */
+  getProvider: (challenges: readonly Challenge.Challenge[]) => Promise<PaymentProvider | undefined>
   /** Spending rules shared by every request of the transport. */
   policy: SpendingPolicy
   /** The fetch that sends requests. */
@@ -52,13 +55,16 @@ export type PaymentFlowConfig = PaymentHooks & {
  * deadline, and a caller that gives up before the credential is sent pays nothing.
  */
 export function createPaymentFlow(config: PaymentFlowConfig) {
-  const { provider, policy, fetchFn, chainId, paymentTimeout } = config
+  const { getProvider, policy, fetchFn, chainId, paymentTimeout } = config
 
   return async function pay(url: string, init: RequestInit, response: Response): Promise<Response> {
     const origin = redactUrl(url)
     const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
       new PaymentFailedError({ ...parameters, origin })
     await response.body?.cancel()
+    const provider = await getProvider(decodeChallenges(response)).catch((error: unknown) => {
+      throw new PaymentRequiredError({ reason: 'noProvider', origin, cause: error })
+    })
     if (!provider) throw new PaymentRequiredError({ reason: 'noProvider', origin })
 
     const signal = AbortSignal.any(

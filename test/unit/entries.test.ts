@@ -30,6 +30,8 @@ describe('package entries', () => {
     expect(files.length).toBeGreaterThan(5)
     expect(specifiers.filter((specifier) => specifier.startsWith('node:'))).toEqual([])
     expect(files.some((file) => file.includes('/testing/'))).toBe(false)
+    // Node's default provider is loaded lazily, by a specifier bundlers do not follow.
+    expect(files.some((file) => file.includes('/node/'))).toBe(false)
   })
 
   test.each(['providers/charge.ts', 'providers/multi.ts', 'providers/PaymentProvider.ts'])(

@@ -4,7 +4,9 @@ import { SignatureEnvelope, TxEnvelopeTempo } from 'ox/tempo'
 import {
   type Address,
   decodeFunctionData,
+  decodeFunctionResult,
   encodeAbiParameters,
+  encodeFunctionData,
   type Hex,
   isAddressEqual,
   keccak256,
@@ -14,6 +16,7 @@ import {
   recoverTransactionAddress,
   serializeTransaction,
   stringToHex,
+  zeroAddress,
 } from 'viem'
 import { Abis, Addresses } from 'viem/tempo'
 import { contextHashSlot } from './reserve.js'
@@ -31,13 +34,24 @@ const tip20AllowanceSlot = 10n
  */
 const reserveCallGas = 1_500_000n
 
+/**
+ * Gas added for a key authorization in the transaction: the fill leaves out its cost (a transfer
+ * that provisions an access key used ~817k gas against the ~784k viem asked for), and anvil
+ * silently drops a transaction with too little gas for it instead of failing it.
+ */
+const keyAuthorizationGas = 1_000_000n
+
 const unlimited = numberToHex(maxUint256, { size: 32 })
 const simulationContextTag = stringToHex('viem-mpp localnet simulation')
 
 type RpcMessage = { jsonrpc: '2.0'; id?: unknown; method: string; params?: unknown[] }
 type RpcResponse = { jsonrpc: '2.0'; id?: unknown; result?: unknown; error?: unknown }
 type Call = { to?: Address | null | undefined; data?: Hex | undefined; input?: Hex | undefined }
-type CallRequest = Call & { from?: Address | undefined; calls?: readonly Call[] | undefined }
+type CallRequest = Call & {
+  from?: Address | undefined
+  calls?: readonly Call[] | undefined
+  keyAuthorization?: unknown
+}
 
 export type ReserveShim = {
   /** The JSON-RPC URL to use instead of the upstream's. */
@@ -56,7 +70,11 @@ export type ReserveShim = {
  * 2. It grants the reserve an unlimited TIP-20 allowance from the sender for each token an `open`
  *    or `topUp` reserves, standing in for the precompile's approve-less `systemTransferFrom`.
  * 3. It runs simulations of reserve calls (`eth_call`, `eth_estimateGas`, `eth_fillTransaction`)
- *    with a placeholder context hash, and raises the gas `eth_fillTransaction` reports for them.
+ *    with a placeholder context hash, and raises the gas `eth_fillTransaction` reports for them
+ *    and for transactions that carry a key authorization.
+ *
+ * Apart from the reserve, it also makes `eth_fillTransaction` refuse a key authorization for a
+ * key already on chain (`KeyAlreadyExists`), as a Tempo node does.
  *
  * Everything else is forwarded untouched.
  */
@@ -96,7 +114,12 @@ export async function startReserveShim({ upstream }: { upstream: string }): Prom
   const simulate = async (message: RpcMessage, forward: () => Promise<RpcResponse>) => {
     const request = message.params?.[0] as CallRequest | undefined
     const calls = reserveCallsOf(callsOf(request)).map(decodeReserveCall)
-    if (!request?.from || calls.length === 0) return forward()
+    const extraGas =
+      message.method === 'eth_fillTransaction'
+        ? reserveCallGas * BigInt(calls.length) +
+          (request?.keyAuthorization ? keyAuthorizationGas : 0n)
+        : 0n
+    if (!request?.from || calls.length === 0) return raiseFilledGas(await forward(), extraGas)
     const sender = request.from
     return locks.run(sender.toLowerCase(), async () => {
       const slot = mappingSlot(sender, contextHashSlot)
@@ -108,22 +131,53 @@ export async function startReserveShim({ upstream }: { upstream: string }): Prom
       await setContextHash(sender, keccak256(`${simulationContextTag}${sender.slice(2)}`))
       await grantAllowances(sender, reservedTokensOf(calls))
       try {
-        const response = await forward()
-        return message.method === 'eth_fillTransaction'
-          ? raiseFilledGas(response, calls.length)
-          : response
+        return raiseFilledGas(await forward(), extraGas)
       } finally {
         await setContextHash(sender, previous)
       }
     })
   }
 
+  /**
+   * A Tempo node refuses to fill a transaction whose key authorization is for a key already on
+   * chain (viem then fills again without it); anvil fills it, and the transaction is then dropped.
+   */
+  const isRegisteredKey = async (request: CallRequest | undefined) => {
+    const keyId = (request?.keyAuthorization as { keyId?: Address } | undefined)?.keyId
+    if (!request?.from || !keyId) return false
+    const data = encodeFunctionData({
+      abi: Abis.accountKeychain,
+      functionName: 'getKey',
+      args: [request.from, keyId],
+    })
+    const result = (await rpc('eth_call', [
+      { to: Addresses.accountKeychain, data },
+      'latest',
+    ])) as Hex
+    const key = decodeFunctionResult({
+      abi: Abis.accountKeychain,
+      functionName: 'getKey',
+      data: result,
+    })
+    return !isAddressEqual(key.keyId, zeroAddress)
+  }
+
   const handle = async (message: RpcMessage): Promise<RpcResponse> => {
     const forward = async () => (await post(upstream, JSON.stringify(message)))[0] as RpcResponse
     switch (message.method) {
+      case 'eth_fillTransaction':
+        if (await isRegisteredKey(message.params?.[0] as CallRequest | undefined))
+          return {
+            jsonrpc: '2.0',
+            id: message.id,
+            error: {
+              code: -32003,
+              message: 'KeyAlreadyExists: the access key is already authorized',
+            },
+          }
+        return simulate(message, forward)
       case 'eth_call':
       case 'eth_estimateGas':
-      case 'eth_fillTransaction':
         return simulate(message, forward)
       case 'eth_sendRawTransaction':
       case 'eth_sendRawTransactionSync':
@@ -287,9 +341,10 @@ function callsOf(request: CallRequest | undefined): readonly Call[] {
   return request.calls ?? [request]
 }
 
-function raiseFilledGas(response: RpcResponse, reserveCalls: number): RpcResponse {
+/** Adds `extraGas` to the gas of an `eth_fillTransaction` result (other results pass through). */
+function raiseFilledGas(response: RpcResponse, extraGas: bigint): RpcResponse {
   const tx = (response.result as { tx?: { gas?: Hex } } | undefined)?.tx
-  if (tx?.gas) tx.gas = numberToHex(BigInt(tx.gas) + reserveCallGas * BigInt(reserveCalls))
+  if (extraGas > 0n && tx?.gas) tx.gas = numberToHex(BigInt(tx.gas) + extraGas)
   return response
 }
 

@@ -1,0 +1,11 @@
+export { discoverProvider } from './defaultProvider.js'
+export {
+  type DiscoverAccountParameters,
+  discoverAccount,
+  KeyDiscoveryError,
+  type KeyDiscoveryErrorType,
+  type KeyEntry,
+  keysTomlPath,
+  parseKeysToml,
+  selectKey,
+} from './keys.js'

@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { KeyAuthorization } from 'ox/tempo'
+import { parse as parseToml } from 'smol-toml'
+import { type Address, BaseError, type Hex } from 'viem'
+import { Account } from 'viem/tempo'
+import { z } from 'zod'
+
+const hex = (bytes?: number) =>
+  z
+    .string()
+    .trim()
+    .regex(bytes ? new RegExp(`^0x[0-9a-fA-F]{${bytes * 2}}$`) : /^0x[0-9a-fA-F]*$/)
+    .transform((value) => value as Hex)
+const address = hex(20).transform((value) => value as Address)
+
+/** One `[[keys]]` entry of `keys.toml`, as the Tempo CLI writes it. */
+const keyEntrySchema = z.object({
+  wallet_type: z.enum(['local', 'passkey']).default('local'),
+  wallet_address: address.optional(),
+  chain_id: z.number().int().positive(),
+  key_type: z.enum(['secp256k1', 'p256', 'webauthn']).default('secp256k1'),
+  key_address: address.optional(),
+  key: hex(32).optional(),
+  key_authorization: hex().optional(),
+  expiry: z.number().int().nonnegative().optional(),
+  limits: z
+    .array(z.object({ currency: address, limit: z.union([z.string(), z.number()]) }))
+    .default([]),
+})
+const keysFileSchema = z.object({ keys: z.array(keyEntrySchema).default([]) })
+
+export type KeyEntry = z.infer<typeof keyEntrySchema>
+
+export type KeyDiscoveryErrorType = KeyDiscoveryError & { name: 'KeyDiscoveryError' }
+
+/** A key source exists but cannot be used. Never quotes key material. */
+export class KeyDiscoveryError extends BaseError {
+  constructor(shortMessage: string, { metaMessages }: { metaMessages?: string[] } = {}) {
+    super(shortMessage, { metaMessages, name: 'KeyDiscoveryError' })
+  }
+}
+
+export type DiscoverAccountParameters = {
+  /** Chain the payment is for: only keys for it are used. */
+  chainId: number
+  /** Currency of the payment: a key with spending limits must have one for it. */
+  currency?: Address | undefined
+  /** Environment to read. @default process.env */
+  env?: Record<string, string | undefined> | undefined
+}
+
+/**
+ * Finds a key that can pay on `chainId`, the way Tempo's tools do:
+ *
+ * 1. `TEMPO_PRIVATE_KEY` (trimmed): that key signs directly;
+ * 2. else `$TEMPO_HOME/wallet/keys.toml` (`TEMPO_HOME` defaults to `~/.tempo`): the `[[keys]]`
+ *    entries for this chain with an inline `key`, not expired, and with no spending `limits` or
+ *    one for `currency`; a passkey wallet's key first, else the first such key. With a
+ *    `wallet_address`, the key is an access key signing for that wallet (its `key_authorization`
+ *    is attached until the chain has registered it); without, it signs directly.
+ *
+ * Returns `undefined` when there is no key at all; throws `KeyDiscoveryError` for a source that
+ * exists but cannot be used (a malformed key or file), without quoting key material.
+ *
+ * @example
+ * ```ts
+ * import { discoverAccount } from 'viem-mpp/node'
+ *
+ * const account = await discoverAccount({ chainId: 4217 })
+ * ```
+ */
+export async function discoverAccount({
+  chainId,
+  currency,
+  env = process.env,
+}: DiscoverAccountParameters) {
+  const privateKey = env.TEMPO_PRIVATE_KEY?.trim()
+  if (privateKey) {
+    if (!hex(32).safeParse(privateKey).success)
+      throw new KeyDiscoveryError('TEMPO_PRIVATE_KEY is not a 32-byte hex private key.', {
+        metaMessages: ['Set it to 0x followed by 64 hex digits, or unset it to use keys.toml.'],
+      })
+    return Account.fromSecp256k1(privateKey as Hex)
+  }
+
+  const path = keysTomlPath(env)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new KeyDiscoveryError(`${path} cannot be read.`)
+  }
+  const entry = selectKey(parseKeysToml(text, path), {
+    chainId,
+    currency,
+    now: Math.floor(Date.now() / 1000),
+  })
+  return entry ? accountOf(entry) : undefined
+}
+
+/** Where `keys.toml` lives: `$TEMPO_HOME/wallet/keys.toml`, `TEMPO_HOME` defaulting to `~/.tempo`. */
+export function keysTomlPath(env: Record<string, string | undefined> = process.env) {
+  return join(env.TEMPO_HOME || join(homedir(), '.tempo'), 'wallet', 'keys.toml')
+}
+
+/** The `[[keys]]` entries of a `keys.toml` text. */
+export function parseKeysToml(text: string, path = 'keys.toml'): KeyEntry[] {
+  let document: unknown
+  try {
+    document = parseToml(text)
+  } catch (error) {
+    // The parser's message quotes the offending line, which may hold a key: keep only where.
+    const { line } = error as { line?: number }
+    throw new KeyDiscoveryError(`${path} is not valid TOML${line ? ` (line ${line})` : ''}.`)
+  }
+  const parsed = keysFileSchema.safeParse(document)
+  if (!parsed.success)
+    throw new KeyDiscoveryError(`${path} has a malformed [[keys]] entry.`, {
+      metaMessages: parsed.error.issues.map(
+        (issue) => `keys.${issue.path.join('.')}: ${issue.message}`,
+      ),
+    })
+  return parsed.data.keys
+}
+
+/** The entry that pays on `chainId` in `currency`, by the rules of {@link discoverAccount}. */
+export function selectKey(
+  entries: readonly KeyEntry[],
+  { chainId, currency, now }: { chainId: number; currency?: Address | undefined; now: number },
+): KeyEntry | undefined {
+  const usable = entries.filter(
+    (entry) =>
+      entry.chain_id === chainId &&
+      entry.key !== undefined &&
+      entry.key_type !== 'webauthn' &&
+      (!entry.expiry || entry.expiry > now) &&
+      (entry.limits.length === 0 ||
+        !currency ||
+        entry.limits.some((limit) => limit.currency.toLowerCase() === currency.toLowerCase())),
+  )
+  return usable.find((entry) => entry.wallet_type === 'passkey') ?? usable[0]
+}
+
+function accountOf(entry: KeyEntry) {
+  const key = entry.key as Hex
+  const access = entry.wallet_address
+  const keyAuthorization = entry.key_authorization
+    ? (KeyAuthorization.deserialize(entry.key_authorization) as KeyAuthorization.Signed)
+    : undefined
+  if (entry.key_type === 'p256')
+    return access ? Account.fromP256(key, { access, keyAuthorization }) : Account.fromP256(key)
+  return access
+    ? Account.fromSecp256k1(key, { access, keyAuthorization })
+    : Account.fromSecp256k1(key)
+}
