@@ -104,6 +104,12 @@ export function mppHttp<
     fetchFn: fetchFn_,
     ...httpConfig
   } = config
+  // A call travels through three layers:
+  //   1. viem's retry layer (createTransport, with the caller's retryCount), around
+  //   2. `attempt`, which knows whether its HTTP exchange was paid for (then it is final), around
+  //   3. an inner http() that batches, sends and parses each attempt once, whose fetch applies
+  //      viem's timeout to the unpaid leg and hands a 402 to the payment flow.
+
   // Shared by every client built on this transport: the budget is the transport's.
   const policy = createSpendingPolicy({ maxAmount, budget, onPaymentRequired })
   // Calls whose attempt was paid for: the retry layer must not pay for them again.
@@ -244,9 +250,20 @@ async function fetchWithTimeout(
   } catch (error) {
     if (!timer.aborted || init.signal?.aborted) throw error
     throw new TimeoutError({
-      body: JSON.parse(String(init.body)),
+      body: parseBody(init.body),
       url: String(input instanceof Request ? input.url : input),
     })
+  }
+}
+
+/** The request body as viem's errors show it: the calls, without the `jsonrpc` and `id` it adds. */
+function parseBody(body: RequestInit['body']) {
+  const call = ({ jsonrpc: _jsonrpc, id: _id, ...rest }: Record<string, unknown>) => rest
+  try {
+    const parsed = JSON.parse(String(body)) as Record<string, unknown> | Record<string, unknown>[]
+    return Array.isArray(parsed) ? parsed.map(call) : call(parsed)
+  } catch {
+    return { body: String(body) }
   }
 }
 

@@ -1,7 +1,14 @@
 import type { ServerResponse } from 'node:http'
 import { HttpResponse, http as msw } from 'msw'
 import { setupServer } from 'msw/node'
-import { createClient, fallback, HttpRequestError, http, InternalRpcError } from 'viem'
+import {
+  createClient,
+  fallback,
+  HttpRequestError,
+  http,
+  InternalRpcError,
+  TimeoutError,
+} from 'viem'
 import { describe, expect, test } from 'vitest'
 import {
   type MppHttpTransportConfig,
@@ -83,6 +90,26 @@ describe('without a 402', () => {
     expect(calls).toBe(3)
     expect(server.paid()).toHaveLength(0)
     expect(providerCalls.prepared).toHaveLength(0)
+  })
+})
+
+describe('timeouts without a 402', () => {
+  test('a slow unpaid answer is a TimeoutError, retried as http() does', async () => {
+    const server = await serve(async (request, response) => {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+    })
+    const config = { timeout: 50, retryCount: 1, retryDelay: 1 }
+    const plain = createClient({ chain, transport: http(server.url, config) })
+    const plainError = await rejectionOf(plain.request({ method: 'eth_blockNumber' }))
+    const plainCalls = server.requests.length
+    const paid = clientFor(server.url, { provider: fakeProvider().provider, ...config })
+    const paidError = await rejectionOf(paid.request({ method: 'eth_blockNumber' }))
+    expect(paidError).toBeInstanceOf(TimeoutError)
+    expect(paidError.constructor).toBe(plainError.constructor)
+    expect(paidError.message).toBe(plainError.message)
+    expect(plainCalls).toBe(2)
+    expect(server.requests.length - plainCalls).toBe(2)
   })
 })
 
