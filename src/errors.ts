@@ -63,13 +63,15 @@ export class PaymentRequiredError extends BaseError {
 }
 
 export declare namespace PaymentRequiredError {
-  type Reason = 'noProvider' | 'noChallenge' | 'noSupportedChallenge'
+  type Reason = 'noProvider' | 'noChallenge' | 'noSupportedChallenge' | 'redirected'
 }
 
 const shortMessages: Record<PaymentRequiredError.Reason, string> = {
   noProvider: 'The endpoint requires payment, and no payment provider is configured.',
   noChallenge: 'The endpoint answered 402 Payment Required without a usable Payment challenge.',
   noSupportedChallenge: 'The endpoint requires a payment that the configured provider cannot make.',
+  redirected:
+    'The endpoint redirected the request to another origin, which asked for payment; it is not paid.',
 }
 
 const setupGuidance = [
@@ -209,3 +211,12 @@ export declare namespace PaymentFailedError {
 
 /** Any error this package raises for a payment. */
 export type PaymentError = PaymentRequiredError | PaymentRefusedError | PaymentFailedError
+
+/** Whether `error` is one of this package's payment errors. */
+export function isPaymentError(error: unknown): error is PaymentError {
+  return (
+    error instanceof PaymentRequiredError ||
+    error instanceof PaymentRefusedError ||
+    error instanceof PaymentFailedError
+  )
+}

@@ -9,15 +9,11 @@ import {
   RpcError,
   RpcRequestError,
   type RpcSchema,
+  shouldThrow,
   TimeoutError,
   type Transport,
 } from 'viem'
-import {
-  type PaymentError,
-  PaymentFailedError,
-  PaymentRefusedError,
-  PaymentRequiredError,
-} from './errors.js'
+import { isPaymentError, type PaymentError, PaymentFailedError } from './errors.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
 import { defaultProvider } from './internal/defaultProvider.js'
@@ -179,15 +175,20 @@ export function mppHttp<
     const attempt = (async (args, options) => {
       const start = paidCalls.sequence
       try {
-        const result = await inner.request(args as never, options)
-        // Settles this call's claim in the log, so that no other call takes it for its own.
-        if (paidCalls.sequence !== start) paidCalls.claim(start, args)
-        return result
+        return await inner.request(args as never, options)
       } catch (error) {
         const failure = takeFailure(error)
         if (failure) throw failure
-        if (paidCalls.sequence !== start && paidCalls.claim(start, args))
-          throw new PaidAttemptError(error)
+        // A paid call that failed with an error viem would retry, or that `fallback()` would take
+        // to its next transport, must go no further: either would pay for it again. (Errors
+        // final for both, such as a revert, stay as they are.)
+        if (!shouldThrow(error as Error) && paidCalls.paidSince(start, args))
+          throw new PaymentFailedError({
+            shortMessage: 'The paid request failed; it was paid for, so it is not retried.',
+            origin: url ? redactUrl(url) : '<chain default>',
+            settled: true,
+            cause: error,
+          })
         // The inner transport already typed JSON-RPC errors; hand back the original so that the
         // retry layer types it once, exactly as http() does.
         if (error instanceof RpcError && error.cause instanceof RpcRequestError) throw error.cause
@@ -232,28 +233,30 @@ export function mppHttp<
 }
 
 /**
- * Sends the unpaid leg with viem's timeout semantics: past `timeout` ms, viem's `TimeoutError`.
+ * Sends the unpaid leg with viem's timeout semantics: past `timeout` ms, whether the answer has
+ * not come or its body is still arriving, the request fails with viem's `TimeoutError` (the abort
+ * reason, which fetch and the body stream both throw).
  */
-async function fetchWithTimeout(
+function fetchWithTimeout(
   fetchFn: NonNullable<HttpTransportConfig['fetchFn']>,
   input: Parameters<NonNullable<HttpTransportConfig['fetchFn']>>[0],
   init: RequestInit,
   timeout: number,
 ) {
   if (timeout <= 0) return fetchFn(input, init)
-  const timer = AbortSignal.timeout(timeout)
-  try {
-    return await fetchFn(input, {
-      ...init,
-      signal: init.signal ? AbortSignal.any([init.signal, timer]) : timer,
-    })
-  } catch (error) {
-    if (!timer.aborted || init.signal?.aborted) throw error
-    throw new TimeoutError({
-      body: parseBody(init.body),
-      url: String(input instanceof Request ? input.url : input),
-    })
-  }
+  const timer = new AbortController()
+  const url = String(input instanceof Request ? input.url : input)
+  const pending = setTimeout(
+    () => timer.abort(new TimeoutError({ body: parseBody(init.body), url })),
+    timeout,
+  )
+  // The body may be read long after this returns, so the timer is left to run out; in Node it
+  // must not keep the process alive meanwhile.
+  ;(pending as { unref?: () => void }).unref?.()
+  return fetchFn(input, {
+    ...init,
+    signal: init.signal ? AbortSignal.any([init.signal, timer.signal]) : timer.signal,
+  })
 }
 
 /** The request body as viem's errors show it: the calls, without the `jsonrpc` and `id` it adds. */
@@ -269,12 +272,7 @@ function parseBody(body: RequestInit['body']) {
 
 /** The flow throws payment errors only; anything else is a bug, treated as a payment made. */
 function asPaymentError(error: unknown, url: string | undefined): PaymentError {
-  if (
-    error instanceof PaymentRequiredError ||
-    error instanceof PaymentRefusedError ||
-    error instanceof PaymentFailedError
-  )
-    return error
+  if (isPaymentError(error)) return error
   return new PaymentFailedError({
     shortMessage: 'The payment flow failed unexpectedly.',
     origin: url ? redactUrl(url) : '<chain default>',
@@ -284,29 +282,13 @@ function asPaymentError(error: unknown, url: string | undefined): PaymentError {
 }
 
 /**
- * What the retry layer throws is what the caller gets, except: a paid attempt's error comes out
- * of its wrapper, and a payment error out of the RPC error viem's retry layer puts around it.
+ * What the retry layer throws is what the caller gets, except for a payment error, which comes
+ * out of the RPC error viem's retry layer puts around it (for its code).
  */
 function unwrap(error: unknown) {
-  if (error instanceof PaidAttemptError) return error.error
   if (error instanceof BaseError) {
-    const payment = error.walk(
-      (e) =>
-        e instanceof PaymentRequiredError ||
-        e instanceof PaymentRefusedError ||
-        e instanceof PaymentFailedError,
-    )
+    const payment = error.walk(isPaymentError)
     if (payment) return payment
   }
   return error
-}
-
-/**
- * Carries the error of a paid attempt through viem's retry layer, which would otherwise retry it
- * (and pay again). It poses as a 402, which viem never retries.
- */
-class PaidAttemptError extends HttpRequestError {
-  constructor(readonly error: unknown) {
-    super({ url: '', status: 402 })
-  }
 }

@@ -1,6 +1,6 @@
 import { Challenge, Receipt } from 'mppx'
 import { rankByAcceptPayment } from '../AcceptPayment.js'
-import { PaymentFailedError, PaymentRequiredError } from '../errors.js'
+import { isPaymentError, PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { classifyRejection, type Problem, readProblem } from '../Problem.js'
 import type { PaidRequest, PaymentProvider, PreparedPayment } from '../providers/PaymentProvider.js'
@@ -57,11 +57,21 @@ export type PaymentFlowConfig = PaymentHooks & {
 export function createPaymentFlow(config: PaymentFlowConfig) {
   const { getProvider, policy, fetchFn, chainId, paymentTimeout } = config
 
-  return async function pay(url: string, init: RequestInit, response: Response): Promise<Response> {
-    const origin = redactUrl(url)
-    const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
-      new PaymentFailedError({ ...parameters, origin })
+  return async function pay(
+    requestedUrl: string,
+    init: RequestInit,
+    response: Response,
+  ): Promise<Response> {
     await response.body?.cancel()
+    // The 402 may come from where a redirect led: pay only within the origin asked for.
+    const url = response.redirected && response.url ? response.url : requestedUrl
+    if (new URL(url).origin !== new URL(requestedUrl).origin)
+      throw new PaymentRequiredError({ reason: 'redirected', origin: redactUrl(requestedUrl) })
+    const origin = redactUrl(url)
+    // Once a rejected bearer payment may have been taken, every later failure says so.
+    let taken = false
+    const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
+      new PaymentFailedError({ ...parameters, settled: parameters.settled || taken, origin })
     const provider = await getProvider(decodeChallenges(response)).catch((error: unknown) => {
       throw new PaymentRequiredError({ reason: 'noProvider', origin, cause: error })
     })
@@ -101,7 +111,20 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       const { challenge } = choice
       paid.add(challenge.id)
 
-      const payment = await startPayment(provider, policy, { challenge, request, signal }, origin)
+      const payment = await startPayment(
+        provider,
+        policy,
+        { challenge, request, signal },
+        origin,
+      ).catch((error: unknown) => {
+        throw isPaymentError(error)
+          ? error
+          : fail({
+              shortMessage: 'The payment could not be prepared.',
+              settled: false,
+              cause: error,
+            })
+      })
       const event: PaymentEvent = { challenge, quote: payment.quote, origin }
 
       let authorization: string
@@ -150,6 +173,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       }
 
       const { settled, failure } = await payment.reject()
+      taken ||= settled
       notify(config.onPaymentRejected, { ...event, status: answer.status, problem })
       rejection = { status: answer.status, problem }
       const rejected = (shortMessage: string, cause?: unknown) =>
@@ -232,17 +256,7 @@ async function startPayment(
   parameters: Parameters<PaymentProvider['prepare']>[0],
   origin: string,
 ): Promise<Payment> {
-  let prepared: PreparedPayment
-  try {
-    prepared = await provider.prepare(parameters)
-  } catch (error) {
-    throw new PaymentFailedError({
-      shortMessage: 'The payment could not be prepared.',
-      origin,
-      settled: false,
-      cause: error,
-    })
-  }
+  const prepared = await provider.prepare(parameters)
   let reservation: Reservation
   try {
     reservation = await policy.approve({

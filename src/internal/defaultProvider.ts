@@ -14,12 +14,22 @@ export function defaultProvider(
 ): (challenges: readonly Challenge.Challenge[]) => Promise<PaymentProvider | undefined> {
   const inNode = typeof process !== 'undefined' && !!process.versions?.node
   if (!inNode || !chain) return async () => undefined
-  let found: PaymentProvider | undefined
-  return async (challenges) => {
-    // Looked for again until found: a key may be set up while the program runs.
-    found ??= await import(/* @vite-ignore */ nodeEntry).then(
-      (node: typeof import('../node/index.js')) => node.discoverProvider({ chain, challenges }),
-    )
-    return found
+  // One search at a time, shared by concurrent 402s; searched again until a key is found, since
+  // one may be set up while the program runs.
+  let search: Promise<PaymentProvider | undefined> | undefined
+  return (challenges) => {
+    search ??= import(/* @vite-ignore */ nodeEntry)
+      .then((node: typeof import('../node/index.js')) =>
+        node.discoverProvider({ chain, challenges }),
+      )
+      .then((provider) => {
+        if (!provider) search = undefined
+        return provider
+      })
+      .catch((error: unknown) => {
+        search = undefined
+        throw error
+      })
+    return search
   }
 }

@@ -3,13 +3,16 @@ const anyCall = '*'
 
 /**
  * Remembers which JSON-RPC calls went out in paid HTTP requests, so that a call that then fails
- * can tell whether its attempt was paid for, and must not be retried. Each paid call can be
- * claimed once: by the attempt that made it, whether it succeeded or failed.
+ * can tell whether its attempt may have been paid for, and must then not be repeated.
+ *
+ * Calls are told apart by method and params only, so a call may take an identical call's payment
+ * for its own. That errs the safe way: a wrong "paid" only skips a retry, a wrong "not paid" could
+ * pay twice. For the same reason, records gone from the log count as "paid".
  */
 export function createPaidCallLog({ capacity = 256 }: { capacity?: number } = {}) {
   let sequence = 0
   let evicted = 0
-  const entries: { sequence: number; calls: Map<string, number> }[] = []
+  const entries: { sequence: number; calls: ReadonlySet<string> }[] = []
 
   return {
     /** Grows with every paid request; read it before an attempt. */
@@ -23,26 +26,14 @@ export function createPaidCallLog({ capacity = 256 }: { capacity?: number } = {}
       if (entries.length > capacity) evicted = entries.shift()?.sequence ?? evicted
     },
 
-    /**
-     * Claims `call` in a paid request recorded after `start` (a `sequence` read before the
-     * attempt). Returns whether there was one; when records the attempt could have made are gone
-     * already, it answers yes: a false yes only skips a retry, a false no could pay twice.
-     */
-    claim(start: number, call: { method: string; params?: unknown }) {
+    /** Whether `call` may have gone out in a paid request after `start` (an earlier `sequence`). */
+    paidSince(start: number, call: { method: string; params?: unknown }) {
+      if (sequence === start) return false
+      if (evicted > start) return true
       const key = keyOf(call)
-      for (const [index, entry] of entries.entries()) {
-        if (entry.sequence <= start) continue
-        const wildcard = entry.calls.has(anyCall)
-        const count = entry.calls.get(key) ?? 0
-        if (!wildcard && count === 0) continue
-        if (!wildcard) {
-          entry.calls.set(key, count - 1)
-          if (count === 1) entry.calls.delete(key)
-          if (entry.calls.size === 0) entries.splice(index, 1)
-        }
-        return true
-      }
-      return evicted > start
+      return entries.some(
+        (entry) => entry.sequence > start && (entry.calls.has(key) || entry.calls.has(anyCall)),
+      )
     },
   }
 }
@@ -51,18 +42,13 @@ function keyOf({ method, params }: { method: string; params?: unknown }) {
   return JSON.stringify([method, params ?? null])
 }
 
-function callsOf(body: unknown): Map<string, number> {
-  const calls = new Map<string, number>()
+function callsOf(body: unknown): ReadonlySet<string> {
   try {
     const parsed = JSON.parse(String(body)) as
       | { method: string; params?: unknown }
       | { method: string; params?: unknown }[]
-    for (const call of Array.isArray(parsed) ? parsed : [parsed]) {
-      const key = keyOf(call)
-      calls.set(key, (calls.get(key) ?? 0) + 1)
-    }
+    return new Set((Array.isArray(parsed) ? parsed : [parsed]).map(keyOf))
   } catch {
-    calls.set(anyCall, 1)
+    return new Set([anyCall])
   }
-  return calls
 }

@@ -113,6 +113,22 @@ describe('timeouts without a 402', () => {
   })
 })
 
+describe('stalled bodies without a 402', () => {
+  test('a body that stops arriving is a TimeoutError, as with http()', async () => {
+    const server = await serve((_, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.write('{"jsonrpc":"2.0",')
+    })
+    const config = { timeout: 100, retryCount: 0 }
+    const plain = createClient({ chain, transport: http(server.url, config) })
+    const plainError = await rejectionOf(plain.request({ method: 'eth_blockNumber' }))
+    const paid = clientFor(server.url, { provider: fakeProvider().provider, ...config })
+    const paidError = await rejectionOf(paid.request({ method: 'eth_blockNumber' }))
+    expect(plainError).toBeInstanceOf(TimeoutError)
+    expect(paidError).toBeInstanceOf(TimeoutError)
+  })
+})
+
 describe('viem retries', () => {
   const internalError = (body: string) =>
     JSON.stringify({
@@ -160,7 +176,10 @@ describe('viem retries', () => {
         method: 'eth_blockNumber',
       }),
     )
-    expect(error).toBeInstanceOf(InternalRpcError)
+    // Retrying it would pay again: the call fails, saying it was paid for.
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).settled).toBe(true)
+    expect((error.cause as Error).name).toBe('InternalRpcError')
     expect(calls.authorized).toHaveLength(1)
     expect(server.requests).toHaveLength(2)
   })
