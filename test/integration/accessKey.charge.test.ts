@@ -73,7 +73,9 @@ async function authorizedKey(
     { address, type: 'secp256k1' },
     { chainId: BigInt(net.chain.id), expiry, limits: [{ token: net.currency, limit }] },
   )
-  return { privateKey, address, keyAuthorization }
+  // The access-key account that signs with it for `root`, attaching the authorization.
+  const account = Account.fromSecp256k1(privateKey, { access: root, keyAuthorization })
+  return { privateKey, address, keyAuthorization, account }
 }
 
 const metadataOf = (root: Address, accessKey: Address) =>
@@ -133,10 +135,7 @@ test('an access key with a key authorization pays from the root wallet; its firs
   const root = await fundedRoot()
   const expiry = now() + 3600
   const key = await authorizedKey(root, { expiry, limit })
-  const account = Account.fromSecp256k1(key.privateKey, {
-    access: root,
-    keyAuthorization: key.keyAuthorization,
-  })
+  const { account } = key
   expect(account.address).toBe(root.address)
   expect(getAddress(account.accessKeyAddress)).toBe(key.address)
   expect((await metadataOf(root.address, key.address)).address).toBe(zeroAddress)
@@ -275,10 +274,7 @@ test('a spending limit below the price and the fee: the transaction is never min
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price: 1_000n })
   const root = await fundedRoot()
   const key = await authorizedKey(root, { expiry: now() + 3600, limit: 500n })
-  const account = Account.fromSecp256k1(key.privateKey, {
-    access: root,
-    keyAuthorization: key.keyAuthorization,
-  })
+  const { account } = key
   const { fills } = await expectUnminedPayment(rpc, account)
   expect(fills).toEqual([{ keyAuthorization: true, refused: false }])
   expect((await metadataOf(root.address, key.address)).address).toBe(zeroAddress)
@@ -291,10 +287,7 @@ test('a spending limit that covers the fee but not the price: the transfer rever
   const root = await fundedRoot()
   const expiry = now() + 3600
   const key = await authorizedKey(root, { expiry, limit })
-  const account = Account.fromSecp256k1(key.privateKey, {
-    access: root,
-    keyAuthorization: key.keyAuthorization,
-  })
+  const { account } = key
   const payeeBefore = await balanceOf(rpc.payee)
   const firstBlock = await plain().getBlockNumber()
   const { client, fills, sent, rejected, receipts } = paidClient(rpc.url, account)
@@ -361,10 +354,7 @@ test('an expired key authorization: viem leaves it out, the key is not on chain,
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price: 1_000n })
   const root = await fundedRoot()
   const key = await authorizedKey(root, { expiry: now() - 60, limit: 500_000n })
-  const account = Account.fromSecp256k1(key.privateKey, {
-    access: root,
-    keyAuthorization: key.keyAuthorization,
-  })
+  const { account } = key
   const { fills } = await expectUnminedPayment(rpc, account)
   expect(fills).toEqual([{ keyAuthorization: false, refused: false }])
   expect((await metadataOf(root.address, key.address)).address).toBe(zeroAddress)

@@ -2,16 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { basename } from 'node:path'
-import {
-  createClient,
-  type Hex,
-  http,
-  maxUint256,
-  parseAbi,
-  publicActions,
-  walletActions,
-} from 'viem'
-import { privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
+import { type Hex, maxUint256 } from 'viem'
+import { privateKeyToAddress } from 'viem/accounts'
 import { Addresses } from 'viem/tempo'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
@@ -20,13 +12,10 @@ import {
   LocalnetStartError,
   startLocalnet,
 } from '../../src/testing/index.js'
+import { balanceOf as balanceOfOn, tip20, walletClient } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
-const tip20 = parseAbi([
-  'function balanceOf(address) view returns (uint256)',
-  'function transfer(address to, uint256 amount) returns (bool)',
-])
 
 // Every process spawned from here inherits this variable, so the anvil processes this file starts
 // can be told apart from those of other test files and other users of the machine, even if their
@@ -94,20 +83,9 @@ describe('startLocalnet()', () => {
   })
   afterAll(() => net?.stop())
 
-  function clientFor(index: number) {
-    const account = privateKeyToAccount(net.accounts[index]!.privateKey)
-    return createClient({ account, chain: net.chain, transport: http(net.rpcUrl) })
-      .extend(publicActions)
-      .extend(walletActions)
-  }
+  const clientFor = (index: number) => walletClient(net, index)
 
-  const balanceOf = (address: Hex) =>
-    clientFor(0).readContract({
-      address: net.currency,
-      abi: tip20,
-      functionName: 'balanceOf',
-      args: [address],
-    })
+  const balanceOf = (address: Hex) => balanceOfOn(net, address)
 
   test('starts one anvil process', () => {
     expect(anvilPids().length).toBe(anvilsBefore + 1)

@@ -2,26 +2,20 @@ import { Channel, TxEnvelopeTempo } from 'ox/tempo'
 import {
   BaseError,
   ContractFunctionRevertedError,
-  createClient,
   encodeFunctionData,
   type Hex,
-  http,
   keccak256,
   type Log,
-  parseAbi,
   parseEventLogs,
   parseTransaction,
-  publicActions,
   serializeTransaction,
-  walletActions,
   zeroAddress,
 } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
 import { Abis, Actions, Addresses } from 'viem/tempo'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { type Localnet, startLocalnet } from '../../src/testing/index.js'
+import { balanceOf as balanceOfOn, walletClient } from '../support/localnet.js'
 
-const erc20 = parseAbi(['function balanceOf(address) view returns (uint256)'])
 const reserve = { address: Addresses.tip20ChannelReserve, abi: Abis.tip20ChannelReserve } as const
 
 let net: Localnet
@@ -30,20 +24,9 @@ beforeAll(async () => {
 })
 afterAll(() => net?.stop())
 
-function clientFor(index: number) {
-  const account = privateKeyToAccount(net.accounts[index]!.privateKey)
-  return createClient({ account, chain: net.chain, transport: http(net.rpcUrl) })
-    .extend(publicActions)
-    .extend(walletActions)
-}
+const clientFor = (index: number) => walletClient(net, index)
 
-const balanceOf = (address: Hex) =>
-  clientFor(0).readContract({
-    address: net.currency,
-    abi: erc20,
-    functionName: 'balanceOf',
-    args: [address],
-  })
+const balanceOf = (address: Hex) => balanceOfOn(net, address)
 
 /** Opens a channel from `payer` to `payee` and returns its descriptor. */
 async function open(payer = clientFor(1), payee = clientFor(2), deposit = 10_000n) {

@@ -1,4 +1,13 @@
-import { createPublicClient, type Hex, http, parseAbi } from 'viem'
+import {
+  createClient,
+  createPublicClient,
+  type Hex,
+  http,
+  parseAbi,
+  publicActions,
+  walletActions,
+} from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, afterEach, beforeAll } from 'vitest'
 import {
   type Localnet,
@@ -13,6 +22,28 @@ export const tip20 = parseAbi([
   'function transfer(address to, uint256 amount) returns (bool)',
   'event Transfer(address indexed from, address indexed to, uint256 amount)',
 ])
+
+/** A wallet and public client on the localnet itself for dev account `index`. */
+export function walletClient(net: Localnet, index: number) {
+  const { privateKey } = net.accounts[index] ?? {}
+  if (!privateKey) throw new Error(`no dev account ${index}`)
+  return createClient({
+    account: privateKeyToAccount(privateKey),
+    chain: net.chain,
+    transport: http(net.rpcUrl),
+  })
+    .extend(publicActions)
+    .extend(walletActions)
+}
+
+/** pathUSD balance, read straight from the localnet (never through a paid endpoint). */
+export function balanceOf(net: Localnet, address: Hex) {
+  return createPublicClient({
+    chain: net.chain,
+    transport: http(net.rpcUrl),
+    cacheTime: 0,
+  }).readContract({ address: net.currency, abi: tip20, functionName: 'balanceOf', args: [address] })
+}
 
 /**
  * One localnet for the test file (started before its tests, stopped after them), and paid RPCs
@@ -45,15 +76,7 @@ export function useLocalnet() {
       return rpc
     },
     /** pathUSD balance, read straight from the localnet (never through a paid endpoint). */
-    balanceOf(address: Hex) {
-      const { chain, rpcUrl, currency } = context.net
-      return createPublicClient({ chain, transport: http(rpcUrl), cacheTime: 0 }).readContract({
-        address: currency,
-        abi: tip20,
-        functionName: 'balanceOf',
-        args: [address],
-      })
-    },
+    balanceOf: (address: Hex) => balanceOf(context.net, address),
   }
   return context
 }
