@@ -245,11 +245,10 @@ function fetchWithTimeout(
 ) {
   if (timeout <= 0) return fetchFn(input, init)
   const timer = new AbortController()
-  const url = String(input instanceof Request ? input.url : input)
-  const pending = setTimeout(
-    () => timer.abort(new TimeoutError({ body: parseBody(init.body), url })),
-    timeout,
-  )
+  const pending = setTimeout(() => {
+    const url = String(input instanceof Request ? input.url : input)
+    timer.abort(new TimeoutError({ body: parseBody(init.body), url }))
+  }, timeout)
   // The body may be read long after this returns, so the timer is left to run out; in Node it
   // must not keep the process alive meanwhile.
   ;(pending as { unref?: () => void }).unref?.()
