@@ -1,4 +1,5 @@
 import { BaseError } from 'viem'
+import { defaultMaxAmount } from './internal/defaultProvider.js'
 import { redactError } from './internal/redactUrl.js'
 import type { Problem } from './Problem.js'
 
@@ -54,6 +55,7 @@ export class PaymentRequiredError extends BaseError {
         `Endpoint: ${origin}`,
         ...(offered.length ? ['Offered:', ...offered.map((offer) => `  ${offer}`)] : []),
         ...(reason === 'noProvider' ? setupGuidance : []),
+        ...(reason === 'paidChainRpc' ? unpaidClientGuidance : []),
       ],
       name: 'PaymentRequiredError',
     })
@@ -63,7 +65,13 @@ export class PaymentRequiredError extends BaseError {
 }
 
 export declare namespace PaymentRequiredError {
-  type Reason = 'noProvider' | 'noChallenge' | 'noSupportedChallenge' | 'redirected'
+  type Reason =
+    | 'noProvider'
+    | 'noChallenge'
+    | 'noSupportedChallenge'
+    | 'redirected'
+    | 'insecureTransport'
+    | 'paidChainRpc'
 }
 
 const shortMessages: Record<PaymentRequiredError.Reason, string> = {
@@ -72,6 +80,10 @@ const shortMessages: Record<PaymentRequiredError.Reason, string> = {
   noSupportedChallenge: 'The endpoint requires a payment that the configured provider cannot make.',
   redirected:
     'The endpoint redirected the request to another origin, which asked for payment; it is not paid.',
+  insecureTransport:
+    'The endpoint asked for payment over plain http://; payment credentials are sent only over https:// (or to this machine).',
+  paidChainRpc:
+    "The default provider cannot pay: the chain's RPC is this paid endpoint, and preparing a payment reads the chain through it.",
 }
 
 const setupGuidance = [
@@ -83,11 +95,17 @@ const setupGuidance = [
   'where `client` is a viem client for the chain that is not this paid transport.',
 ]
 
+const unpaidClientGuidance = [
+  'Give the transport a provider whose client reads the chain through an unpaid RPC:',
+  "  mppHttp(url, { provider: charge({ account, client }) })   // import { charge } from 'viem-mpp'",
+]
+
 export type PaymentRefusedErrorType = PaymentRefusedError & { name: 'PaymentRefusedError' }
 
 /**
  * A payment was refused before anything was signed or sent: it exceeded `maxAmount` or the
- * remaining `budget`, or `onPaymentRequired` returned `false`.
+ * remaining `budget` (its amount plus its most fee), `onPaymentRequired` returned `false`, or the
+ * payer's balance cannot cover it.
  *
  * @example
  * ```ts
@@ -102,21 +120,31 @@ export class PaymentRefusedError extends BaseError {
   readonly reason: PaymentRefusedError.Reason
   /** The payment's cost in base units of `currency`. */
   readonly amount: bigint
+  /** The most its transaction fee could cost, in base units of its fee token. */
+  readonly fee: bigint
   /** The TIP-20 token the payment is in. */
   readonly currency: string
 
   constructor({
     reason,
     amount,
+    fee = 0n,
     currency,
+    feeToken = currency,
     limit,
+    balance,
     cause,
   }: {
     reason: PaymentRefusedError.Reason
     amount: bigint
+    /** The payment's most fee (counted with `amount` against `budget`). */
+    fee?: bigint | undefined
     currency: string
+    feeToken?: string | undefined
     /** The limit it broke (`maxAmount`, or what is left of `budget`). */
     limit?: bigint | undefined
+    /** For `insufficientFunds`: the payer's balance of `token`, and what the payment needs of it. */
+    balance?: { token: string; available: bigint; needed: bigint } | undefined
     /** What `onPaymentRequired` threw, if it threw. */
     cause?: unknown
   }) {
@@ -124,24 +152,37 @@ export class PaymentRefusedError extends BaseError {
       cause: cause === undefined ? undefined : redactError(cause),
       metaMessages: [
         `Amount: ${amount} (base units of ${currency})`,
+        ...(fee > 0n ? [`Fee: at most ${fee} (base units of ${feeToken})`] : []),
         ...(limit === undefined ? [] : [`Limit: ${limit}`]),
+        ...(reason === 'maxAmount' ? [maxAmountHint] : []),
+        ...(balance
+          ? [
+              `Balance: ${balance.available}, needed: ${balance.needed} (base units of ${balance.token})`,
+            ]
+          : []),
       ],
       name: 'PaymentRefusedError',
     })
     this.reason = reason
     this.amount = amount
+    this.fee = fee
     this.currency = currency
   }
 }
 
 export declare namespace PaymentRefusedError {
-  type Reason = 'maxAmount' | 'budget' | 'onPaymentRequired'
+  type Reason = 'maxAmount' | 'budget' | 'onPaymentRequired' | 'insufficientFunds'
 }
+
+/** How to raise the limit, whether it was given or is the default provider's cap. */
+const maxAmountHint = `Without \`maxAmount\`, the default provider pays at most ${defaultMaxAmount} base units (1 USD) per payment; pass \`maxAmount\` to mppHttp to change it.`
 
 const refusals: Record<PaymentRefusedError.Reason, string> = {
   maxAmount: 'The payment exceeds `maxAmount`; nothing was paid.',
   budget: 'The payment exceeds what is left of `budget`; nothing was paid.',
   onPaymentRequired: '`onPaymentRequired` refused the payment; nothing was paid.',
+  insufficientFunds:
+    "The payer's balance cannot cover the payment and its fee; nothing was signed or paid.",
 }
 
 export type PaymentFailedErrorType = PaymentFailedError & { name: 'PaymentFailedError' }
@@ -219,4 +260,21 @@ export function isPaymentError(error: unknown): error is PaymentError {
     error instanceof PaymentRefusedError ||
     error instanceof PaymentFailedError
   )
+}
+
+export type InvalidPaymentTimeoutErrorType = InvalidPaymentTimeoutError & {
+  name: 'InvalidPaymentTimeoutError'
+}
+
+/**
+ * `paymentTimeout` is not a number of milliseconds a timer can hold: it must be from 0 (no time
+ * limit) to 2147483647 (about 24.8 days). Thrown when the transport is made, before any request.
+ */
+export class InvalidPaymentTimeoutError extends BaseError {
+  constructor({ paymentTimeout }: { paymentTimeout: unknown }) {
+    super('`paymentTimeout` must be a number of milliseconds from 0 (no limit) to 2147483647.', {
+      metaMessages: [`Received: ${String(paymentTimeout)}`],
+      name: 'InvalidPaymentTimeoutError',
+    })
+  }
 }

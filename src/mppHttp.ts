@@ -6,20 +6,24 @@ import {
   HttpRequestError,
   type HttpTransportConfig,
   http,
-  RpcError,
   RpcRequestError,
   type RpcSchema,
   shouldThrow,
-  TimeoutError,
   type Transport,
 } from 'viem'
-import { isPaymentError, type PaymentError, PaymentFailedError } from './errors.js'
+import { buildRequest } from 'viem/utils'
+import {
+  InvalidPaymentTimeoutError,
+  isPaymentError,
+  type PaymentError,
+  PaymentFailedError,
+} from './errors.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
-import { defaultProvider } from './internal/defaultProvider.js'
-import { createPaidCallLog } from './internal/paidCallLog.js'
+import { defaultMaxAmount, defaultProvider } from './internal/defaultProvider.js'
+import { type Attempt, type Call, callsOf, createInFlightCalls } from './internal/inFlightCalls.js'
 import { paidTransportMarker } from './internal/paidTransportMarker.js'
-import { redactUrl } from './internal/redactUrl.js'
+import { redactErrorInPlace, redactUrl } from './internal/redactUrl.js'
 import type { PaymentProvider } from './providers/PaymentProvider.js'
 
 export type MppHttpTransportConfig<
@@ -35,8 +39,10 @@ export type MppHttpTransportConfig<
      */
     provider?: PaymentProvider | undefined
     /**
-     * How long one request's whole payment flow (paying, resending, recovering) may take, in ms.
-     * viem's `timeout` applies to unpaid requests only, so that it never cuts a payment short.
+     * How long one request's whole payment flow (paying, resending, recovering) may take, in ms;
+     * `0` for no limit. viem's `timeout` applies to unpaid requests only, so that it never cuts a
+     * payment short. Anything but a number from 0 to 2147483647 throws
+     * `InvalidPaymentTimeoutError` when the transport is made.
      * @default 120_000
      */
     paymentTimeout?: number | undefined
@@ -54,13 +60,18 @@ export type MppHttpTransport<
   EIP1193RequestFn<rpcSchema, raw>
 >
 
+/** The longest delay a timer can hold (2^31 - 1 ms); a longer one fires at once. */
+const maxTimeout = 2_147_483_647
+
 /**
  * A viem HTTP transport that pays `402 Payment Required` answers under the Machine Payments
  * Protocol and resends the request with the credential. It takes every option of viem's `http()`
  * with the same meaning, and behaves exactly like it until a 402 arrives.
  *
  * One payment covers one HTTP request: a batch of N calls costs one payment. A payment is never
- * made twice for one request: viem's retries and `fallback()` never repeat a paid flow.
+ * made twice for one request: viem's retries and `fallback()` never repeat a paid flow. A request
+ * made only of `net_listening` calls (the pings of `fallback()`'s ranking) is never paid: a 402
+ * shows that the endpoint is up, and the transport answers `true` for it.
  *
  * @example
  * ```ts
@@ -100,36 +111,58 @@ export function mppHttp<
     fetchFn: fetchFn_,
     ...httpConfig
   } = config
+  // Refused before anything can be signed: a timer would fire at once for these.
+  if (typeof paymentTimeout !== 'number' || !(paymentTimeout >= 0 && paymentTimeout <= maxTimeout))
+    throw new InvalidPaymentTimeoutError({ paymentTimeout })
   // A call travels through three layers:
   //   1. viem's retry layer (createTransport, with the caller's retryCount), around
   //   2. `attempt`, which knows whether its HTTP exchange was paid for (then it is final), around
-  //   3. an inner http() that batches, sends and parses each attempt once, whose fetch applies
-  //      viem's timeout to the unpaid leg and hands a 402 to the payment flow.
+  //   3. an inner http()'s own request function, with viem's timeout, which batches, sends and
+  //      parses each attempt once, and whose fetch hands a 402 to the payment flow.
 
   // Shared by every client built on this transport: the budget is the transport's.
-  const policy = createSpendingPolicy({ maxAmount, budget, onPaymentRequired })
-  // Calls whose attempt was paid for: the retry layer must not pay for them again.
-  const paidCalls = createPaidCallLog()
+  // The default provider pays with a key found on the machine: capped unless `maxAmount` is given.
+  const policy = createSpendingPolicy({
+    maxAmount: maxAmount ?? (provider ? undefined : defaultMaxAmount),
+    budget,
+    onPaymentRequired,
+  })
+  // Attempts in flight, and whether a paid request carried them: those must not be repeated.
+  const inFlight = createInFlightCalls()
   // A payment error travels through viem's HTTP client as a bare 402 response (a thrown error
   // would be wrapped into a retryable one); viem keeps that response's headers in the
   // HttpRequestError it throws, and `attempt` swaps that error back for the payment error.
   const failures = new WeakMap<Headers, PaymentError>()
+  // The errors that carry a paid call's JSON-RPC error (their cause) through viem's retry layer.
+  const paidCallFailures = new WeakSet<PaymentFailedError>()
+  // The last payment made for a call (by its arguments), and how it ended (a payment error, or
+  // undefined once the server accepted it): a caller who gives up learns whether it was taken.
+  const payments = new WeakMap<
+    Call,
+    { attempt: Attempt; outcome: Promise<PaymentError | undefined> }
+  >()
   // Looked up at call time, as http() does, so that a fetch patched later (msw, tests) is used.
   const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = (input, init) =>
     (fetchFn_ ?? fetch)(input, init)
 
   /**
-   * One inner http() per chain and timeout, made once, so that batches are shared by every client
-   * built on this transport (viem's `fallback()` builds its transports anew for each request).
-   * It sends each attempt once, with viem's timeout off: the timeout is applied to the unpaid
-   * leg below, so that the request's signal is the caller's own and a payment is never cut short.
+   * The inner http() transports of a chain and timeout, made once, so that batches are shared by
+   * every client built on this transport (viem's `fallback()` builds its transports anew for each
+   * request). They apply viem's own timeout: a 402 leaves it behind, since the payment flow is
+   * given the caller's own signal and its own deadline, so a payment is never cut short. One
+   * inner transport per caller's signal carries that signal to the flow (http() batches per
+   * signal too); calls without one share a single one.
    */
-  const inners = new Map<string, ReturnType<typeof http>>()
-  const innerFor = (chain: Chain | undefined, timeout: number) => {
+  const senders = new Map<string, ReturnType<typeof createSender>>()
+  const senderFor = (chain: Chain | undefined, timeout: number) => {
     const key = `${chain?.id}:${timeout}`
-    let inner = inners.get(key)
-    if (inner) return inner
-    const getProvider = provider ? async () => provider : defaultProvider(chain)
+    const sender = senders.get(key) ?? createSender(chain, timeout)
+    senders.set(key, sender)
+    return sender
+  }
+
+  function createSender(chain: Chain | undefined, timeout: number) {
+    const getProvider = provider ? async () => provider : defaultProvider(chain, url)
     const pay = createPaymentFlow({
       getProvider,
       policy,
@@ -141,60 +174,84 @@ export function mppHttp<
       onPaymentRejected,
       onReceipt,
     })
-    inner = http(url, {
-      ...httpConfig,
-      methods: undefined,
-      retryCount: 0,
-      async fetchFn(input, init = {}) {
-        const response = await fetchWithTimeout(fetchFn, input, init, timeout)
-        // The only work on the unpaid path.
-        if (response.status !== 402) return response
-        try {
-          const paid = await pay(
-            String(input instanceof Request ? input.url : input),
-            init,
-            response,
-          )
-          paidCalls.record(init.body)
-          return paid
-        } catch (error) {
-          const failed = new Response(null, { status: 402, statusText: 'Payment Required' })
-          failures.set(failed.headers, asPaymentError(error, url))
-          return failed
-        }
-      },
-    })
-    inners.set(key, inner)
-    return inner
+    const answer402 = async (
+      input: string | URL | Request,
+      init: RequestInit,
+      response: Response,
+    ) => {
+      const calls = callsOf(init.body)
+      // Ranking pings: the 402 shows the endpoint is up, which is all a ping asks.
+      if (calls?.length && calls.every(({ method }) => method === 'net_listening')) {
+        await response.body?.cancel()
+        return listening(init.body)
+      }
+      const carried = inFlight.carriedBy(calls)
+      const paying = pay(String(input instanceof Request ? input.url : input), init, response)
+      const outcome = paying.then(
+        () => undefined,
+        (error: unknown) => asPaymentError(error, url),
+      )
+      for (const attempt of carried) payments.set(attempt.call, { attempt, outcome })
+      try {
+        const paid = await paying
+        for (const attempt of carried) attempt.paid = true
+        return paid
+      } catch (error) {
+        const failed = new Response(null, { status: 402, statusText: 'Payment Required' })
+        failures.set(failed.headers, asPaymentError(error, url))
+        return failed
+      }
+    }
+    const make = (signal: AbortSignal | undefined) =>
+      http(url, {
+        ...httpConfig,
+        methods: undefined,
+        retryCount: 0,
+        async fetchFn(input, init = {}) {
+          const response = await fetchFn(input, init)
+          // The only work on the unpaid path.
+          if (response.status !== 402) return response
+          return answer402(input, { ...init, signal }, response)
+        },
+      })({ chain, retryCount: 0, timeout })
+    // Without a signal of its own, a call has the one of `fetchOptions`, if any, as with http().
+    const unsignaled = make(httpConfig.fetchOptions?.signal ?? undefined)
+    const signaled = new WeakMap<AbortSignal, typeof unsignaled>()
+    const innerFor = (signal: AbortSignal) => {
+      const inner = signaled.get(signal) ?? make(signal)
+      signaled.set(signal, inner)
+      return inner
+    }
+    const send: typeof unsignaled.request = (args, options) => {
+      const inner = options?.signal ? innerFor(options.signal) : unsignaled
+      // The inner transport's request function itself: it throws JSON-RPC errors untyped, for
+      // the retry layer to type them once, as http() does.
+      return inner.config.request(args as never, options)
+    }
+    return { send, value: unsignaled.value }
   }
 
   return (parameters) => {
     const timeout = parameters.timeout ?? httpConfig.timeout ?? 10_000
-    const inner = innerFor(parameters.chain, timeout)({ ...parameters, retryCount: 0, timeout: 0 })
+    const { send, value } = senderFor(parameters.chain, timeout)
+    const origin = value?.url ? redactUrl(value.url) : '<chain default>'
+    // `fallback()` makes its transports with `retryCount: 0`, and moves on to the next one past
+    // any error it does not see as final: there, a paid call's error comes inside a final one.
+    const inFallback = parameters.retryCount === 0
 
     const attempt = (async (args, options) => {
-      const start = paidCalls.sequence
+      const current = inFlight.begin(args as Call)
       try {
-        return await inner.request(args as never, options)
+        return await send(args as never, options)
       } catch (error) {
         const failure = takeFailure(error)
         if (failure) throw failure
-        // A paid call that failed with an error viem would retry, or that `fallback()` would take
-        // to its next transport, must go no further: either would pay for it again. (Errors
-        // final for both, such as a revert, stay as they are.)
-        if (!shouldThrow(error as Error) && paidCalls.paidSince(start, args))
-          throw new PaymentFailedError({
-            shortMessage: 'The paid request failed; it was paid for, so it is not retried.',
-            origin: url ? redactUrl(url) : '<chain default>',
-            settled: true,
-            cause: error,
-          })
-        // The inner transport already typed JSON-RPC errors; hand back the original so that the
-        // retry layer types it once, exactly as http() does.
-        if (error instanceof RpcError && error.cause instanceof RpcRequestError) throw error.cause
-        throw error
+        if (!current.paid) throw error
+        throw await paidCallFailure(error, args as Call, origin)
+      } finally {
+        inFlight.end(current)
       }
-    }) as typeof inner.request
+    }) as typeof send
 
     const { key = 'http', name = 'HTTP JSON-RPC', methods, retryDelay } = httpConfig
     // viem's retry layer, as http() has it, around attempts that know whether they were paid.
@@ -209,17 +266,51 @@ export function mppHttp<
         timeout,
         type: 'http',
       },
-      { ...inner.value, [paidTransportMarker]: true },
+      { ...value, [paidTransportMarker]: true },
     )
+
+    /**
+     * Throws what the retry layer threw, except for a payment error, which comes out of the RPC
+     * error viem's retry layer puts around it (for its code), and a paid call's JSON-RPC error,
+     * which comes out of the payment error that carried it (except inside `fallback()`, unless
+     * `fallback()` would stop at it anyway).
+     */
+    const unwrap = (error: unknown) => {
+      if (!(error instanceof BaseError)) throw error
+      const payment = error.walk(isPaymentError) as PaymentError | null
+      if (!payment) throw error
+      if (!paidCallFailures.has(payment as PaymentFailedError)) throw payment
+      const own = payment.cause as Error
+      throw inFallback && !shouldThrow(own) ? payment : own
+    }
+
+    /**
+     * The caller gave up (viem's retry layer ends the call at once, with the abort): if a payment
+     * for this call had started since, the caller learns how it ended, once it has.
+     */
+    const afterAbort = async (abort: unknown, call: Call, since: number) => {
+      const payment = payments.get(call)
+      if (!payment || payment.attempt.sequence < since) throw abort
+      const failure = await payment.outcome
+      if (failure instanceof PaymentFailedError && failure.settled) throw failure
+      if (failure) throw abort
+      throw new PaymentFailedError({
+        shortMessage: 'The caller gave up after the payment was made.',
+        origin,
+        settled: true,
+        cause: abort,
+      })
+    }
 
     return {
       ...transport,
-      request: (async (args, options) => {
-        try {
-          return await transport.request(args as never, options)
-        } catch (error) {
-          throw unwrap(error)
-        }
+      request: ((args, options) => {
+        const since = inFlight.sequence
+        return transport
+          .request(args as never, options)
+          .catch((error: unknown) =>
+            isAbortError(error) ? afterAbort(error, args as Call, since) : unwrap(error),
+          )
       }) as typeof transport.request,
     }
   }
@@ -230,43 +321,55 @@ export function mppHttp<
     const httpError = error.walk((e) => e instanceof HttpRequestError) as HttpRequestError | null
     return httpError?.headers ? failures.get(httpError.headers) : undefined
   }
-}
 
-/**
- * Sends the unpaid leg with viem's timeout semantics: past `timeout` ms, whether the answer has
- * not come or its body is still arriving, the request fails with viem's `TimeoutError` (the abort
- * reason, which fetch and the body stream both throw).
- */
-function fetchWithTimeout(
-  fetchFn: NonNullable<HttpTransportConfig['fetchFn']>,
-  input: Parameters<NonNullable<HttpTransportConfig['fetchFn']>>[0],
-  init: RequestInit,
-  timeout: number,
-) {
-  if (timeout <= 0) return fetchFn(input, init)
-  const timer = new AbortController()
-  const pending = setTimeout(() => {
-    const url = String(input instanceof Request ? input.url : input)
-    timer.abort(new TimeoutError({ body: parseBody(init.body), url }))
-  }, timeout)
-  // The body may be read long after this returns, so the timer is left to run out; in Node it
-  // must not keep the process alive meanwhile.
-  ;(pending as { unref?: () => void }).unref?.()
-  return fetchFn(input, {
-    ...init,
-    signal: init.signal ? AbortSignal.any([init.signal, timer.signal]) : timer.signal,
-  })
-}
-
-/** The request body as viem's errors show it: the calls, without the `jsonrpc` and `id` it adds. */
-function parseBody(body: RequestInit['body']) {
-  const call = ({ jsonrpc: _jsonrpc, id: _id, ...rest }: Record<string, unknown>) => rest
-  try {
-    const parsed = JSON.parse(String(body)) as Record<string, unknown> | Record<string, unknown>[]
-    return Array.isArray(parsed) ? parsed.map(call) : call(parsed)
-  } catch {
-    return { body: String(body) }
+  /**
+   * The final error for a call whose paid request failed (a JSON-RPC error in the answer, or an
+   * answer that could not be read): its cause is the call's own error, typed as viem types it
+   * for http(), with its URLs cut down to the origin. viem's retry layer does not repeat it (its
+   * code is final), nor would a retry layer above (`fallback()`'s): it carries no HTTP status to
+   * retry by.
+   */
+  async function paidCallFailure(error: unknown, call: Call, origin: string) {
+    const typed = await typedAsHttp(error, call)
+    // The server's JSON-RPC answer reaches the caller; a failure to read the answer (a body
+    // that stalls past paymentTimeout, a broken one) stays a payment failure.
+    const answered = typed instanceof BaseError && !!typed.walk((e) => e instanceof RpcRequestError)
+    for (let cause: unknown = typed; cause instanceof Error; cause = cause.cause)
+      if (cause instanceof HttpRequestError || cause instanceof RpcRequestError) {
+        cause.status = undefined
+        cause.headers = undefined
+      }
+    const failure = new PaymentFailedError({
+      shortMessage: 'The paid request failed; it was paid for, so it is not retried.',
+      origin,
+      settled: true,
+      cause: redactErrorInPlace(typed),
+    })
+    if (answered) paidCallFailures.add(failure)
+    return failure
   }
+}
+
+/** Whether `error` is an abort, as viem's retry layer tells one (which it never retries). */
+function isAbortError(error: unknown) {
+  return (error as { name?: unknown } | null)?.name === 'AbortError'
+}
+
+/** `error` as viem's request layer types it for http() (e.g. `MethodNotFoundRpcError`). */
+function typedAsHttp(error: unknown, call: Call): Promise<Error> {
+  return buildRequest(() => Promise.reject(error), { retryCount: 0 })(call as never).then(
+    () => error as Error,
+    (typed: Error) => typed,
+  )
+}
+
+/** The answer to a request of `net_listening` calls: `true` for each, with its id. */
+function listening(body: RequestInit['body']) {
+  const parsed = JSON.parse(String(body)) as { id?: unknown } | { id?: unknown }[]
+  const answer = ({ id }: { id?: unknown }) => ({ jsonrpc: '2.0', id, result: true })
+  return new Response(JSON.stringify(Array.isArray(parsed) ? parsed.map(answer) : answer(parsed)), {
+    headers: { 'content-type': 'application/json' },
+  })
 }
 
 /** The flow throws payment errors only; anything else is a bug, treated as a payment made. */
@@ -278,16 +381,4 @@ function asPaymentError(error: unknown, url: string | undefined): PaymentError {
     settled: true,
     cause: error,
   })
-}
-
-/**
- * What the retry layer throws is what the caller gets, except for a payment error, which comes
- * out of the RPC error viem's retry layer puts around it (for its code).
- */
-function unwrap(error: unknown) {
-  if (error instanceof BaseError) {
-    const payment = error.walk(isPaymentError)
-    if (payment) return payment
-  }
-  return error
 }

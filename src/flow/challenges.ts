@@ -54,12 +54,52 @@ function startsScheme(header: string, from: number) {
   return !!match && match[3] !== '='
 }
 
+/**
+ * Headers a credential must never travel in: hop-by-hop and framing headers (RFC 9110 §7.6.1,
+ * §8.6), headers that fetch forbids a script to set, and `Content-Type`, which changes what the
+ * body means. A credential put there is dropped or breaks the request after the payment is made.
+ */
+const forbiddenCredentialHeaders = new Set([
+  'accept-charset',
+  'accept-encoding',
+  'access-control-request-headers',
+  'access-control-request-method',
+  'connection',
+  'content-encoding',
+  'content-length',
+  'content-type',
+  'cookie',
+  'date',
+  'dnt',
+  'expect',
+  'host',
+  'keep-alive',
+  'origin',
+  'referer',
+  'set-cookie',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'via',
+])
+
+function isForbiddenCredentialHeader(name: string) {
+  const lower = name.toLowerCase()
+  return (
+    forbiddenCredentialHeaders.has(lower) || lower.startsWith('proxy-') || lower.startsWith('sec-')
+  )
+}
+
 /** Why a decoded challenge cannot be paid here; `undefined` if it can. */
 export function unpayableReason(
   challenge: Challenge.Challenge,
   { chainId, paid, now }: { chainId: number | undefined; paid: ReadonlySet<string>; now: number },
 ): string | undefined {
   if (paid.has(challenge.id)) return 'already paid'
+  const header = Challenge.credentialHeader(challenge)
+  if (isForbiddenCredentialHeader(header))
+    return `its credential would go in the ${header} header, which cannot carry one`
   if (challenge.expires !== undefined) {
     const expires = Date.parse(challenge.expires)
     if (Number.isNaN(expires) || expires <= now) return 'expired'

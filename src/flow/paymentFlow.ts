@@ -5,6 +5,7 @@ import { redactUrl } from '../internal/redactUrl.js'
 import { classifyRejection, type Problem, readProblem } from '../Problem.js'
 import type { PaidRequest, PaymentProvider, PreparedPayment } from '../providers/PaymentProvider.js'
 import { decodeChallenges, label, unpayableReason } from './challenges.js'
+import { createDeadline, raceSignal, releaseAfterBody } from './deadline.js'
 import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
 
 /** Paid attempts per request at most: a first payment, and two after recoverable rejections. */
@@ -52,7 +53,9 @@ export type PaymentFlowConfig = PaymentHooks & {
  * throws `PaymentRequiredError`, `PaymentRefusedError` or `PaymentFailedError`, and nothing else.
  *
  * `init.signal` must be the caller's own signal (not a request timeout): the flow has its own
- * deadline, and a caller that gives up before the credential is sent pays nothing.
+ * deadline (`paymentTimeout`, 0 for none), which every step waits under — the provider, the
+ * spending hook, the signer, the server and the answer's body — and a caller that gives up
+ * before the credential is sent pays nothing.
  */
 export function createPaymentFlow(config: PaymentFlowConfig) {
   const { getProvider, policy, fetchFn, chainId, paymentTimeout } = config
@@ -68,18 +71,42 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
     if (new URL(url).origin !== new URL(requestedUrl).origin)
       throw new PaymentRequiredError({ reason: 'redirected', origin: redactUrl(requestedUrl) })
     const origin = redactUrl(url)
+    if (!mayCarryCredentials(new URL(url)))
+      throw new PaymentRequiredError({ reason: 'insecureTransport', origin })
+
+    // Everything from here on, the answer's body included, ends by the deadline.
+    const deadline = createDeadline(paymentTimeout, init.signal)
+    try {
+      const answer = await payUntil(deadline.signal, { url, origin, init, response })
+      return releaseAfterBody(answer, deadline.clear)
+    } catch (error) {
+      deadline.clear()
+      throw error
+    }
+  }
+
+  async function payUntil(
+    signal: AbortSignal,
+    {
+      url,
+      origin,
+      init,
+      response,
+    }: { url: string; origin: string; init: RequestInit; response: Response },
+  ): Promise<Response> {
     // Once a rejected bearer payment may have been taken, every later failure says so.
     let taken = false
     const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
       new PaymentFailedError({ ...parameters, settled: parameters.settled || taken, origin })
-    const provider = await getProvider(decodeChallenges(response)).catch((error: unknown) => {
-      throw new PaymentRequiredError({ reason: 'noProvider', origin, cause: error })
-    })
+    const provider = await raceSignal(getProvider(decodeChallenges(response)), signal).catch(
+      (error: unknown) => {
+        if (signal.aborted) throw fail({ shortMessage: unsent, settled: false, cause: error })
+        if (isPaymentError(error)) throw error
+        throw new PaymentRequiredError({ reason: 'noProvider', origin, cause: error })
+      },
+    )
     if (!provider) throw new PaymentRequiredError({ reason: 'noProvider', origin })
 
-    const signal = AbortSignal.any(
-      [init.signal, AbortSignal.timeout(paymentTimeout)].filter((s): s is AbortSignal => !!s),
-    )
     const request: PaidRequest = {
       url,
       method: init.method ?? 'POST',
@@ -117,25 +144,28 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         { challenge, request, signal },
         origin,
       ).catch((error: unknown) => {
-        throw isPaymentError(error)
-          ? error
-          : fail({
-              shortMessage: 'The payment could not be prepared.',
-              settled: false,
-              cause: error,
-            })
+        if (isPaymentError(error)) throw error
+        throw fail({
+          shortMessage: signal.aborted ? unsent : 'The payment could not be prepared.',
+          settled: false,
+          cause: error,
+        })
       })
       const event: PaymentEvent = { challenge, quote: payment.quote, origin }
 
       let authorization: string
       try {
-        // A caller that gave up before anything left pays nothing.
+        // A signer that never answers must not hold the request: the deadline ends the wait,
+        // and a credential signed after it is never sent.
         signal.throwIfAborted()
-        authorization = await payment.authorize()
-        signal.throwIfAborted()
+        authorization = await raceSignal(payment.authorize(), signal)
       } catch (error) {
         await payment.rollback()
-        throw fail({ shortMessage: 'The payment could not be made.', settled: false, cause: error })
+        throw fail({
+          shortMessage: signal.aborted ? unsent : 'The payment could not be made.',
+          settled: false,
+          cause: error,
+        })
       }
 
       notify(config.onPaymentSent, event)
@@ -184,9 +214,18 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         throw rejected(`The server rejected ${maxPaymentRounds} payments for one request.`)
       const reason = classifyRejection(answer.status, problem)
       if (reason === 'rejected') throw rejected('The server rejected the payment.')
-      if (reason !== 'challengeExpired') {
-        const recovered = await Promise.resolve(
-          provider.recover?.({ reason, challenge, problem }),
+      if (reason === 'challengeExpired') {
+        // A bearer payment the server may still hold is made again only if the client sees
+        // for itself that its challenge expired: a server that lies about it is paid once.
+        if (payment.bearer && !expiredByOwnClock(challenge))
+          throw rejected(
+            'The server said the challenge had expired, but it had not; the payment is not made again.',
+          )
+      } else {
+        // For a bearer payment, the provider checks the reason itself (e.g. on chain).
+        const recovered = await raceSignal(
+          Promise.resolve(provider.recover?.({ reason, challenge, problem })),
+          signal,
         ).catch((error: unknown) => {
           throw rejected('The server rejected the payment, and recovering failed.', error)
         })
@@ -205,6 +244,36 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       if (response.status !== 402) return response
     }
   }
+}
+
+const unsent = 'The payment was not completed in time or the caller gave up; nothing was sent.'
+
+/**
+ * How far the server's clock may run ahead of this one: a challenge that expires within this
+ * margin may really have expired for the server.
+ */
+const clockSkew = 5_000
+
+function expiredByOwnClock(challenge: Challenge.Challenge) {
+  if (challenge.expires === undefined) return false
+  return Date.parse(challenge.expires) <= Date.now() + clockSkew
+}
+
+/**
+ * Whether a credential may be sent to `url`: over HTTPS, or over plain HTTP to this machine only.
+ * The core spec forbids Payment credentials over unencrypted HTTP, where anyone on the path can
+ * take them.
+ */
+function mayCarryCredentials(url: URL) {
+  if (url.protocol === 'https:') return true
+  if (url.protocol !== 'http:') return false
+  const host = url.hostname
+  return (
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    host === '[::1]' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  )
 }
 
 /** The challenge to pay, or why none can be paid. Passed-over challenges say why. */
@@ -238,6 +307,8 @@ function choose(
  */
 type Payment = {
   quote: PreparedPayment['quote']
+  /** A credential that whoever holds it can settle (see {@link PreparedPayment.bearer}). */
+  bearer: boolean
   authorize(): Promise<string>
   /** Accepted, or outcome unknown: keep the provider's effects, spend the amount. */
   commit(receipt: Receipt.Receipt | undefined): Promise<void>
@@ -256,20 +327,31 @@ async function startPayment(
   parameters: Parameters<PaymentProvider['prepare']>[0],
   origin: string,
 ): Promise<Payment> {
-  const prepared = await provider.prepare(parameters)
+  const { signal } = parameters
+  const preparing = provider.prepare(parameters)
+  const prepared = await raceSignal(preparing, signal).catch((error: unknown) => {
+    // Prepared after the deadline: nothing will use it.
+    if (signal.aborted)
+      preparing.then(
+        (late) => settleQuietly(() => late.rollback()),
+        () => {},
+      )
+    throw error
+  })
   let reservation: Reservation
   try {
-    reservation = await policy.approve({
-      challenge: parameters.challenge,
-      quote: prepared.quote,
-      origin,
-    })
+    reservation = await policy.approve(
+      { challenge: parameters.challenge, quote: prepared.quote, origin },
+      signal,
+    )
   } catch (error) {
     await settleQuietly(() => prepared.rollback())
     throw error
   }
+  const bearer = prepared.bearer === true
   return {
     quote: prepared.quote,
+    bearer,
     authorize: () => prepared.authorize(),
     async commit(receipt) {
       reservation.commit()
@@ -281,8 +363,7 @@ async function startPayment(
       await settleQuietly(() => prepared.rollback())
     },
     async reject() {
-      const settled = prepared.bearer === true
-      if (settled) reservation.commit()
+      if (bearer) reservation.commit()
       else reservation.release()
       // Unlike the other hooks, a failure here is reported: paying again on top of a provider
       // state that could not be undone is not safe.
@@ -290,7 +371,7 @@ async function startPayment(
       await prepared.rollback().catch((error: unknown) => {
         failure = error
       })
-      return { settled, failure }
+      return { settled: bearer, failure }
     },
   }
 }

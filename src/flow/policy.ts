@@ -1,6 +1,7 @@
 import type { Challenge } from 'mppx'
 import { PaymentRefusedError } from '../errors.js'
 import type { PaymentQuote } from '../providers/PaymentProvider.js'
+import { raceSignal } from './deadline.js'
 
 /** A payment, as `onPaymentRequired` and the payment hooks see it. */
 export type PaymentEvent = {
@@ -13,9 +14,15 @@ export type PaymentEvent = {
 }
 
 export type SpendingPolicyConfig = {
-  /** The most one payment may cost (its `amount`, and its `deposit`), in base units. */
+  /**
+   * The most one payment may cost, in base units: its `amount` (every transfer, splits
+   * included), and its `deposit`.
+   */
   maxAmount?: bigint | undefined
-  /** The most all payments together may spend (the sum of their `amount`s), in base units. */
+  /**
+   * The most all payments together may spend, in base units: the sum of their `amount`s and of
+   * their most `fee`s (the real fee is not known before the server broadcasts).
+   */
   budget?: bigint | undefined
   /** Asked before each payment; `false` refuses it. */
   onPaymentRequired?:
@@ -28,15 +35,15 @@ export type SpendingPolicyConfig = {
 
 /** A payment's claim on the budget, held from approval until the outcome is known. */
 export type Reservation = {
-  /** The payment was (or may have been) taken: its amount is spent. */
+  /** The payment was (or may have been) taken: its amount and most fee are spent. */
   commit(): void
-  /** The payment was not taken: its amount is free again. */
+  /** The payment was not taken: its amount and fee are free again. */
   release(): void
 }
 
 /**
- * The transport's spending rules. Approval reserves the payment's amount, so that concurrent
- * payments cannot overrun the budget between approval and settlement.
+ * The transport's spending rules. Approval reserves the payment's amount and most fee, so that
+ * concurrent payments cannot overrun the budget between approval and settlement.
  */
 export function createSpendingPolicy({
   maxAmount,
@@ -46,60 +53,76 @@ export function createSpendingPolicy({
   let spent = 0n
   let reserved = 0n
 
+  /** What a payment takes from the budget: its amount and its most fee (both in USD units). */
+  const spendOf = ({ amount, fee }: PaymentQuote) => amount + fee
+  const partsOf = ({ fee, currency, feeToken }: PaymentQuote) => ({ fee, currency, feeToken })
+  const checkBudget = (quote: PaymentQuote) => {
+    if (budget !== undefined && spent + reserved + spendOf(quote) > budget)
+      throw new PaymentRefusedError({
+        reason: 'budget',
+        amount: quote.amount,
+        ...partsOf(quote),
+        limit: budget - spent - reserved,
+      })
+  }
+
   return {
-    /** Approves a payment or throws `PaymentRefusedError`; nothing is reserved on refusal. */
-    async approve(event: PaymentEvent): Promise<Reservation> {
-      const { amount, deposit, currency } = event.quote
+    /**
+     * Approves a payment or throws `PaymentRefusedError`; nothing is reserved on refusal. The
+     * hook is asked under `signal`: if it aborts first, the hook's late answer is ignored and
+     * the abort reason is thrown.
+     */
+    async approve(event: PaymentEvent, signal?: AbortSignal): Promise<Reservation> {
+      const { quote } = event
+      const { amount, deposit } = quote
+      const parts = partsOf(quote)
       // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
       const cost = amount > deposit ? amount : deposit
       if (maxAmount !== undefined && cost > maxAmount)
         throw new PaymentRefusedError({
           reason: 'maxAmount',
           amount: cost,
-          currency,
+          ...parts,
           limit: maxAmount,
         })
-      if (budget !== undefined && spent + reserved + amount > budget)
-        throw new PaymentRefusedError({
-          reason: 'budget',
-          amount,
-          currency,
-          limit: budget - spent - reserved,
-        })
+      // Checked before the hook, so that it is not asked about a payment the budget refuses…
+      checkBudget(quote)
 
-      reserved += amount
+      let approved: unknown
+      try {
+        const answer = Promise.resolve(onPaymentRequired?.(event))
+        approved = await (signal ? raceSignal(answer, signal) : answer)
+      } catch (error) {
+        if (signal?.aborted) throw error
+        throw new PaymentRefusedError({
+          reason: 'onPaymentRequired',
+          amount: cost,
+          ...parts,
+          cause: error as Error,
+        })
+      }
+      if (approved === false)
+        throw new PaymentRefusedError({ reason: 'onPaymentRequired', amount: cost, ...parts })
+
+      // …and again after it, when the reservation is made: other payments may have been
+      // approved while the hook was thinking.
+      checkBudget(quote)
+      const spends = spendOf(quote)
+      reserved += spends
       let settled = false
-      const reservation: Reservation = {
+      return {
         commit() {
           if (settled) return
           settled = true
-          reserved -= amount
-          spent += amount
+          reserved -= spends
+          spent += spends
         },
         release() {
           if (settled) return
           settled = true
-          reserved -= amount
+          reserved -= spends
         },
       }
-
-      let approved: unknown
-      try {
-        approved = await onPaymentRequired?.(event)
-      } catch (error) {
-        reservation.release()
-        throw new PaymentRefusedError({
-          reason: 'onPaymentRequired',
-          amount: cost,
-          currency,
-          cause: error as Error,
-        })
-      }
-      if (approved === false) {
-        reservation.release()
-        throw new PaymentRefusedError({ reason: 'onPaymentRequired', amount: cost, currency })
-      }
-      return reservation
     },
   }
 }

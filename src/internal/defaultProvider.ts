@@ -3,24 +3,37 @@ import type { Chain } from 'viem'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
 
 /**
+ * The most one payment may cost when `mppHttp` pays with its default provider and no `maxAmount`
+ * is given: 1 USD, in base units of a TIP-20 USD token (6 decimals). That provider pays with a key
+ * found on the machine, for whatever server the transport points at, so it is capped by default.
+ */
+export const defaultMaxAmount = 1_000_000n
+
+/**
  * Node's default: keys are looked for on the first 402, through `viem-mpp/node`. The specifier
  * is not a literal, so that bundlers leave Node-only code out of browser builds; elsewhere there
  * is no default.
  */
 const nodeEntry = 'viem-mpp/node'
 
+/**
+ * The default provider of a transport for `chain` that pays the endpoint at `url` (the chain's
+ * own RPC when none is given, as http() does).
+ */
 export function defaultProvider(
   chain: Chain | undefined,
+  url: string | undefined,
 ): (challenges: readonly Challenge.Challenge[]) => Promise<PaymentProvider | undefined> {
   const inNode = typeof process !== 'undefined' && !!process.versions?.node
   if (!inNode || !chain) return async () => undefined
+  const paidUrl = url ?? chain.rpcUrls.default.http[0]
   // One search at a time, shared by concurrent 402s; searched again until a key is found, since
   // one may be set up while the program runs.
   let search: Promise<PaymentProvider | undefined> | undefined
   return (challenges) => {
     search ??= import(/* @vite-ignore */ nodeEntry)
       .then((node: typeof import('../node/index.js')) =>
-        node.discoverProvider({ chain, challenges }),
+        node.discoverProvider({ chain, challenges, paidUrl }),
       )
       .then((provider) => {
         if (!provider) search = undefined

@@ -28,6 +28,7 @@ export function redactUrls(text: string): string {
  * URL, API key included).
  */
 export function redactError(error: unknown, depth = 0): Error {
+  if (redactedInPlace.has(error as Error)) return error as Error
   const source = error instanceof Error ? error : new Error(String(error))
   // viem's errors: the short message and details, without the request dump of the full message.
   const { shortMessage, details } = source as { shortMessage?: unknown; details?: unknown }
@@ -40,4 +41,27 @@ export function redactError(error: unknown, depth = 0): Error {
   if (source.cause !== undefined && depth < 8)
     Object.defineProperty(copy, 'cause', { value: redactError(source.cause, depth + 1) })
   return copy
+}
+
+const redactedInPlace = new WeakSet<Error>()
+
+/**
+ * Cuts the URLs of an error chain down to their origins in place: each error's message, details,
+ * meta messages and `url`. For errors the caller must get with their class (viem's typed RPC
+ * errors); `redactError` then takes them as they are.
+ */
+export function redactErrorInPlace<error extends Error>(error: error): error {
+  for (let depth = 0, cause: unknown = error; cause instanceof Error && depth < 8; depth++) {
+    const target = cause as Error & { details?: unknown; metaMessages?: unknown; url?: unknown }
+    target.message = redactUrls(target.message)
+    if (typeof target.details === 'string') target.details = redactUrls(target.details)
+    if (Array.isArray(target.metaMessages))
+      target.metaMessages = target.metaMessages.map((line) =>
+        typeof line === 'string' ? redactUrls(line) : line,
+      )
+    if (typeof target.url === 'string') target.url = redactUrl(target.url)
+    redactedInPlace.add(target)
+    cause = target.cause
+  }
+  return error
 }

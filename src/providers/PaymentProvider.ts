@@ -1,5 +1,5 @@
 import type { Challenge, Receipt } from 'mppx'
-import type { Address } from 'viem'
+import type { Address, Hex } from 'viem'
 import type { Problem, Rejection } from '../Problem.js'
 
 /**
@@ -28,7 +28,16 @@ import type { Problem, Rejection } from '../Problem.js'
  *   async prepare({ challenge }) {
  *     const amount = BigInt(challenge.request.amount as string)
  *     return {
- *       quote: { method: 'example', intent: 'charge', amount, currency: '0x…', recipient: '0x…' },
+ *       quote: {
+ *         method: 'example',
+ *         intent: 'charge',
+ *         amount,
+ *         deposit: 0n,
+ *         fee: 0n,
+ *         currency: '0x…',
+ *         recipient: '0x…',
+ *         transfers: [{ recipient: '0x…', amount }],
+ *       },
  *       authorize: async () => `Payment ${await myWallet.pay(challenge)}`,
  *       commit: async () => {},
  *       rollback: async () => {},
@@ -95,28 +104,52 @@ export type PreparedPayment = {
   bearer?: boolean | undefined
 }
 
-/** The cost of one payment, decoded from its challenge. */
+/** The cost of one payment, decoded from its challenge and prepared transaction. */
 export type PaymentQuote = {
   /** Payment method, e.g. `tempo`. */
   method: string
   /** Payment intent, e.g. `charge` or `session`. */
   intent: string
   /**
-   * What the payment spends, in base units of `currency`: a charge's amount, or a voucher's
-   * increment over what the channel has already paid. Counts against `budget`.
+   * Total the payment spends, in base units of `currency`: for a charge the challenge's
+   * `amount` (all transfers, splits included); for a session the voucher's increment over what
+   * the channel has already paid. Counts against `budget` and `maxAmount`.
    */
   amount: bigint
   /**
    * Funds the payment locks without spending them, in base units: a session's new deposit or
-   * top-up. Zero for a charge.
+   * top-up. Zero for a charge. Counts against `maxAmount`.
    */
   deposit: bigint
+  /**
+   * The most the payment can cost in transaction fees, in base units of `feeToken` (a USD
+   * TIP-20 token: fees and USD currencies share 6 decimals, so fees add to `amount` in the
+   * budget). Zero when nothing is broadcast at the payer's expense, e.g. when the server sponsors
+   * the fees (`methodDetails.feePayer: true`). Counts against `budget`.
+   */
+  fee: bigint
+  /** The TIP-20 token the fee is paid in, when the payer pays one. */
+  feeToken?: Address | undefined
   /** TIP-20 token address. */
   currency: Address
-  /** Who is paid. */
+  /** The primary recipient. */
   recipient: Address
+  /**
+   * Every transfer the payment makes, splits included: who gets what. The amounts sum to
+   * `amount`. Check every recipient here, not only `recipient`.
+   */
+  transfers: readonly PaymentTransfer[]
   /** Chain the payment is made on. */
   chainId?: number | undefined
+}
+
+/** One transfer of a payment. */
+export type PaymentTransfer = {
+  recipient: Address
+  /** In base units of the quote's `currency`. */
+  amount: bigint
+  /** The `bytes32` memo the transfer carries, if any. */
+  memo?: Hex | undefined
 }
 
 export type RecoverParameters = {

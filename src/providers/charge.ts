@@ -1,25 +1,90 @@
-import type { Challenge } from 'mppx'
-import { tempo } from 'mppx/client'
-import type { Account, Chain, Client, Transport } from 'viem'
+import { type Challenge, Credential } from 'mppx'
+import { Proof } from 'mppx/tempo'
+import {
+  type Account,
+  type Address,
+  type Chain,
+  type Client,
+  concat,
+  type Hex,
+  isAddressEqual,
+  keccak256,
+  slice,
+  stringToHex,
+  type Transport,
+} from 'viem'
+import {
+  prepareTransactionRequest,
+  readContract,
+  signTransaction,
+  signTypedData,
+} from 'viem/actions'
+import {
+  Abis,
+  Actions,
+  type KeyAuthorizationManager,
+  type Account as TempoAccount,
+  TokenId,
+} from 'viem/tempo'
 import { z } from 'zod'
+import { PaymentRefusedError } from '../errors.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
-import type { PaymentProvider } from './PaymentProvider.js'
+import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<`0x${string}`>
+const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
+const bytes32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/) as unknown as z.ZodType<Hex>
+/** A base-10 integer string of base units (draft-tempo-charge-00), at most a uint256. */
+const baseUnits = z
+  .string()
+  .regex(/^\d{1,78}$/)
+  .transform((value) => BigInt(value))
+  .refine((value) => value < 2n ** 256n)
 
-/** The parts of a Tempo charge request (draft-tempo-charge-00) that the policy needs. */
-const chargeRequestSchema = z.object({
-  amount: z.string().regex(/^\d{1,78}$/),
-  currency: address,
-  recipient: address,
-  methodDetails: z
-    .object({
-      chainId: z.number().int().optional(),
-      supportedModes: z.array(z.string()).optional(),
-    })
-    .loose()
-    .optional(),
-})
+/** The parts of a Tempo charge request (draft-tempo-charge-00) that are paid and checked. */
+const chargeRequestSchema = z
+  .object({
+    amount: baseUnits,
+    currency: address,
+    recipient: address,
+    methodDetails: z
+      .object({
+        chainId: z.number().int().optional(),
+        feePayer: z.boolean().optional(),
+        memo: bytes32.optional(),
+        splits: z
+          .array(
+            z.object({
+              amount: baseUnits.refine((value) => value > 0n),
+              recipient: address,
+              memo: bytes32.optional(),
+            }),
+          )
+          .min(1)
+          // As mppx's own schema: more transfers would not fit the gas of one payment.
+          .max(10)
+          .optional(),
+        supportedModes: z.array(z.string()).optional(),
+      })
+      .loose()
+      .optional(),
+  })
+  // The primary recipient must keep a non-zero remainder.
+  .refine(
+    ({ amount, methodDetails }) =>
+      (methodDetails?.splits ?? []).reduce((sum, split) => sum + split.amount, 0n) < amount ||
+      !methodDetails?.splits,
+  )
+
+type ChargeRequest = z.infer<typeof chargeRequestSchema>
+
+/** Fees are priced in USD per 10^18 gas; fee tokens have 6 decimals. */
+const feeUnitsPerToken = 10n ** 12n
+/** mppx's pull-mode client adds this much gas for the sender's signature and key checks. */
+const signatureGas = 5_000n
+/** How far ahead a payment transaction may be valid, as mppx signs it. */
+const validFor = 25
+/** A prepared transaction with less validity left than this is prepared again before signing. */
+const minValidity = 10
 
 export type ChargeParameters = {
   /** Pays: a local account, or a `viem/tempo` access-key account. */
@@ -32,8 +97,16 @@ export type ChargeParameters = {
 }
 
 /**
- * Pays Tempo `charge` challenges: one TIP-20 transfer per payment, signed here and broadcast by
- * the server (pull mode), so that nothing moves unless the server accepts the credential.
+ * Pays Tempo `charge` challenges: the TIP-20 transfers of the charge (its splits included) in one
+ * transaction, signed here and broadcast by the server (pull mode), so that nothing moves unless
+ * the server accepts the credential.
+ *
+ * The transaction is prepared before anything is signed, so its quote shows every transfer and
+ * the most its fee can cost (`gas × maxFeePerGas`, in the fee token), and a payer who cannot
+ * afford both is refused (`PaymentRefusedError`, reason `insufficientFunds`).
+ *
+ * An access key whose chain registration is not known yet pays one payment at a time, with its
+ * key authorization attached, until a payment provisions it.
  *
  * @example
  * ```ts
@@ -56,12 +129,9 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
   if (isPaidClient(client))
     throw new Error('charge(): `client` must not use a paid (mppHttp) transport.')
   const chainId = client.chain.id
-  const method = tempo.charge({
-    account,
-    getClient: () => client,
-    mode: 'pull',
-    expectedChainId: chainId,
-  })
+  const source = Proof.proofSource({ address: account.address, chainId })
+  const key = accessKeyOf(account, chainId)
+  const { feeToken: chainFeeToken } = client.chain as { feeToken?: TokenId.TokenIdOrAddress }
 
   const parse = (challenge: Challenge.Challenge) => {
     if (challenge.method !== 'tempo' || challenge.intent !== 'charge') return undefined
@@ -75,30 +145,377 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
     return parsed.data
   }
 
+  /**
+   * The transaction paying `transfers`, valid until `expires` at the latest (unix seconds), with
+   * its most fee; ready to sign.
+   */
+  const build = async (
+    request: ChargeRequest,
+    transfers: PaymentQuote['transfers'],
+    expires: number,
+    attach: KeyAuthorization | undefined,
+  ) => {
+    const sponsored = request.methodDetails?.feePayer === true
+    // Unsponsored, the payer names its fee token (as the spec asks): the chain's, else the
+    // payer's own preference, else the charge's currency (Tempo's own default for a transfer).
+    const feeToken = sponsored
+      ? undefined
+      : ((chainFeeToken === undefined ? undefined : TokenId.toAddress(chainFeeToken)) ??
+        (await Actions.fee.getUserToken(client, { account }))?.address ??
+        request.currency)
+    const transaction = (await prepareTransactionRequest(client, {
+      account,
+      calls: transfers.map(({ recipient, amount, memo }) =>
+        Actions.token.transfer.call(client, {
+          to: recipient,
+          amount,
+          token: request.currency,
+          ...(memo ? { memo } : {}),
+        }),
+      ),
+      ...(feeToken ? { feeToken } : {}),
+      ...(attach ? { keyAuthorization: attach } : {}),
+      nonceKey: 'expiring',
+      validBefore: Math.min(nowInSeconds() + validFor, expires),
+    } as never)) as unknown as PreparedTransaction
+    // As mppx: the estimate does not cover the real signature (keychain, fee payer).
+    transaction.gas = (transaction.gas ?? 0n) + signatureGas
+    if (sponsored) {
+      // As mppx: the server co-signs and pays; the sender signs without a fee token.
+      delete transaction.feePayerSignature
+      delete transaction.feeToken
+      transaction.feePayer = true
+    }
+    const feePerGas = transaction.maxFeePerGas ?? transaction.gasPrice ?? 0n
+    const fee = sponsored ? 0n : ceilDiv(transaction.gas * feePerGas, feeUnitsPerToken)
+    return { transaction, fee, feeToken }
+  }
+
+  /** Refuses a payment the payer's balances cannot cover, before anything is signed. */
+  const assertAffordable = async (
+    request: ChargeRequest,
+    fee: bigint,
+    feeToken: Address | undefined,
+  ) => {
+    const { amount, currency } = request
+    const sameToken = !!feeToken && isAddressEqual(feeToken, currency)
+    const needs = [{ token: currency, needed: amount + (sameToken ? fee : 0n) }]
+    if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })
+    await Promise.all(
+      needs.map(async ({ token, needed }) => {
+        const balance = await readContract(client, {
+          address: token,
+          abi: Abis.tip20,
+          functionName: 'balanceOf',
+          args: [account.address],
+        })
+        if (balance < needed)
+          throw new PaymentRefusedError({
+            reason: 'insufficientFunds',
+            amount,
+            fee,
+            currency,
+            feeToken,
+            balance: { token, available: balance, needed },
+          })
+      }),
+    )
+  }
+
   return {
     acceptPayment: 'tempo/charge',
     supports: (challenge) => parse(challenge) !== undefined,
-    async prepare({ challenge }) {
+    async prepare({ challenge, signal }) {
       const request = parse(challenge)
       if (!request) throw new Error(`Not a Tempo charge challenge on chain ${chainId}.`)
-      return {
-        quote: {
-          method: 'tempo',
-          intent: 'charge',
-          amount: BigInt(request.amount),
-          deposit: 0n,
-          currency: request.currency,
-          recipient: request.recipient,
-          chainId,
-        },
-        authorize: () =>
-          method.createCredential({ challenge: challenge as never, context: { mode: 'pull' } }),
-        // A signed transfer can be broadcast by whoever holds it until it expires.
-        bearer: true,
-        // A charge keeps no local state: nothing to commit or undo.
-        commit: async () => {},
-        rollback: async () => {},
+      const { amount } = request
+      const transfers = transfersOf(challenge, request)
+      const expires = challenge.expires
+        ? Math.floor(new Date(challenge.expires).getTime() / 1000)
+        : Number.POSITIVE_INFINITY
+      const quote = {
+        method: 'tempo',
+        intent: 'charge',
+        amount,
+        deposit: 0n,
+        currency: request.currency,
+        recipient: request.recipient,
+        transfers,
+        chainId,
+      }
+
+      // A zero-amount charge is a signed proof of the payer, not a transaction.
+      if (amount === 0n)
+        return {
+          quote: { ...quote, fee: 0n },
+          authorize: async () =>
+            Credential.serialize({
+              challenge,
+              payload: {
+                signature: await signTypedData(client, {
+                  account,
+                  ...Proof.typedData({
+                    account: account.address,
+                    chainId,
+                    challengeId: challenge.id,
+                    realm: challenge.realm,
+                  }),
+                }),
+                type: 'proof',
+              },
+              source,
+            }),
+          commit: async () => {},
+          rollback: async () => {},
+        }
+
+      let turn = await key?.begin(client, signal)
+      try {
+        let prepared = await build(request, transfers, expires, turn?.keyAuthorization)
+        if (turn && !prepared.transaction.keyAuthorization) {
+          // The node refused the authorization (the key is on chain), and viem left it out.
+          await turn.provisioned()
+          turn.end()
+          turn = undefined
+        }
+        await assertAffordable(request, prepared.fee, prepared.feeToken)
+        const { fee, feeToken } = prepared
+        const attach = turn?.keyAuthorization
+        return {
+          quote: { ...quote, fee, ...(feeToken ? { feeToken } : {}) },
+          async authorize() {
+            // A slow approval may leave the transaction too little time to be broadcast: unless
+            // the challenge itself expires first, it is prepared again, within the fee quoted.
+            const validBefore = prepared.transaction.validBefore ?? 0
+            if (validBefore < expires && validBefore - nowInSeconds() < minValidity) {
+              prepared = await build(request, transfers, expires, attach)
+              if (prepared.fee > fee)
+                throw new Error(
+                  `The payment's fee rose above the ${fee} quoted while it waited for approval.`,
+                )
+            }
+            const signature = await signTransaction(client, prepared.transaction as never)
+            return Credential.serialize({
+              challenge,
+              payload: { signature, type: 'transaction' },
+              source,
+            })
+          },
+          // A signed transfer can be broadcast by whoever holds it until it expires.
+          bearer: true,
+          async commit(receipt) {
+            // An accepted payment carrying the authorization provisioned the key. Accepted with no
+            // receipt, or outcome unknown: the chain is asked again next time.
+            if (turn) {
+              if (receipt) await turn.provisioned()
+              else turn.unknown()
+              turn.end()
+            }
+          },
+          async rollback() {
+            turn?.end()
+          },
+        }
+      } catch (error) {
+        turn?.end()
+        throw error
       }
     },
+    async recover({ reason }) {
+      // Only a key the chain really lacks is authorized again: re-authorizing a registered key
+      // fails on chain (`KeyAlreadyExists`).
+      if (reason !== 'keyNotProvisioned' || !key) return false
+      return key.recover(client)
+    },
   }
+}
+
+type KeyAuthorization = NonNullable<
+  Awaited<ReturnType<KeyAuthorizationManager.KeyAuthorizationManager['get']>>
+>
+
+type PreparedTransaction = {
+  gas?: bigint
+  maxFeePerGas?: bigint
+  gasPrice?: bigint
+  validBefore?: number
+  feeToken?: Address
+  feePayer?: boolean
+  feePayerSignature?: unknown
+  keyAuthorization?: KeyAuthorization
+}
+
+/**
+ * Every transfer of the charge: the primary recipient gets `amount` minus the splits, each split
+ * its own amount. The primary transfer carries the challenge's memo, else mppx's attribution memo
+ * that binds the payment to the challenge (mppx servers require it).
+ */
+function transfersOf(
+  challenge: Challenge.Challenge,
+  { amount, recipient, methodDetails }: ChargeRequest,
+): PaymentQuote['transfers'] {
+  if (amount === 0n) return []
+  const splits = (methodDetails?.splits ?? []).map((split) => ({
+    recipient: split.recipient,
+    amount: split.amount,
+    ...(split.memo ? { memo: split.memo } : {}),
+  }))
+  const primary = amount - splits.reduce((sum, split) => sum + split.amount, 0n)
+  const memo = methodDetails?.memo ?? attributionMemo(challenge)
+  return [{ recipient, amount: primary, memo }, ...splits]
+}
+
+/**
+ * mppx's attribution memo (mppx 0.11 does not export its encoder): "mpp" tag (4 bytes of
+ * keccak256("mpp")), version 1, a 10-byte fingerprint of the realm (the server id), 10 zero bytes
+ * (no client id), and 7 bytes of keccak256 of the challenge id.
+ */
+function attributionMemo({ id, realm }: Challenge.Challenge): Hex {
+  const fingerprint = (value: string, size: number) => slice(keccak256(stringToHex(value)), 0, size)
+  return concat([
+    fingerprint('mpp', 4),
+    '0x01',
+    fingerprint(realm, 10),
+    `0x${'00'.repeat(10)}`,
+    fingerprint(id, 7),
+  ])
+}
+
+const nowInSeconds = () => Math.floor(Date.now() / 1000)
+
+function ceilDiv(numerator: bigint, denominator: bigint) {
+  return (numerator + denominator - 1n) / denominator
+}
+
+/**
+ * What is known of an access key's registration on each chain, shared by every provider paying
+ * with the same account object.
+ */
+const keyStates = new WeakMap<Account, Map<number, KeyState>>()
+
+function accessKeyOf(account: Account, chainId: number) {
+  const accessKey = account as Partial<TempoAccount.AccessKeyAccount>
+  if (accessKey.source !== 'accessKey' || !accessKey.accessKeyAddress) return undefined
+  const states = keyStates.get(account) ?? new Map<number, KeyState>()
+  keyStates.set(account, states)
+  let state = states.get(chainId)
+  if (!state) {
+    state = createKeyState(
+      { address: account.address, accessKey: accessKey.accessKeyAddress, chainId },
+      accessKey.keyAuthorizationManager,
+    )
+    states.set(chainId, state)
+  }
+  return state
+}
+
+type KeyState = ReturnType<typeof createKeyState>
+
+/**
+ * An access key's registration on chain, and the gate of its payments. Until the key is known to
+ * be registered, and while it has an unexpired key authorization to attach, its payments go one
+ * at a time: each attaches the authorization, and only one such transaction could land. Once a
+ * payment is accepted (or the chain shows the key), later payments neither wait nor attach it.
+ * The chain is read once, and again only after a payment whose outcome is unknown.
+ *
+ * The authorization lives in the account's `keyAuthorizationManager`, from which viem would attach
+ * it by itself: it is removed once the key is registered, and put back when `recover` finds the
+ * key missing on chain.
+ */
+function createKeyState(
+  key: KeyAuthorizationManager.Key,
+  manager: KeyAuthorizationManager.KeyAuthorizationManager | undefined,
+) {
+  /** Registered (`true`), not registered (`false`), or to be read (`undefined`). */
+  let registered: boolean | undefined
+  /** The key's authorization, kept to attach it again after `recover`. */
+  let authorization: { value: KeyAuthorization | undefined } | undefined
+  /** Settles when the payment ahead in line has ended. */
+  let queue: Promise<void> = Promise.resolve()
+
+  const authorizationOf = async () => {
+    authorization ??= { value: (await manager?.get(key)) ?? undefined }
+    const { value } = authorization
+    const expired =
+      value?.expiry !== undefined &&
+      value.expiry !== null &&
+      BigInt(value.expiry) <= BigInt(nowInSeconds())
+    return expired ? undefined : value
+  }
+  const isRegistered = async (client: Client) => {
+    const { address } = await Actions.accessKey.getMetadata(client, {
+      account: key.address,
+      accessKey: key.accessKey,
+    })
+    return isAddressEqual(address, key.accessKey)
+  }
+  const markRegistered = async () => {
+    registered = true
+    await manager?.remove(key)
+  }
+
+  return {
+    /**
+     * Waits for this key's turn when its authorization must be attached, and returns it with the
+     * hooks that end the turn; `undefined` when the payment needs neither.
+     */
+    async begin(client: Client, signal: AbortSignal) {
+      if (registered === true) return undefined
+      const keyAuthorization = await authorizationOf()
+      if (!keyAuthorization) return undefined
+      const ahead = queue
+      let end!: () => void
+      queue = new Promise<void>((resolve) => {
+        end = resolve
+      })
+      try {
+        await untilAborted(ahead, signal)
+        registered ??= await isRegistered(client)
+        if (registered) await markRegistered()
+      } catch (error) {
+        end()
+        throw error
+      }
+      if (registered) {
+        end()
+        return undefined
+      }
+      return {
+        keyAuthorization,
+        /** The chain has the key now: later payments neither wait nor attach it. */
+        provisioned: () => markRegistered(),
+        /** Whether the key was registered is unknown: read the chain next time. */
+        unknown() {
+          registered = undefined
+        },
+        /** Lets the next payment of this key go (idempotent). */
+        end,
+      }
+    },
+    /** Whether the chain lacks the key and its authorization can be attached again. */
+    async recover(client: Client) {
+      if (await isRegistered(client)) {
+        await markRegistered()
+        return false
+      }
+      const keyAuthorization = await authorizationOf()
+      if (!keyAuthorization) return false
+      registered = false
+      await manager?.set(key, keyAuthorization)
+      return true
+    },
+  }
+}
+
+/** Waits for `promise`, or rejects with the signal's reason once it aborts. */
+function untilAborted(promise: Promise<void>, signal: AbortSignal) {
+  signal.throwIfAborted()
+  return new Promise<void>((resolve, reject) => {
+    const abort = () => reject(signal.reason)
+    signal.addEventListener('abort', abort, { once: true })
+    promise.then(() => {
+      signal.removeEventListener('abort', abort)
+      resolve()
+    })
+  })
 }

@@ -1,4 +1,4 @@
-import type { Receipt } from 'mppx'
+import { Challenge, type Receipt } from 'mppx'
 import {
   type BaseError,
   CallExecutionError,
@@ -65,6 +65,24 @@ function paidClient(url: string, config: MppHttpTransportConfig = {}) {
 
 const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 
+/** The most fee `provider(index)` quotes now for a charge of `rpc`, with nothing signed. */
+async function maxFee(rpc: PaidRpc, index = 2) {
+  const challenge = Challenge.from({
+    id: 'quote',
+    realm: 'quote',
+    method: 'tempo',
+    intent: 'charge',
+    request: { amount: String(rpc.price), currency: pathUsd, recipient: rpc.payee },
+  })
+  const prepared = await provider(index).prepare({
+    challenge,
+    request: { url: rpc.url, method: 'POST', headers: new Headers(), body: '{}' },
+    signal: new AbortController().signal,
+  })
+  await prepared.rollback()
+  return prepared.quote.fee
+}
+
 /** A `fetch` that records each POST it sends: its JSON-RPC methods and whether it carried a credential. */
 function recordingFetch() {
   const sent: { methods: string[]; paid: boolean }[] = []
@@ -128,8 +146,11 @@ describe('single calls', () => {
         intent: 'charge',
         amount: rpc.price,
         deposit: 0n,
+        fee: expect.any(BigInt),
+        feeToken: pathUsd,
         currency: pathUsd,
         recipient: rpc.payee,
+        transfers: [{ recipient: rpc.payee, amount: rpc.price, memo: expect.any(String) }],
         chainId: 1337,
       })
       expect(event.origin).toBe(rpc.url)
@@ -324,10 +345,17 @@ describe('spending caps at their exact boundaries', () => {
     expect(await balanceOf(rpc.payee)).toBe(before)
   })
 
-  test('a budget of two prices pays two calls and refuses the third', async () => {
+  test('a budget of two prices and fees pays two calls and refuses the third', async () => {
     const rpc = await start(price)
     const before = await balanceOf(rpc.payee)
-    const client = paidClient(rpc.url, { provider: provider(2), budget: 2n * price })
+    // Fees count against the budget: the most each can cost (the localnet's fees only fall).
+    const budget = 2n * (price + (await maxFee(rpc)))
+    const asked: PaymentEvent[] = []
+    const client = paidClient(rpc.url, {
+      provider: provider(2),
+      budget,
+      onPaymentRequired: (event) => void asked.push(event),
+    })
     expect(await client.getChainId()).toBe(1337)
     expect(await client.getChainId()).toBe(1337)
     expect(rpc.counters.payments.charge).toBe(2)
@@ -336,7 +364,8 @@ describe('spending caps at their exact boundaries', () => {
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('budget')
     expect((error as PaymentRefusedError).amount).toBe(price)
-    expect(error.message).toContain('Limit: 0')
+    const spent = asked.reduce((sum, { quote }) => sum + quote.amount + quote.fee, 0n)
+    expect(error.message).toContain(`Limit: ${budget - spent}`)
     expect(rpc.counters).toEqual({
       requests: 5, // two paid calls (probe + resend each), one refused probe
       challenges: 3,
@@ -381,10 +410,11 @@ describe('spending caps at their exact boundaries', () => {
     expect((await balanceOf(rpc.payee)) - before).toBe(price)
   })
 
-  test('concurrent calls under a budget of two prices: exactly two pay', async () => {
+  test('concurrent calls under a budget of two prices and fees: exactly two pay', async () => {
     const rpc = await start(price)
     const before = await balanceOf(rpc.payee)
-    const client = paidClient(rpc.url, { provider: provider(2), budget: 2n * price })
+    const budget = 2n * (price + (await maxFee(rpc)))
+    const client = paidClient(rpc.url, { provider: provider(2), budget })
     const watched = net.accounts[8]!.address
     const results = await Promise.allSettled([
       client.getChainId(),

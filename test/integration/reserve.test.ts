@@ -105,7 +105,10 @@ describe('channel reserve at the TIP-1034 address', () => {
       }),
     }
     const request = await payer.prepareTransactionRequest(
-      type === 'tempo' ? { calls: [call] } : call,
+      // The localnet's chain pays fees in pathUSD, which makes a transaction a Tempo one.
+      type === 'tempo'
+        ? { calls: [call] }
+        : { ...call, chain: net.chain.extend({ feeToken: undefined }) },
     )
     const raw = await payer.signTransaction(request as never)
     const receipt = await payer.sendRawTransactionSync({ serializedTransaction: raw })

@@ -1,5 +1,6 @@
 import { Challenge, Credential, Receipt } from 'mppx'
-import { defineChain } from 'viem'
+import { createClient, custom, defineChain, type Hex, numberToHex, toFunctionSelector } from 'viem'
+import { tempoLocalnet } from 'viem/chains'
 import type { PaymentProvider, RecoverParameters } from '../../src/index.js'
 
 /** The chain of the clients in unit tests; challenges for other chains are passed over. */
@@ -69,6 +70,7 @@ export function fakeProvider({
   recover = false,
   acceptPayment,
   bearer,
+  fee = 0n,
   failIn,
   select,
 }: {
@@ -77,6 +79,8 @@ export function fakeProvider({
   acceptPayment?: string
   /** Whether its credentials are bearer payments. */
   bearer?: boolean
+  /** The most fee its quotes name. */
+  fee?: bigint
   /** A hook that throws. */
   failIn?: 'authorize' | 'commit' | 'rollback' | 'recover'
   select?: PaymentProvider['select']
@@ -104,8 +108,10 @@ export function fakeProvider({
           intent: challenge.intent,
           amount: BigInt(request.amount),
           deposit: 0n,
+          fee,
           currency,
           recipient,
+          transfers: [{ recipient, amount: BigInt(request.amount) }],
         },
         bearer,
         async authorize() {
@@ -135,4 +141,64 @@ export function fakeProvider({
 /** The challenge id a credential was made for. */
 export function paidChallengeId(authorization: string | undefined) {
   return authorization ? Credential.deserialize(authorization).challenge.id : undefined
+}
+
+const userTokensSelector = toFunctionSelector('userTokens(address)')
+const balanceOfSelector = toFunctionSelector('balanceOf(address)')
+
+/**
+ * A viem client for a fake Tempo chain (id 1337) that answers what `charge()` reads while it
+ * prepares a payment: no fee-token preference, a balance of `balance` for every token, no access
+ * key registered, a gas estimate of `gas` and a base fee of `baseFee` (viem's fee cap is then
+ * 1.2 × `baseFee`). It has no `eth_fillTransaction`, so viem estimates. It records each method,
+ * and the function selector of each `eth_call`; a test may change `chain` as it goes.
+ */
+export function stubChainClient({
+  balance = 10n ** 12n,
+  gas = 50_000n,
+  baseFee = 20_000_000_000n,
+}: {
+  balance?: bigint
+  gas?: bigint
+  baseFee?: bigint
+} = {}) {
+  const chain = { balance, gas, baseFee }
+  const methods: string[] = []
+  const reads: Hex[] = []
+  const word = (value: bigint) => numberToHex(value, { size: 32 })
+  const client = createClient({
+    chain: tempoLocalnet,
+    transport: custom({
+      async request({ method, params }) {
+        methods.push(method)
+        switch (method) {
+          case 'eth_chainId':
+            return numberToHex(tempoLocalnet.id)
+          case 'eth_call': {
+            const [{ data }] = params as [{ data: Hex }]
+            reads.push(data.slice(0, 10) as Hex)
+            if (data.startsWith(userTokensSelector)) return word(0n)
+            if (data.startsWith(balanceOfSelector)) return word(chain.balance)
+            // The keychain's key metadata: all zero, no such key.
+            return `0x${'00'.repeat(32 * 8)}`
+          }
+          case 'eth_estimateGas':
+            return numberToHex(chain.gas)
+          case 'eth_maxPriorityFeePerGas':
+            return '0x0'
+          case 'eth_getBlockByNumber':
+            return {
+              baseFeePerGas: numberToHex(chain.baseFee),
+              number: '0x1',
+              hash: `0x${'11'.repeat(32)}`,
+              timestamp: numberToHex(Math.floor(Date.now() / 1000)),
+              transactions: [],
+            }
+          default:
+            throw Object.assign(new Error(`${method} is not answered here`), { code: -32601 })
+        }
+      },
+    }),
+  })
+  return { client, methods, reads, chain }
 }

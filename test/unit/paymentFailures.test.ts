@@ -103,10 +103,14 @@ describe('a provider that throws', () => {
 })
 
 describe('bearer credentials', () => {
+  // Challenges that expire within the client's clock-skew allowance: a server that calls them
+  // expired is believed, so that a bearer payment may be made again.
+  const expiring = () => challengeHeader({ expires: new Date(Date.now() + 1_000) })
+
   test('a rejected one stays counted against the budget', async () => {
     const server = await serve((request, response) => {
       if (!request.authorization)
-        return response.writeHead(402, { 'www-authenticate': challengeHeader() }).end()
+        return response.writeHead(402, { 'www-authenticate': expiring() }).end()
       problem402(response, 'payment-expired')
     })
     const { provider, calls } = fakeProvider({ bearer: true })
@@ -121,7 +125,7 @@ describe('bearer credentials', () => {
   })
 
   test('one rejected earlier is still reported as possibly taken when a later round fails', async () => {
-    const same = challengeHeader({ id: 'same-bearer' })
+    const same = challengeHeader({ id: 'same-bearer', expires: new Date(Date.now() + 1_000) })
     const server = await serve((request, response) => {
       response.writeHead(402, {
         'www-authenticate': same,

@@ -3,7 +3,7 @@ import { createClient, defineChain, fallback, http } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, test } from 'vitest'
 import { charge, mppHttp, multi } from '../../src/index.js'
-import { currency, fakeProvider, recipient } from '../support/fakePayments.js'
+import { currency, fakeProvider, recipient, stubChainClient } from '../support/fakePayments.js'
 
 const chain = defineChain({
   id: 1337,
@@ -61,7 +61,8 @@ describe('charge()', () => {
   })
 
   test('quotes the decoded amount, currency and recipient, signing nothing', async () => {
-    const prepared = await charge({ account, client: chainClient }).prepare({
+    const { client } = stubChainClient({ gas: 50_000n, baseFee: 20_000_000_000n })
+    const prepared = await charge({ account, client }).prepare({
       challenge: tempoCharge({ methodDetails: { chainId: 1337 } }),
       request: { url: 'http://x', method: 'POST', headers: new Headers(), body: '{}' },
       signal: new AbortController().signal,
@@ -71,8 +72,12 @@ describe('charge()', () => {
       intent: 'charge',
       amount: 1000n,
       deposit: 0n,
+      // (50,000 + 5,000 gas) × 1.2 × 20 gwei, in USD per 10^18 gas.
+      fee: 1320n,
+      feeToken: currency,
       currency,
       recipient,
+      transfers: [{ recipient, amount: 1000n, memo: expect.any(String) }],
       chainId: 1337,
     })
   })

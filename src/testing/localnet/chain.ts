@@ -1,5 +1,6 @@
-import { defineChain, maxUint256 } from 'viem'
+import { type Address, defineChain, maxUint256 } from 'viem'
 import { tempoLocalnet } from 'viem/chains'
+import { Addresses } from 'viem/tempo'
 import { hardfork } from './anvil.js'
 
 /** Pre-T11 nodes accept an expiring nonce only within 30 s of the block timestamp. */
@@ -21,6 +22,12 @@ const [prepareTempoTransaction, prepareOptions] = tempoLocalnet.prepareTransacti
  * defaults (a random nonce, 270 s), which anvil rejects, and stay distinct through a random
  * `validAfter` in the past.
  *
+ * Fees are paid in `feeToken` (pathUSD by default), as on a Tempo network: every transaction is
+ * then a Tempo transaction, and an account funded with USD tokens only can send with viem's
+ * defaults. Without one (`chain.extend({ feeToken: undefined })`), viem sends plain EIP-1559
+ * transactions, which anvil charges in its native balance. A transaction's own `feeToken` takes
+ * precedence.
+ *
  * @example
  * ```ts
  * import { createPublicClient, http } from 'viem'
@@ -30,11 +37,21 @@ const [prepareTempoTransaction, prepareOptions] = tempoLocalnet.prepareTransacti
  * const client = createPublicClient({ chain, transport: http() })
  * ```
  */
-export function defineLocalnetChain({ id, rpcUrl }: { id: number; rpcUrl: string }) {
+export function defineLocalnetChain({
+  id,
+  rpcUrl,
+  feeToken = Addresses.pathUsd,
+}: {
+  id: number
+  rpcUrl: string
+  /** TIP-20 token that pays transaction fees. @default pathUSD */
+  feeToken?: Address | undefined
+}) {
   return defineChain({
     ...tempoLocalnet,
     id,
     hardfork,
+    feeToken,
     rpcUrls: { default: { http: [rpcUrl] } },
     prepareTransactionRequest: [
       async (request, context) => {
