@@ -38,28 +38,6 @@ export function createDeadline(timeout: number, callerSignal?: AbortSignal | nul
 }
 
 /**
- * `promise`, or the signal's abort reason if it aborts first. What `promise` later settles to is
- * the caller's to clean up: it is not awaited here.
- */
-export function raceSignal<value>(promise: Promise<value>, signal: AbortSignal): Promise<value> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<value>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
-  })
-}
-
-/**
  * The response with a body that calls `release` once it has been read to its end, failed or been
  * cancelled, so that a deadline can bound the body's arrival and still be freed at once after.
  */

@@ -2,10 +2,11 @@ import { Challenge, Receipt } from 'mppx'
 import { rankByAcceptPayment } from '../AcceptPayment.js'
 import { isPaymentError, PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
+import { raceSignal } from '../internal/signal.js'
 import { classifyRejection, type Problem, readProblem } from '../Problem.js'
 import type { PaidRequest, PaymentProvider, PreparedPayment } from '../providers/PaymentProvider.js'
 import { decodeChallenges, label, unpayableReason } from './challenges.js'
-import { createDeadline, raceSignal, releaseAfterBody } from './deadline.js'
+import { createDeadline, releaseAfterBody } from './deadline.js'
 import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
 
 /** Paid attempts per request at most: a first payment, and two after recoverable rejections. */

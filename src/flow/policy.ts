@@ -1,7 +1,7 @@
 import type { Challenge } from 'mppx'
 import { PaymentRefusedError } from '../errors.js'
+import { raceSignal } from '../internal/signal.js'
 import type { PaymentQuote } from '../providers/PaymentProvider.js'
-import { raceSignal } from './deadline.js'
 
 /** A payment, as `onPaymentRequired` and the payment hooks see it. */
 export type PaymentEvent = {

@@ -12,17 +12,13 @@ export type Attempt = {
   key: string | undefined
   /** When it began: attempts are numbered in order across the transport. */
   readonly sequence: number
-  // Neighbours in the list of attempts in flight.
-  previous: Attempt | undefined
-  next: Attempt | undefined
 }
 
 /**
  * The attempts in flight on a transport, so that an attempt that fails can tell whether it was
  * paid for. Each attempt of each call is tracked on its own, from its start to its end, so
  * memory is bounded by what is in flight and nothing is forgotten however many paid requests go
- * by meanwhile. They are kept in a linked list: starting and ending one, on every call, costs a
- * few pointer moves; only a 402 goes through them all.
+ * by meanwhile. Only a 402 goes through them all.
  *
  * A paid request stands for the attempts in flight whose call (method and params) it carries. An
  * identical call in flight in another request is taken too: that errs the safe way, since a
@@ -30,7 +26,7 @@ export type Attempt = {
  * a paid body that cannot be read stands for every attempt in flight.
  */
 export function createInFlightCalls() {
-  let first: Attempt | undefined
+  const attempts = new Set<Attempt>()
   let sequence = 0
 
   return {
@@ -41,33 +37,20 @@ export function createInFlightCalls() {
 
     /** Starts tracking an attempt of `call`; `end` it when it settles. */
     begin(call: Call): Attempt {
-      const attempt: Attempt = {
-        call,
-        paid: false,
-        key: undefined,
-        sequence: sequence++,
-        previous: undefined,
-        next: first,
-      }
-      if (first) first.previous = attempt
-      first = attempt
+      const attempt: Attempt = { call, paid: false, key: undefined, sequence: sequence++ }
+      attempts.add(attempt)
       return attempt
     },
 
     end(attempt: Attempt) {
-      const { previous, next } = attempt
-      if (previous) previous.next = next
-      else if (first === attempt) first = next
-      if (next) next.previous = previous
-      attempt.previous = undefined
-      attempt.next = undefined
+      attempts.delete(attempt)
     },
 
     /** The attempts in flight that a request of `calls` (undefined: unreadable) may carry. */
     carriedBy(calls: readonly Call[] | undefined): Attempt[] {
       const keys = calls && new Set(calls.map(keyOf))
       const carried: Attempt[] = []
-      for (let attempt = first; attempt; attempt = attempt.next) {
+      for (const attempt of attempts) {
         attempt.key ??= keyOf(attempt.call)
         if (!keys || keys.has(attempt.key)) carried.push(attempt)
       }

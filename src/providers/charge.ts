@@ -29,6 +29,7 @@ import {
 import { z } from 'zod'
 import { PaymentRefusedError } from '../errors.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
+import { raceSignal } from '../internal/signal.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
@@ -469,7 +470,7 @@ function createKeyState(
         end = resolve
       })
       try {
-        await untilAborted(ahead, signal)
+        await raceSignal(ahead, signal)
         registered ??= await isRegistered(client)
         if (registered) await markRegistered()
       } catch (error) {
@@ -505,17 +506,4 @@ function createKeyState(
       return true
     },
   }
-}
-
-/** Waits for `promise`, or rejects with the signal's reason once it aborts. */
-function untilAborted(promise: Promise<void>, signal: AbortSignal) {
-  signal.throwIfAborted()
-  return new Promise<void>((resolve, reject) => {
-    const abort = () => reject(signal.reason)
-    signal.addEventListener('abort', abort, { once: true })
-    promise.then(() => {
-      signal.removeEventListener('abort', abort)
-      resolve()
-    })
-  })
 }
