@@ -71,6 +71,9 @@ async function readAtMost(response: Response, limit: number): Promise<string | u
  * - `keyNotProvisioned`: the access key is not on chain yet, so the payment needs its
  *   key authorization attached;
  * - `staleVoucher`: the voucher's cumulative amount is not above what the server has;
+ * - `insufficientBalance`: the session voucher leaves too little unspent for the call (e.g. a
+ *   voucher the server already charged for, sent again);
+ * - `depositExceeded`: the session voucher is above the channel's deposit;
  * - `challengeExpired`: the challenge was stale or unknown, so the server never looked at the
  *   payment;
  * - `rejected`: anything else.
@@ -79,6 +82,8 @@ export type Rejection =
   | 'channelGone'
   | 'keyNotProvisioned'
   | 'staleVoucher'
+  | 'insufficientBalance'
+  | 'depositExceeded'
   | 'challengeExpired'
   | 'rejected'
 
@@ -98,6 +103,8 @@ export function classifyRejection(status: number, problem: Problem | undefined):
     detail.includes('cumulativeamount must be strictly greater')
   )
     return 'staleVoucher'
+  if (type.endsWith('/session/insufficient-balance')) return 'insufficientBalance'
+  if (type.endsWith('/session/amount-exceeds-deposit')) return 'depositExceeded'
   if (type.endsWith('/invalid-challenge') || type.endsWith('/payment-expired'))
     return 'challengeExpired'
   return 'rejected'

@@ -171,7 +171,7 @@ export class PaymentRefusedError extends BaseError {
 }
 
 export declare namespace PaymentRefusedError {
-  type Reason = 'maxAmount' | 'budget' | 'onPaymentRequired' | 'insufficientFunds'
+  type Reason = 'maxAmount' | 'budget' | 'onPaymentRequired' | 'insufficientFunds' | 'maxDeposit'
 }
 
 /** How to raise the limit, whether it was given or is the default provider's cap. */
@@ -183,6 +183,8 @@ const refusals: Record<PaymentRefusedError.Reason, string> = {
   onPaymentRequired: '`onPaymentRequired` refused the payment; nothing was paid.',
   insufficientFunds:
     "The payer's balance cannot cover the payment and its fee; nothing was signed or paid.",
+  maxDeposit:
+    "The session channel's deposit would exceed the provider's `maxDeposit`; nothing was paid.",
 }
 
 export type PaymentFailedErrorType = PaymentFailedError & { name: 'PaymentFailedError' }

@@ -25,3 +25,14 @@ export type {
   PrepareParameters,
   RecoverParameters,
 } from './providers/PaymentProvider.js'
+export {
+  type ClosedChannel,
+  type SessionParameters,
+  type SessionProvider,
+  session,
+} from './providers/session.js'
+export { type TempoParameters, type TempoProvider, tempo } from './providers/tempo.js'
+export type { ChannelEntry, ChannelStore } from './stores/ChannelStore.js'
+export { ChannelStoreError, type ChannelStoreErrorType } from './stores/errors.js'
+export { type ChannelStorage, localStorageChannelStore } from './stores/localStorage.js'
+export { memoryChannelStore } from './stores/memory.js'

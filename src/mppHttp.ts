@@ -69,7 +69,9 @@ const maxTimeout = 2_147_483_647
  * with the same meaning, and behaves exactly like it until a 402 arrives.
  *
  * One payment covers one HTTP request: a batch of N calls costs one payment. A payment is never
- * made twice for one request: viem's retries and `fallback()` never repeat a paid flow. A request
+ * made twice for one request: viem's retries and `fallback()` never repeat a paid flow. Once a
+ * provider that can pay before the server asks (`challengeFor`, e.g. a session) has paid, each
+ * request carries its payment on the way out: one HTTP request per paid call. A request
  * made only of `net_listening` calls (the pings of `fallback()`'s ranking) is never paid: a 402
  * shows that the endpoint is up, and the transport answers `true` for it.
  *
@@ -163,7 +165,7 @@ export function mppHttp<
 
   function createSender(chain: Chain | undefined, timeout: number) {
     const getProvider = provider ? async () => provider : defaultProvider(chain, url)
-    const pay = createPaymentFlow({
+    const flow = createPaymentFlow({
       getProvider,
       policy,
       fetchFn,
@@ -181,12 +183,26 @@ export function mppHttp<
     ) => {
       const calls = callsOf(init.body)
       // Ranking pings: the 402 shows the endpoint is up, which is all a ping asks.
-      if (calls?.length && calls.every(({ method }) => method === 'net_listening')) {
+      if (isPing(calls)) {
         await response.body?.cancel()
         return listening(init.body)
       }
+      return paidFor(calls, flow.pay(urlOf(input), init, response))
+    }
+    /** The request paid before it is sent, if the provider holds a challenge for it. */
+    const presend = (input: string | URL | Request, init: RequestInit) => {
+      const calls = callsOf(init.body)
+      // A ranking ping is never paid.
+      if (isPing(calls)) return undefined
+      const paying = flow.presend(urlOf(input), init)
+      return paying && paidFor(calls, paying)
+    }
+    /**
+     * The answer of a paid request of `calls`: the attempts it carries are paid for, so that no
+     * retry repeats them; a payment error comes back as a 402 that stands for it.
+     */
+    const paidFor = async (calls: Call[] | undefined, paying: Promise<Response>) => {
       const carried = inFlight.carriedBy(calls)
-      const paying = pay(String(input instanceof Request ? input.url : input), init, response)
       const outcome = paying.then(
         () => undefined,
         (error: unknown) => asPaymentError(error, url),
@@ -208,8 +224,14 @@ export function mppHttp<
         methods: undefined,
         retryCount: 0,
         async fetchFn(input, init = {}) {
+          // Once the provider has paid and can pay before being asked, a request may carry its
+          // payment at once; the flow's deadline and the caller's signal then replace the timeout.
+          if (flow.presending) {
+            const paid = presend(input, { ...init, signal })
+            if (paid) return paid
+          }
           const response = await fetchFn(input, init)
-          // The only work on the unpaid path.
+          // With the check above, the only work on the unpaid path.
           if (response.status !== 402) return response
           return answer402(input, { ...init, signal }, response)
         },
@@ -361,6 +383,15 @@ function typedAsHttp(error: unknown, call: Call): Promise<Error> {
     () => error as Error,
     (typed: Error) => typed,
   )
+}
+
+/** Whether a request of `calls` is a ranking ping of `fallback()`: `net_listening` calls only. */
+function isPing(calls: readonly Call[] | undefined) {
+  return !!calls?.length && calls.every(({ method }) => method === 'net_listening')
+}
+
+function urlOf(input: string | URL | Request) {
+  return String(input instanceof Request ? input.url : input)
 }
 
 /** The answer to a request of `net_listening` calls: `true` for each, with its id. */

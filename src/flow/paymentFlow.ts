@@ -49,9 +49,11 @@ export type PaymentFlowConfig = PaymentHooks & {
 }
 
 /**
- * Creates the payment flow of a transport: given a request that was answered 402, it pays and
- * resends the request until the server accepts it, and returns the server's answer. Otherwise it
- * throws `PaymentRequiredError`, `PaymentRefusedError` or `PaymentFailedError`, and nothing else.
+ * Creates the payment flow of a transport. `pay` takes a request that was answered 402, pays and
+ * resends it until the server accepts it, and returns the server's answer. `presend` pays a
+ * request before it is sent, with a challenge the provider already holds (see
+ * {@link PaymentProvider.challengeFor}), or returns `undefined` to send it unpaid. Both throw
+ * `PaymentRequiredError`, `PaymentRefusedError` or `PaymentFailedError`, and nothing else.
  *
  * `init.signal` must be the caller's own signal (not a request timeout): the flow has its own
  * deadline (`paymentTimeout`, 0 for none), which every step waits under — the provider, the
@@ -60,8 +62,11 @@ export type PaymentFlowConfig = PaymentHooks & {
  */
 export function createPaymentFlow(config: PaymentFlowConfig) {
   const { getProvider, policy, fetchFn, chainId, paymentTimeout } = config
+  // The provider that has paid here and can pay before the server asks. Until one has, requests
+  // go out as they are: the transport checks `presending` and nothing else.
+  let presender: PaymentProvider | undefined
 
-  return async function pay(
+  async function pay(
     requestedUrl: string,
     init: RequestInit,
     response: Response,
@@ -74,16 +79,61 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
     const origin = redactUrl(url)
     if (!mayCarryCredentials(new URL(url)))
       throw new PaymentRequiredError({ reason: 'insecureTransport', origin })
+    return withinDeadline(init, async (signal) => {
+      const provider = await providerFor(decodeChallenges(response), origin, signal)
+      const request = paidRequest(url, init)
+      return payUntil(signal, { url, origin, init, request, provider, first: { response } })
+    })
+  }
 
-    // Everything from here on, the answer's body included, ends by the deadline.
+  function presend(url: string, init: RequestInit): Promise<Response> | undefined {
+    const provider = presender
+    if (!provider?.challengeFor || !mayCarryCredentials(new URL(url))) return undefined
+    const request = paidRequest(url, init)
+    let challenge: Challenge.Challenge | undefined
+    try {
+      challenge = provider.challengeFor(request)
+    } catch {
+      // Paying before the server asks only saves a request: without it, the 402 path pays.
+      return undefined
+    }
+    // The same filters as for a 402's challenges; an unpayable one leaves the request unpaid.
+    if (!challenge || !choose([challenge], provider, { chainId, paid: new Set() }).challenge)
+      return undefined
+    const origin = redactUrl(url)
+    return withinDeadline(init, (signal) =>
+      payUntil(signal, { url, origin, init, request, provider, first: { challenge } }),
+    )
+  }
+
+  /** Runs `flow` under the request's deadline, which also bounds the arrival of the answer's body. */
+  async function withinDeadline(
+    init: RequestInit,
+    flow: (signal: AbortSignal) => Promise<Response>,
+  ): Promise<Response> {
     const deadline = createDeadline(paymentTimeout, init.signal)
     try {
-      const answer = await payUntil(deadline.signal, { url, origin, init, response })
+      const answer = await flow(deadline.signal)
       return releaseAfterBody(answer, deadline.clear)
     } catch (error) {
       deadline.clear()
       throw error
     }
+  }
+
+  async function providerFor(
+    challenges: readonly Challenge.Challenge[],
+    origin: string,
+    signal: AbortSignal,
+  ): Promise<PaymentProvider> {
+    const provider = await raceSignal(getProvider(challenges), signal).catch((error: unknown) => {
+      if (signal.aborted)
+        throw new PaymentFailedError({ shortMessage: unsent, settled: false, origin, cause: error })
+      if (isPaymentError(error)) throw error
+      throw new PaymentRequiredError({ reason: 'noProvider', origin, cause: error })
+    })
+    if (!provider) throw new PaymentRequiredError({ reason: 'noProvider', origin })
+    return provider
   }
 
   async function payUntil(
@@ -92,53 +142,52 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       url,
       origin,
       init,
-      response,
-    }: { url: string; origin: string; init: RequestInit; response: Response },
+      request,
+      provider,
+      first,
+    }: {
+      url: string
+      origin: string
+      init: RequestInit
+      request: PaidRequest
+      provider: PaymentProvider
+      /** What the first round pays: a challenge of the 402 `response`, or a pre-sent `challenge`. */
+      first: { response: Response } | { challenge: Challenge.Challenge }
+    },
   ): Promise<Response> {
     // Once a rejected bearer payment may have been taken, every later failure says so.
     let taken = false
     const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
       new PaymentFailedError({ ...parameters, settled: parameters.settled || taken, origin })
-    const provider = await raceSignal(getProvider(decodeChallenges(response)), signal).catch(
-      (error: unknown) => {
-        if (signal.aborted) throw fail({ shortMessage: unsent, settled: false, cause: error })
-        if (isPaymentError(error)) throw error
-        throw new PaymentRequiredError({ reason: 'noProvider', origin, cause: error })
-      },
-    )
-    if (!provider) throw new PaymentRequiredError({ reason: 'noProvider', origin })
-
-    const request: PaidRequest = {
-      url,
-      method: init.method ?? 'POST',
-      headers: new Headers(init.headers),
-      body: init.body as string | undefined,
-    }
     const send = (credential?: { header: string; value: string }) =>
       sendWithinOrigin(fetchFn, url, init, credential, signal)
     const paid = new Set<string>()
     let rejection: { status: number; problem: Problem | undefined } | undefined
+    let next = first
 
-    for (let round = 1; ; round++) {
+    /** The challenge of a 402 (or 410) to pay next, or why there is none. */
+    const challengeOf = (response: Response) => {
       const challenges = decodeChallenges(response)
       notify(config.onChallenge, { challenges, origin })
       const choice = choose(challenges, provider, { chainId, paid })
-      if (!choice.challenge) {
-        if (rejection)
-          throw fail({
-            shortMessage: 'The server rejected the payment and offered nothing new to pay.',
-            ...rejection,
-            settled: false,
-          })
-        throw new PaymentRequiredError({
-          reason: challenges.length === 0 ? 'noChallenge' : 'noSupportedChallenge',
-          origin,
-          offered: choice.passedOver,
+      if (choice.challenge) return choice.challenge
+      if (rejection)
+        throw fail({
+          shortMessage: 'The server rejected the payment and offered nothing new to pay.',
+          ...rejection,
+          settled: false,
         })
-      }
-      const { challenge } = choice
-      paid.add(challenge.id)
+      throw new PaymentRequiredError({
+        reason: challenges.length === 0 ? 'noChallenge' : 'noSupportedChallenge',
+        origin,
+        offered: choice.passedOver,
+      })
+    }
 
+    for (let round = 1; ; round++) {
+      const presented = 'challenge' in next
+      const challenge = 'challenge' in next ? next.challenge : challengeOf(next.response)
+      paid.add(challenge.id)
       const payment = await startPayment(
         provider,
         policy,
@@ -187,6 +236,8 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       if (answer.ok) {
         const receipt = decodeReceipt(answer)
         await payment.commit(receipt)
+        // From now on, this provider is asked for a challenge before each request is sent.
+        if (provider.challengeFor) presender = provider
         notify(config.onReceipt, { ...event, receipt })
         return answer
       }
@@ -214,13 +265,17 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       if (round === maxPaymentRounds)
         throw rejected(`The server rejected ${maxPaymentRounds} payments for one request.`)
       const reason = classifyRejection(answer.status, problem)
-      if (reason === 'rejected') throw rejected('The server rejected the payment.')
-      if (reason === 'challengeExpired') {
+      // A pre-sent challenge was a guess that the server still takes it: a 402 it does not
+      // explain asks for a fresh challenge, as it would have for the request sent unpaid.
+      if (reason === 'rejected' && !presented) throw rejected('The server rejected the payment.')
+      if (reason === 'challengeExpired' || reason === 'rejected') {
         // A bearer payment the server may still hold is made again only if the client sees
         // for itself that its challenge expired: a server that lies about it is paid once.
         if (payment.bearer && !expiredByOwnClock(challenge))
           throw rejected(
-            'The server said the challenge had expired, but it had not; the payment is not made again.',
+            reason === 'rejected'
+              ? 'The server rejected the payment.'
+              : 'The server said the challenge had expired, but it had not; the payment is not made again.',
           )
       } else {
         // For a bearer payment, the provider checks the reason itself (e.g. on chain).
@@ -235,15 +290,35 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
 
       // A rejection normally carries a fresh challenge; otherwise ask for one.
       if (decodeChallenges(answer).length > 0) {
-        response = answer
+        next = { response: answer }
         continue
       }
-      response = await send().catch((error: unknown) => {
+      const response = await send().catch((error: unknown) => {
         throw rejected('Asking the server for a fresh challenge failed.', error)
       })
       // Unpaid now (e.g. free again): the answer is the request's.
       if (response.status !== 402) return response
+      next = { response }
     }
+  }
+
+  return {
+    pay,
+    presend,
+    /** Whether `presend` may pay anything: a provider that can pay before being asked has paid. */
+    get presending() {
+      return presender !== undefined
+    },
+  }
+}
+
+/** The request a payment is for, as the provider sees it. */
+function paidRequest(url: string, init: RequestInit): PaidRequest {
+  return {
+    url,
+    method: init.method ?? 'POST',
+    headers: new Headers(init.headers),
+    body: init.body as string | undefined,
   }
 }
 
@@ -289,7 +364,9 @@ function choose(
   for (const challenge of challenges) {
     const reason =
       unpayableReason(challenge, { chainId, paid, now }) ??
-      (provider.supports(challenge) ? undefined : 'not supported by the provider')
+      (provider.supports(challenge)
+        ? undefined
+        : (provider.unsupportedReason?.(challenge) ?? 'not supported by the provider'))
     if (reason) passedOver.push(`${label(challenge)}: ${reason}`)
     else candidates.push(challenge)
   }

@@ -1,4 +1,5 @@
 export { discoverProvider } from './defaultProvider.js'
+export { type FileChannelStore, fileChannelStore } from './fileChannelStore.js'
 export {
   type DiscoverAccountParameters,
   discoverAccount,

@@ -19,6 +19,9 @@ import type { Problem, Rejection } from '../Problem.js'
  * 6. after a rejection it can act on (`410 Gone`, an unprovisioned access key, a stale voucher),
  *    calls {@link PaymentProvider.recover}, and pays a fresh challenge if that returns `true`.
  *
+ * A provider that can pay before the server asks (see {@link PaymentProvider.challengeFor}) is
+ * asked before each request for a challenge it already holds, which goes through the same steps.
+ *
  * @example
  * ```ts
  * import type { PaymentProvider } from 'viem-mpp'
@@ -50,6 +53,12 @@ export type PaymentProvider = {
   /** Whether this provider can pay `challenge` (method, intent, chain, currency). */
   supports(challenge: Challenge.Challenge): boolean
   /**
+   * Why it cannot pay a challenge that {@link PaymentProvider.supports} refused (e.g. `session
+   * protocol v1, not v2`), as `PaymentRequiredError` lists it among the challenges passed over.
+   * Default, or when it returns `undefined`: `not supported by the provider`.
+   */
+  unsupportedReason?(challenge: Challenge.Challenge): string | undefined
+  /**
    * What it prefers to pay, as an `Accept-Payment` value (e.g. `tempo/session, tempo/charge;q=0.5`):
    * challenges are ranked by it, and those it gives `q=0` or does not name are passed over.
    * Default: every supported challenge, in the server's order.
@@ -67,6 +76,42 @@ export type PaymentProvider = {
    * authorization next time). Returns whether paying a fresh challenge may now succeed.
    */
   recover?(parameters: RecoverParameters): Promise<boolean>
+  /**
+   * A challenge from an earlier 402 that this provider can pay again for `request` before it is
+   * sent, so that a paid call takes one HTTP request instead of two (e.g. a session with an open
+   * channel on this origin, and the server's unexpired session challenge for this URL). The flow
+   * pays it exactly as a challenge from a 402 — filters, spending policy, two-phase commit — and a
+   * 402 or 410 answer continues the usual flow. `undefined`: the request goes out unpaid.
+   *
+   * It is asked, synchronously, before each request once this provider has had a payment
+   * accepted on the transport (never before: the unpaid path stays as fast as `http()`). Its
+   * challenge is the request's first payment round: an expired one, one for another chain or
+   * one it does not support leaves the request unpaid. A rejection is rolled back and handled
+   * as for any paid request, except that a 402 with no reason the flow acts on is taken as the
+   * server asking for a fresh challenge (a bearer payment is made again only if its challenge
+   * had expired by the client's own clock). Three payments per request at most; the same
+   * challenge is never paid twice for one request, though later requests may pay it again. If
+   * it throws, the request goes out unpaid, as for `undefined`.
+   *
+   * @example
+   * ```ts
+   * // The last challenge the server accepted, per origin and path, kept while unexpired.
+   * const accepted = new Map<string, Challenge.Challenge>()
+   * const keyOf = (url: string) => {
+   *   const { origin, pathname } = new URL(url)
+   *   return origin + pathname
+   * }
+   * const provider: PaymentProvider = {
+   *   // …supports, prepare (whose commit records `accepted.set(keyOf(request.url), challenge)`)
+   *   challengeFor(request) {
+   *     const challenge = accepted.get(keyOf(request.url))
+   *     const expires = challenge?.expires ? Date.parse(challenge.expires) : Infinity
+   *     return expires > Date.now() + 5_000 ? challenge : undefined
+   *   },
+   * }
+   * ```
+   */
+  challengeFor?(request: PaidRequest): Challenge.Challenge | undefined
 }
 
 export type PrepareParameters = {

@@ -73,6 +73,7 @@ export function fakeProvider({
   fee = 0n,
   failIn,
   select,
+  reuse = false,
 }: {
   method?: string
   recover?: boolean | ((parameters: RecoverParameters) => boolean)
@@ -84,6 +85,11 @@ export function fakeProvider({
   /** A hook that throws. */
   failIn?: 'authorize' | 'commit' | 'rollback' | 'recover'
   select?: PaymentProvider['select']
+  /**
+   * Whether it has `challengeFor`, which offers the last challenge the server accepted (with a
+   * receipt) while it is more than 5 s from expiring, as a session does.
+   */
+  reuse?: boolean
 } = {}) {
   const calls = {
     prepared: [] as string[],
@@ -91,7 +97,10 @@ export function fakeProvider({
     committed: [] as string[],
     rolledBack: [] as string[],
     recovered: [] as RecoverParameters['reason'][],
+    /** What each `challengeFor` call returned: a challenge id, or undefined. */
+    presented: [] as (string | undefined)[],
   }
+  let accepted: Challenge.Challenge | undefined
   const failing = (hook: typeof failIn) => {
     if (failIn === hook) throw new Error(`${hook} failed at https://provider.test/secret-path`)
   }
@@ -119,8 +128,9 @@ export function fakeProvider({
           calls.authorized.push(challenge.id)
           return Credential.serialize({ challenge, payload: { proof: `paid-${challenge.id}` } })
         },
-        async commit() {
+        async commit(receipt) {
           calls.committed.push(challenge.id)
+          if (receipt) accepted = challenge
           failing('commit')
         },
         async rollback() {
@@ -135,6 +145,13 @@ export function fakeProvider({
       return typeof recover === 'function' ? recover(parameters) : recover
     },
   }
+  if (reuse)
+    provider.challengeFor = () => {
+      const expires = accepted?.expires ? Date.parse(accepted.expires) : Number.POSITIVE_INFINITY
+      const challenge = expires > Date.now() + 5_000 ? accepted : undefined
+      calls.presented.push(challenge?.id)
+      return challenge
+    }
   return { provider, calls }
 }
 

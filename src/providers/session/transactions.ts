@@ -1,0 +1,238 @@
+import { Session } from 'mppx/tempo'
+import { Hex as OxHex } from 'ox'
+import {
+  type Account,
+  type Address,
+  type Chain,
+  type Client,
+  encodeFunctionData,
+  type Hex,
+  isAddressEqual,
+  type Transport,
+  zeroAddress,
+} from 'viem'
+import { prepareTransactionRequest, readContract, signTransaction } from 'viem/actions'
+import { Abis, Transaction } from 'viem/tempo'
+import { PaymentRefusedError } from '../../errors.js'
+import type { ChannelEntry } from '../../stores/ChannelStore.js'
+import type { SessionRequest } from './request.js'
+
+const { Channel, Voucher } = Session.Precompile
+
+export type ChainClient = Client<Transport, Chain>
+export type Descriptor = ChannelEntry['descriptor']
+
+/** Fees are priced in USD per 10^18 gas; fee tokens have 6 decimals. */
+const feeUnitsPerToken = 10n ** 12n
+/**
+ * How long a channel transaction stays valid (s), as the charge's: an open whose answer is lost
+ * is known not to have landed once this has passed.
+ */
+const validFor = 25
+/** A prepared transaction with less validity left than this (s) is prepared again before signing. */
+const minValidity = 10
+
+/** A channel transaction (open or top-up), prepared and priced, not signed. */
+export type PreparedChannelTransaction = {
+  transaction: Record<string, unknown> & { validBefore?: number }
+  /** The most its fee can cost, in base units of `feeToken`; zero when the server sponsors it. */
+  fee: bigint
+  feeToken: Address | undefined
+}
+
+/**
+ * Prepares a channel-reserve call as a Tempo transaction with an expiring nonce (TIP-1009), so
+ * that no nonce is read and no other transaction of the payer waits on it. The fee token is the
+ * server's choice, else the channel's token, as mppx does.
+ */
+export async function prepareChannelTransaction(
+  client: ChainClient,
+  {
+    account,
+    request,
+    data,
+    validAfter,
+  }: { account: Account; request: SessionRequest; data: Hex; validAfter?: number | undefined },
+): Promise<PreparedChannelTransaction> {
+  const feeToken = request.feePayer ? undefined : (request.feeToken ?? request.currency)
+  const transaction = (await prepareTransactionRequest(client, {
+    account,
+    calls: [{ to: request.escrow, data }],
+    nonceKey: 'expiring',
+    validBefore: Math.floor(Date.now() / 1000) + validFor,
+    ...(request.feePayer ? { feePayer: true } : { feeToken }),
+    ...(validAfter === undefined ? {} : { validAfter }),
+  } as never)) as unknown as PreparedChannelTransaction['transaction'] & {
+    gas?: bigint
+    maxFeePerGas?: bigint
+    gasPrice?: bigint
+  }
+  const feePerGas = transaction.maxFeePerGas ?? transaction.gasPrice ?? 0n
+  const fee = request.feePayer ? 0n : ceilDiv((transaction.gas ?? 0n) * feePerGas, feeUnitsPerToken)
+  return { transaction, fee, feeToken }
+}
+
+/**
+ * `prepared`, or the same transaction prepared again if a slow approval left it too little time
+ * to land; refused if its fee rose above the one quoted.
+ */
+export async function stillValid(
+  prepared: PreparedChannelTransaction,
+  prepare: () => Promise<PreparedChannelTransaction>,
+) {
+  if ((prepared.transaction.validBefore ?? 0) - Math.floor(Date.now() / 1000) >= minValidity)
+    return prepared
+  const again = await prepare()
+  if (again.fee > prepared.fee)
+    throw new Error(
+      `The transaction's fee rose above the ${prepared.fee} quoted while it waited for approval.`,
+    )
+  return again
+}
+
+/**
+ * Who signs the vouchers of the account's channels: an access key signs them itself, so that
+ * they need no root-wallet signature.
+ */
+export function signerOf(account: Account): Address {
+  return (account as { accessKeyAddress?: Address }).accessKeyAddress ?? account.address
+}
+
+/** The reserve's `open` call for a new channel with `deposit`, and the descriptor it will have. */
+export function openCall(
+  account: Account,
+  request: SessionRequest,
+  deposit: bigint,
+): { data: Hex; descriptor: Omit<Descriptor, 'expiringNonceHash'> } {
+  const authorizedSigner = signerOf(account)
+  const operator = request.operator ?? zeroAddress
+  const salt = OxHex.random(32)
+  return {
+    data: encodeFunctionData({
+      abi: Abis.tip20ChannelReserve,
+      functionName: 'open',
+      args: [request.recipient, operator, request.currency, deposit, salt, authorizedSigner],
+    }),
+    descriptor: {
+      payer: account.address,
+      payee: request.recipient,
+      operator,
+      token: request.currency,
+      salt,
+      authorizedSigner,
+    },
+  }
+}
+
+/** The reserve's `topUp` call adding `additionalDeposit` to the channel. */
+export function topUpCall(descriptor: Descriptor, additionalDeposit: bigint): Hex {
+  return encodeFunctionData({
+    abi: Abis.tip20ChannelReserve,
+    functionName: 'topUp',
+    args: [descriptor, additionalDeposit],
+  })
+}
+
+/**
+ * Signs the prepared open transaction and derives the channel it opens: its descriptor binds the
+ * transaction's expiring-nonce hash (TIP-1034), so the channel id is known before it is sent.
+ */
+export async function signOpen(
+  client: ChainClient,
+  {
+    account,
+    request,
+    prepared,
+    descriptor,
+  }: {
+    account: Account
+    request: SessionRequest
+    prepared: PreparedChannelTransaction
+    descriptor: Omit<Descriptor, 'expiringNonceHash'>
+  },
+) {
+  const transaction = (await signTransaction(client, prepared.transaction as never)) as Hex
+  const expiringNonceHash = Channel.computeExpiringNonceHash(
+    Channel.transactionForExpiringNonceHash({
+      ...(request.feePayer ? { feePayer: true } : {}),
+      transaction: Transaction.deserialize(transaction) as never,
+    }),
+    { sender: account.address },
+  )
+  const full: Descriptor = { ...descriptor, expiringNonceHash }
+  const channelId = Channel.computeId({
+    ...full,
+    chainId: request.chainId,
+    escrow: request.escrow,
+  })
+  return { transaction, descriptor: full, channelId }
+}
+
+/** Signs a voucher for `cumulativeAmount` on the channel (about 1 ms for a local key). */
+export function signVoucher(
+  client: ChainClient,
+  account: Account,
+  entry: Pick<ChannelEntry, 'channelId' | 'escrow' | 'chainId'>,
+  cumulativeAmount: bigint,
+) {
+  return Voucher.signVoucher(
+    client,
+    account,
+    { channelId: entry.channelId, cumulativeAmount },
+    entry.escrow,
+    entry.chainId,
+  )
+}
+
+/** Refuses to lock `deposit` (and pay `fee`) the payer's balances cannot cover. */
+export async function assertAffordable(
+  client: ChainClient,
+  {
+    account,
+    token,
+    deposit,
+    amount,
+    fee,
+    feeToken,
+  }: {
+    account: Account
+    token: Address
+    deposit: bigint
+    amount: bigint
+    fee: bigint
+    feeToken: Address | undefined
+  },
+) {
+  const sameToken = !!feeToken && isAddressEqual(feeToken, token)
+  const needs = [{ token, needed: deposit + (sameToken ? fee : 0n) }]
+  if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })
+  await Promise.all(
+    needs.map(async ({ token: needToken, needed }) => {
+      const balance = await readContract(client, {
+        address: needToken,
+        abi: Abis.tip20,
+        functionName: 'balanceOf',
+        args: [account.address],
+      })
+      if (balance < needed)
+        throw new PaymentRefusedError({
+          reason: 'insufficientFunds',
+          amount,
+          fee,
+          currency: token,
+          feeToken,
+          balance: { token: needToken, available: balance, needed },
+        })
+    }),
+  )
+}
+
+/** A random past `validAfter`, which keeps otherwise identical expiring transactions apart. */
+export function randomValidAfter() {
+  const latest = BigInt(Math.floor(Date.now() / 1000) - 60)
+  return Number(BigInt(OxHex.random(8)) % latest)
+}
+
+function ceilDiv(numerator: bigint, denominator: bigint) {
+  return (numerator + denominator - 1n) / denominator
+}

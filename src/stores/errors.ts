@@ -1,0 +1,64 @@
+import { BaseError } from 'viem'
+
+export type ChannelStoreErrorType = ChannelStoreError & { name: 'ChannelStoreError' }
+
+/**
+ * A channel store cannot be used: its database is corrupt or cannot be opened, this runtime lacks
+ * what it needs (`node:sqlite`, Web Storage), ... Nothing in the store was changed: a corrupt
+ * database is reported, never emptied, because it may hold the only record of open channels and
+ * their deposits.
+ *
+ * @example
+ * ```ts
+ * import { ChannelStoreError } from 'viem-mpp'
+ *
+ * if (error instanceof ChannelStoreError && error.reason === 'corrupt') console.log(error.path)
+ * ```
+ */
+export class ChannelStoreError extends BaseError {
+  /** What is wrong. */
+  readonly reason: ChannelStoreError.Reason
+  /** The store's file, for a file store. */
+  readonly path: string | undefined
+
+  constructor({
+    reason,
+    path,
+    cause,
+  }: {
+    reason: ChannelStoreError.Reason
+    path?: string | undefined
+    cause?: unknown
+  }) {
+    super(shortMessages[reason], {
+      cause: cause instanceof Error ? cause : undefined,
+      metaMessages: [
+        ...(path === undefined ? [] : [`File: ${path}`]),
+        ...(reason === 'corrupt' ? [corruptHint] : []),
+        ...(reason === 'unsupportedRuntime' ? [runtimeHint()] : []),
+      ],
+      name: 'ChannelStoreError',
+    })
+    this.reason = reason
+    this.path = path
+  }
+}
+
+export declare namespace ChannelStoreError {
+  type Reason = 'corrupt' | 'unavailable' | 'unsupportedRuntime' | 'noStorage'
+}
+
+const shortMessages: Record<ChannelStoreError.Reason, string> = {
+  corrupt: 'The channel database is corrupt; it was left as it is.',
+  unavailable: 'The channel database cannot be used.',
+  unsupportedRuntime:
+    'fileChannelStore needs node:sqlite: Node >= 22.13, or Node 22.5 to 22.12 with --experimental-sqlite.',
+  noStorage:
+    'localStorageChannelStore needs a Web Storage: globalThis.localStorage is not available.',
+}
+
+const corruptHint =
+  'It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain.'
+
+const runtimeHint = () =>
+  `This is Node ${globalThis.process?.versions?.node ?? '(unknown)'}. Use another store (memoryChannelStore()), or a newer Node.`

@@ -1,0 +1,318 @@
+import { Challenge } from 'mppx'
+import {
+  type Account,
+  type Address,
+  createClient,
+  createPublicClient,
+  createWalletClient,
+  http,
+  type LocalAccount,
+  parseEventLogs,
+} from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { Abis, Addresses, Account as TempoAccount } from 'viem/tempo'
+import { beforeAll, describe, expect, test } from 'vitest'
+import {
+  type MppHttpTransportConfig,
+  mppHttp,
+  PaymentFailedError,
+  PaymentRefusedError,
+  PaymentRequiredError,
+  session,
+  tempo,
+} from '../../src/index.js'
+import type { Localnet } from '../../src/testing/index.js'
+import { rpcResult, useFakeServers } from '../support/fakeServer.js'
+import { tip20, useLocalnet } from '../support/localnet.js'
+import { type PaidPayload, startProxy } from '../support/proxy.js'
+import { rejectionOf } from '../support/rejection.js'
+
+const localnet = useLocalnet()
+const serve = useFakeServers()
+let net: Localnet
+beforeAll(() => {
+  net = localnet.net
+})
+
+const plain = () =>
+  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })
+const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
+const blockNumber = () => plain().getBlockNumber()
+
+function paidClient(url: string, config: MppHttpTransportConfig = {}) {
+  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
+}
+
+async function channelEvents<name extends 'ChannelOpened' | 'TopUp' | 'ChannelClosed'>(
+  name: name,
+  payer: Address,
+  fromBlock: bigint,
+) {
+  const logs = await plain().getLogs({ address: Addresses.tip20ChannelReserve, fromBlock })
+  return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
+    (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
+  )
+}
+
+/** `account`, with every signature it makes recorded. */
+function recording(account: LocalAccount) {
+  const signed: string[] = []
+  const record =
+    <args extends unknown[], value>(name: string, sign: (...args: args) => Promise<value>) =>
+    (...args: args) => {
+      signed.push(name)
+      return sign(...args)
+    }
+  return {
+    signed,
+    account: {
+      ...account,
+      sign: record('sign', account.sign!),
+      signMessage: record('signMessage', account.signMessage),
+      signTransaction: record('signTransaction', account.signTransaction),
+      signTypedData: record('signTypedData', account.signTypedData),
+    } as LocalAccount,
+  }
+}
+
+const nobody = '0x000000000000000000000000000000000000dEaD'
+let nextId = 0
+
+/** A TIP-1034 session challenge with these method details (a well-formed one by default). */
+function sessionChallenge(methodDetails: Record<string, unknown> | undefined) {
+  return Challenge.serialize(
+    Challenge.from({
+      id: `session-${++nextId}`,
+      realm: 'fake',
+      method: 'tempo',
+      intent: 'session',
+      request: {
+        amount: '1000',
+        currency: net.currency,
+        recipient: nobody,
+        suggestedDeposit: '1000000',
+        ...(methodDetails ? { methodDetails } : {}),
+      },
+      expires: new Date(Date.now() + 60_000).toISOString(),
+    }),
+  )
+}
+
+describe('session challenges that are not paid', () => {
+  test('v1, no protocol, other chain, other escrow, no escrow: each listed with why, nothing signed', async () => {
+    const chainId = net.chain.id
+    const reserve = Addresses.tip20ChannelReserve
+    const header = [
+      { chainId, escrowContract: reserve, sessionProtocol: 'v1' },
+      { chainId, escrowContract: reserve },
+      { chainId: 4242, escrowContract: reserve, sessionProtocol: 'v2' },
+      {
+        chainId,
+        escrowContract: '0x1111111111111111111111111111111111111111',
+        sessionProtocol: 'v2',
+      },
+      { chainId, sessionProtocol: 'v2' },
+    ]
+      .map(sessionChallenge)
+      .join(', ')
+    const server = await serve((request, response) => {
+      if (request.authorization) return response.writeHead(200).end(rpcResult(request.body))
+      response.writeHead(402, { 'www-authenticate': header }).end()
+    })
+    const { account, signed } = recording(accountOf(0))
+    const provider = session({ account, client: chainClient() })
+
+    const error = await rejectionOf(paidClient(server.url, { provider }).getChainId())
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
+    expect((error as PaymentRequiredError).metaMessages).toEqual([
+      `Endpoint: ${server.url}`,
+      'Offered:',
+      '  tempo/session: session protocol "v1" (only "v2" is paid)',
+      '  tempo/session: no sessionProtocol (only TIP-1034 sessions, "v2", are paid)',
+      `  tempo/session: chain 4242, not the client's ${chainId}`,
+      `  tempo/session: escrow 0x1111111111111111111111111111111111111111 is not the canonical TIP-1034 channel reserve (${reserve})`,
+      '  tempo/session: no escrowContract',
+    ])
+    expect(signed).toEqual([])
+    expect(server.paid()).toEqual([])
+    expect(server.requests).toHaveLength(1)
+  })
+})
+
+describe('session faults', () => {
+  test.each([
+    ['the connection drops', 1, () => 'drop' as const],
+    ['a 502 comes back', 6, () => new Response('bad gateway', { status: 502 })],
+  ])(
+    'the answer to the open is lost (%s): the next call finds the channel on chain, no second open',
+    async (_, index, lose) => {
+      const rpc = await localnet.startPaidRpc({ intent: 'session' })
+      const from = await blockNumber()
+      const payer = accountOf(index).address
+      const proxy = await startProxy(rpc.url, async (payload, forward) => {
+        const answer = await forward()
+        if (payload.action !== 'open') return answer
+        await answer.body?.cancel()
+        return lose()
+      })
+      try {
+        const client = paidClient(proxy.url, {
+          provider: session({ account: accountOf(index), client: chainClient() }),
+        })
+        const lost = await rejectionOf(client.getChainId())
+        expect(lost).toBeInstanceOf(PaymentFailedError)
+        expect((lost as PaymentFailedError).settled).toBe(true)
+
+        expect(await client.getChainId()).toBe(net.chain.id)
+        expect(await client.getChainId()).toBe(net.chain.id)
+        expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+        expect(rpc.counters.payments).toEqual({
+          charge: 0,
+          open: 1,
+          voucher: 2,
+          topUp: 0,
+          close: 0,
+        })
+      } finally {
+        await proxy.stop()
+      }
+    },
+  )
+
+  test('vouchers delivered out of order: the late one is paid again above, no chain work', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(2).address
+    const seen: PaidPayload[] = []
+    let higherAnswered!: () => void
+    const answered = new Promise<void>((resolve) => {
+      higherAnswered = resolve
+    })
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      seen.push(payload)
+      // The lower voucher arrives only after the higher one was accepted.
+      if (payload.cumulativeAmount === '2000') await answered
+      const answer = await forward()
+      if (payload.cumulativeAmount === '3000') higherAnswered()
+      return answer
+    })
+    try {
+      const client = paidClient(proxy.url, {
+        provider: session({ account: accountOf(2), client: chainClient() }),
+      })
+      await client.getChainId()
+      const balances = await Promise.all([
+        client.getBalance({ address: nobody }),
+        client.getBalance({ address: payer }),
+      ])
+      expect(balances).toHaveLength(2)
+      expect(seen.map(({ action, cumulativeAmount }) => `${action} ${cumulativeAmount}`)).toEqual([
+        'open 1000',
+        'voucher 2000',
+        'voucher 3000',
+        'voucher 4000',
+      ])
+      expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+      expect(await channelEvents('TopUp', payer, from)).toHaveLength(0)
+      expect(rpc.counters.payments).toEqual({
+        charge: 0,
+        open: 1,
+        voucher: 2,
+        topUp: 0,
+        close: 0,
+      })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('maxDeposit reached: PaymentRefusedError maxDeposit, no top-up, nothing sent', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(3).address
+    const client = paidClient(rpc.url, {
+      provider: session({ account: accountOf(3), client: chainClient(), maxDeposit: 2_000n }),
+    })
+    await client.getChainId()
+    await client.getChainId()
+    const error = await rejectionOf(client.getChainId())
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('maxDeposit')
+    expect(
+      (await channelEvents('ChannelOpened', payer, from)).map((log) => log.args.deposit),
+    ).toEqual([2_000n])
+    expect(await channelEvents('TopUp', payer, from)).toHaveLength(0)
+    expect(rpc.counters.requests).toBe(3)
+  })
+})
+
+describe('tempo()', () => {
+  test('pays a session where the server offers one, else a charge', async () => {
+    const both = await localnet.startPaidRpc({ intent: ['charge', 'session'] })
+    const provider = tempo({ account: accountOf(4), client: chainClient() })
+    const client = paidClient(both.url, { provider })
+    await client.getChainId()
+    await client.getChainId()
+    expect(both.counters.payments).toEqual({ charge: 0, open: 1, voucher: 1, topUp: 0, close: 0 })
+    // The second call carried its voucher before the server asked.
+    expect(both.counters.requests).toBe(3)
+    expect(await provider.close()).toMatchObject([{ settled: 2_000n }])
+    await both.stop()
+
+    const charges = await localnet.startPaidRpc({ intent: 'charge' })
+    await paidClient(charges.url, { provider }).getChainId()
+    expect(charges.counters.payments).toEqual({
+      charge: 1,
+      open: 0,
+      voucher: 0,
+      topUp: 0,
+      close: 0,
+    })
+  })
+})
+
+describe('access keys', () => {
+  test('the channel is signed for by the access key: vouchers and top-ups need no root signature', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
+    const from = await blockNumber()
+    const root = TempoAccount.fromSecp256k1(generatePrivateKey())
+    const dev = createWalletClient({
+      account: accountOf(5),
+      chain: net.chain,
+      transport: http(net.rpcUrl),
+    })
+    const hash = await dev.writeContract({
+      address: net.currency,
+      abi: tip20,
+      functionName: 'transfer',
+      args: [root.address, 1_000_000n],
+    })
+    await plain().waitForTransactionReceipt({ hash, pollingInterval: 50 })
+    const privateKey = generatePrivateKey()
+    const keyAddress = privateKeyToAccount(privateKey).address
+    const keyAuthorization = await root.signKeyAuthorization(
+      { address: keyAddress, type: 'secp256k1' },
+      {
+        chainId: BigInt(net.chain.id),
+        expiry: Math.floor(Date.now() / 1000) + 3600,
+        limits: [{ token: net.currency, limit: 1_000_000n }],
+      },
+    )
+    const account = TempoAccount.fromSecp256k1(privateKey, { access: root, keyAuthorization })
+    const provider = session({ account: account as Account, client: chainClient() })
+    const client = paidClient(rpc.url, { provider })
+    for (let i = 0; i < 3; i++) await client.getChainId()
+
+    const [opened] = await channelEvents('ChannelOpened', root.address, from)
+    expect(opened!.args.authorizedSigner).toBe(keyAddress)
+    // The key also signs the top-up, which it can now that the open provisioned it.
+    const topUps = await channelEvents('TopUp', root.address, from)
+    expect(topUps.map(({ args }) => args.newDeposit)).toEqual([4_000n])
+    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 2, topUp: 1, close: 0 })
+    expect(await provider.close()).toMatchObject([
+      { channelId: opened!.args.channelId, settled: 3_000n, refunded: 1_000n },
+    ])
+  })
+})

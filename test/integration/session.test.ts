@@ -1,0 +1,372 @@
+import { entryKey } from 'mppx/client'
+import { type Address, createClient, createPublicClient, http, parseEventLogs } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { Abis, Addresses } from 'viem/tempo'
+import { beforeAll, describe, expect, test, vi } from 'vitest'
+import {
+  type ChannelEntry,
+  type ChannelStore,
+  type MppHttpTransportConfig,
+  memoryChannelStore,
+  mppHttp,
+  type PaymentQuote,
+  session,
+} from '../../src/index.js'
+import type { Localnet } from '../../src/testing/index.js'
+import { useLocalnet } from '../support/localnet.js'
+
+const localnet = useLocalnet()
+let net: Localnet
+beforeAll(() => {
+  net = localnet.net
+})
+
+/** A client on the localnet itself (never the paid endpoint), for reading the truth. */
+const plain = () =>
+  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+
+const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
+
+/** A session provider paying from `accounts[index]`, preparing on a free client of the chain. */
+function provider(
+  index: number,
+  parameters: Omit<Parameters<typeof session>[0], 'account' | 'client'> = {},
+) {
+  return session({
+    account: accountOf(index),
+    client: createClient({ chain: net.chain, transport: http(net.rpcUrl) }),
+    ...parameters,
+  })
+}
+
+/** A public client on `url` through mppHttp, without caching, so every call is a request. */
+function paidClient(url: string, config: MppHttpTransportConfig = {}) {
+  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
+}
+
+/** The reserve's events of `name` for channels paid by `payer`, from block `fromBlock` on. */
+async function channelEvents<name extends 'ChannelOpened' | 'TopUp' | 'ChannelClosed'>(
+  name: name,
+  payer: Address,
+  fromBlock: bigint,
+) {
+  const logs = await plain().getLogs({ address: Addresses.tip20ChannelReserve, fromBlock })
+  return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
+    (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
+  )
+}
+
+const blockNumber = () => plain().getBlockNumber()
+
+/** A distinct address per call, so that viem does not deduplicate concurrent calls. */
+const addressOf = (n: number) => `0x${n.toString(16).padStart(40, '0')}` as Address
+
+/** mppx's key of the payer's channel to `payee` (pathUSD, the canonical reserve, this chain). */
+const keyOf = (payee: Address) =>
+  entryKey({
+    descriptor: { payee, token: net.currency },
+    escrow: Addresses.tip20ChannelReserve,
+    chainId: net.chain.id,
+  } as unknown as ChannelEntry)
+
+describe('session', () => {
+  test('N sequential calls: one ChannelOpened, N + 1 HTTP requests', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(0).address
+    const client = paidClient(rpc.url, { provider: provider(0) })
+    const n = 5
+    for (let i = 0; i < n; i++) expect(await client.getChainId()).toBe(net.chain.id)
+
+    const opened = await channelEvents('ChannelOpened', payer, from)
+    expect(opened).toHaveLength(1)
+    expect(opened[0]!.args.deposit).toBe(1_000_000n)
+    expect(rpc.counters.payments).toEqual({
+      charge: 0,
+      open: 1,
+      voucher: n - 1,
+      topUp: 0,
+      close: 0,
+    })
+    expect(rpc.counters.forwarded).toBe(n)
+    expect(rpc.counters.requests).toBe(n + 1)
+  })
+
+  test('50 concurrent first calls: one open, all succeed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(1).address
+    const client = paidClient(rpc.url, { provider: provider(1) })
+    const addresses = Array.from({ length: 50 }, (_, i) => addressOf(i + 1))
+    const balances = await Promise.all(addresses.map((address) => client.getBalance({ address })))
+
+    expect(balances).toHaveLength(50)
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    expect(rpc.counters.payments.open).toBe(1)
+    expect(rpc.counters.payments.voucher).toBe(49)
+    expect(rpc.counters.forwarded).toBe(50)
+  })
+
+  test('the deposit runs out: one top-up, still one open', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 3_000n })
+    const from = await blockNumber()
+    const payer = accountOf(2).address
+    const quotes: PaymentQuote[] = []
+    const client = paidClient(rpc.url, {
+      provider: provider(2),
+      onPaymentRequired: ({ quote }) => {
+        quotes.push(quote)
+      },
+    })
+    for (let i = 0; i < 6; i++) await client.getChainId()
+
+    // What the policy saw before anything was signed: the open and the top-up lock a deposit
+    // and cost a fee; every call pays one price.
+    const cost = (quote: PaymentQuote) => [quote.amount, quote.deposit, quote.fee > 0n]
+    expect(quotes.map(cost)).toEqual([
+      [1_000n, 3_000n, true],
+      [1_000n, 0n, false],
+      [1_000n, 0n, false],
+      [1_000n, 3_000n, true],
+      [1_000n, 0n, false],
+      [1_000n, 0n, false],
+    ])
+    expect(quotes[0]).toMatchObject({
+      method: 'tempo',
+      intent: 'session',
+      currency: net.currency,
+      feeToken: net.currency,
+      recipient: rpc.payee,
+      transfers: [{ recipient: rpc.payee, amount: 1_000n }],
+      chainId: net.chain.id,
+    })
+
+    const opened = await channelEvents('ChannelOpened', payer, from)
+    expect(opened.map((log) => log.args.deposit)).toEqual([3_000n])
+    const topUps = await channelEvents('TopUp', payer, from)
+    expect(topUps.map((log) => [log.args.additionalDeposit, log.args.newDeposit])).toEqual([
+      [3_000n, 6_000n],
+    ])
+    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 5, topUp: 1, close: 0 })
+    expect(rpc.counters.forwarded).toBe(6)
+    // The 402, six calls, one management request for the top-up.
+    expect(rpc.counters.requests).toBe(8)
+  })
+
+  test('the server forgets the channel: the next call succeeds on a new channel', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(3).address
+    const store = memoryChannelStore()
+    const client = paidClient(rpc.url, { provider: provider(3, { store }) })
+    await client.getChainId()
+    await client.getChainId()
+    const [first] = await channelEvents('ChannelOpened', payer, from)
+    await rpc.forgetChannel(first!.args.channelId)
+
+    expect(await client.getChainId()).toBe(net.chain.id)
+    const opened = await channelEvents('ChannelOpened', payer, from)
+    expect(opened).toHaveLength(2)
+    const key = keyOf(rpc.payee)
+    const stored = await store.forOrigin?.(new URL(rpc.url).origin).get(key)
+    expect(stored?.channelId).toBe(opened[1]!.args.channelId)
+    expect(stored?.cumulativeAmount).toBe(1_000n)
+    // The voucher the server answered 410 is not counted: it was not accepted.
+    expect(rpc.counters.payments).toEqual({ charge: 0, open: 2, voucher: 1, topUp: 0, close: 0 })
+  })
+
+  test('close(): ChannelClosed settles exactly what was spent and refunds the rest', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 100_000n })
+    const from = await blockNumber()
+    const payer = accountOf(4).address
+    const store = memoryChannelStore()
+    const sessions = provider(4, { store })
+    const client = paidClient(rpc.url, { provider: sessions })
+    for (let i = 0; i < 3; i++) await client.getChainId()
+    const payerBefore = await localnet.balanceOf(payer)
+
+    const closed = await sessions.close()
+    const [opened] = await channelEvents('ChannelOpened', payer, from)
+    expect(closed).toEqual([
+      {
+        channelId: opened!.args.channelId,
+        settled: 3_000n,
+        refunded: 97_000n,
+        txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+      },
+    ])
+    const events = await channelEvents('ChannelClosed', payer, from)
+    expect(
+      events.map(({ args }) => [args.channelId, args.settledToPayee, args.refundedToPayer]),
+    ).toEqual([[opened!.args.channelId, 3_000n, 97_000n]])
+    expect(events[0]!.transactionHash).toBe(closed[0]!.txHash)
+    // The payee broadcasts the close: the payer gets the rest of its deposit back, fee-free.
+    expect(await localnet.balanceOf(payer)).toBe(payerBefore + 97_000n)
+    const key = keyOf(rpc.payee)
+    expect(await store.forOrigin?.(new URL(rpc.url).origin).get(key)).toBeUndefined()
+    expect(rpc.counters.payments.close).toBe(1)
+    expect(await sessions.close()).toEqual([])
+  })
+
+  test('a greedy suggestedDeposit is capped by maxDeposit; deposit is used when given', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 50_000_000n })
+    const from = await blockNumber()
+    await paidClient(rpc.url, { provider: provider(5, { maxDeposit: 200_000n }) }).getChainId()
+    await paidClient(rpc.url, {
+      provider: provider(6, { deposit: 5_000n, maxDeposit: 200_000n }),
+    }).getChainId()
+    await paidClient(rpc.url, {
+      provider: provider(7, { deposit: 900_000n, maxDeposit: 200_000n }),
+    }).getChainId()
+
+    const deposits = await Promise.all(
+      [5, 6, 7].map(async (index) =>
+        (await channelEvents('ChannelOpened', accountOf(index).address, from)).map(
+          (log) => log.args.deposit,
+        ),
+      ),
+    )
+    expect(deposits).toEqual([[200_000n], [5_000n], [200_000n]])
+  })
+
+  test('challengeFor: the accepted challenge of the URL path, while it has more than 5 s left', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const sessions = provider(0)
+    const url = `${rpc.url}/v1/secret`
+    const request = (url: string) => ({ url, method: 'POST', headers: new Headers(), body: '{}' })
+    expect(sessions.challengeFor(request(url))).toBeUndefined()
+    await paidClient(url, { provider: sessions }).getChainId()
+
+    const cached = sessions.challengeFor(request(url))
+    expect(cached).toMatchObject({ method: 'tempo', intent: 'session' })
+    expect(sessions.challengeFor(request(`${url}?page=2`))).toEqual(cached)
+    expect(sessions.challengeFor(request(`${rpc.url}/v1/other`))).toBeUndefined()
+    const expires = Date.parse(cached!.expires!)
+    vi.useFakeTimers({ toFake: ['Date'] })
+    try {
+      vi.setSystemTime(expires - 5_001)
+      expect(sessions.challengeFor(request(url))).toEqual(cached)
+      vi.setSystemTime(expires - 5_000)
+      expect(sessions.challengeFor(request(url))).toBeUndefined()
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  test('a stored entry claims more deposit than the chain: amount-exceeds-deposit, then a top-up', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 3_000n })
+    const from = await blockNumber()
+    const payer = accountOf(1).address
+    const store = memoryChannelStore()
+    await paidClient(rpc.url, { provider: provider(1, { store }) }).getChainId()
+    const entries = store.forOrigin!(new URL(rpc.url).origin)
+    const entry = await entries.get(keyOf(rpc.payee))
+    await entries.set({ ...entry!, cumulativeAmount: 3_000n, deposit: 10_000n })
+
+    // A new provider (as after a restart) takes the channel up from the store.
+    expect(await paidClient(rpc.url, { provider: provider(1, { store }) }).getChainId()).toBe(
+      net.chain.id,
+    )
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    const topUps = await channelEvents('TopUp', payer, from)
+    expect(topUps.map(({ args }) => [args.additionalDeposit, args.newDeposit])).toEqual([
+      [3_000n, 6_000n],
+    ])
+    expect(await entries.get(keyOf(rpc.payee))).toMatchObject({
+      cumulativeAmount: 5_000n,
+      deposit: 6_000n,
+    })
+  })
+
+  test('a stored entry behind the server: insufficient-balance, then a voucher above it', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(2).address
+    const store = memoryChannelStore()
+    await paidClient(rpc.url, { provider: provider(2, { store }) }).getChainId()
+    const entries = store.forOrigin!(new URL(rpc.url).origin)
+    const entry = await entries.get(keyOf(rpc.payee))
+    await entries.set({ ...entry!, cumulativeAmount: 0n })
+
+    expect(await paidClient(rpc.url, { provider: provider(2, { store }) }).getChainId()).toBe(
+      net.chain.id,
+    )
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 1, topUp: 0, close: 0 })
+    expect((await entries.get(keyOf(rpc.payee)))?.cumulativeAmount).toBe(2_000n)
+  })
+
+  test("the open and each block of vouchers run under the store's lease, scoped by origin only", async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const leased: string[] = []
+    const store: ChannelStore = {
+      ...memoryChannelStore(),
+      async lease(scope, fn) {
+        leased.push(scope)
+        return fn()
+      },
+    }
+    const client = paidClient(`${rpc.url}/v1/secret?apikey=hunter2`, {
+      provider: provider(3, { store }),
+    })
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => client.getBalance({ address: addressOf(i + 1) })),
+    )
+    expect(rpc.counters.forwarded).toBe(10)
+    // Once to open, once to reserve a block of 100 calls' worth of vouchers for this process.
+    const scope = `${new URL(rpc.url).origin}\n${keyOf(rpc.payee)}`
+    expect(leased).toEqual([scope, scope])
+    expect(rpc.counters.payments.open).toBe(1)
+    const stored = await store.forOrigin?.(new URL(rpc.url).origin).get(keyOf(rpc.payee))
+    expect(stored?.cumulativeAmount).toBe(101_000n)
+  })
+
+  test('two providers (as two processes) share a leased store: one channel, disjoint vouchers', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(4).address
+    const base = memoryChannelStore()
+    let queue = Promise.resolve()
+    const store: ChannelStore = {
+      ...base,
+      // One holder at a time, as a lock file gives.
+      async lease(_scope, fn) {
+        const ahead = queue
+        let end!: () => void
+        queue = new Promise<void>((resolve) => {
+          end = resolve
+        })
+        await ahead
+        try {
+          return await fn()
+        } finally {
+          end()
+        }
+      },
+    }
+    const one = paidClient(rpc.url, { provider: provider(4, { store }) })
+    const two = paidClient(rpc.url, { provider: provider(4, { store }) })
+    for (let i = 0; i < 3; i++) {
+      expect(await one.getChainId()).toBe(net.chain.id)
+      expect(await two.getChainId()).toBe(net.chain.id)
+    }
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    // Every call accepted once; the stale vouchers (one process signing below the other's
+    // block) were not, and each was paid again above.
+    expect(rpc.counters.payments.open + rpc.counters.payments.voucher).toBe(6)
+    expect(rpc.counters.forwarded).toBe(6)
+  })
+
+  test("a store shared by two wallets: neither pays on the other's channel", async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const store = memoryChannelStore()
+    await paidClient(rpc.url, { provider: provider(5, { store }) }).getChainId()
+    expect(await paidClient(rpc.url, { provider: provider(6, { store }) }).getChainId()).toBe(
+      net.chain.id,
+    )
+    for (const index of [5, 6])
+      expect(await channelEvents('ChannelOpened', accountOf(index).address, from)).toHaveLength(1)
+    expect(rpc.counters.payments).toEqual({ charge: 0, open: 2, voucher: 0, topUp: 0, close: 0 })
+  })
+})
