@@ -156,12 +156,8 @@ export function mppHttp<
    * signal too); calls without one share a single one.
    */
   const senders = new Map<string, ReturnType<typeof createSender>>()
-  const senderFor = (chain: Chain | undefined, timeout: number) => {
-    const key = `${chain?.id}:${timeout}`
-    const sender = senders.get(key) ?? createSender(chain, timeout)
-    senders.set(key, sender)
-    return sender
-  }
+  const senderFor = (chain: Chain | undefined, timeout: number) =>
+    cached(senders, `${chain?.id}:${timeout}`, () => createSender(chain, timeout))
 
   function createSender(chain: Chain | undefined, timeout: number) {
     const getProvider = provider ? async () => provider : defaultProvider(chain, url)
@@ -205,18 +201,17 @@ export function mppHttp<
       const carried = inFlight.carriedBy(calls)
       const outcome = paying.then(
         () => undefined,
-        (error: unknown) => asPaymentError(error, url),
+        (error: unknown) => asPaymentError(error, origin),
       )
       for (const attempt of carried) payments.set(attempt.call, { attempt, outcome })
-      try {
-        const paid = await paying
-        for (const attempt of carried) attempt.paid = true
-        return paid
-      } catch (error) {
-        const failed = new Response(null, { status: 402, statusText: 'Payment Required' })
-        failures.set(failed.headers, asPaymentError(error, url))
-        return failed
+      const failure = await outcome
+      if (failure) {
+        const standIn = new Response(null, { status: 402, statusText: 'Payment Required' })
+        failures.set(standIn.headers, failure)
+        return standIn
       }
+      for (const attempt of carried) attempt.paid = true
+      return paying
     }
     const make = (signal: AbortSignal | undefined) =>
       http(url, {
@@ -239,24 +234,22 @@ export function mppHttp<
     // Without a signal of its own, a call has the one of `fetchOptions`, if any, as with http().
     const unsignaled = make(httpConfig.fetchOptions?.signal ?? undefined)
     const signaled = new WeakMap<AbortSignal, typeof unsignaled>()
-    const innerFor = (signal: AbortSignal) => {
-      const inner = signaled.get(signal) ?? make(signal)
-      signaled.set(signal, inner)
-      return inner
-    }
     const send: typeof unsignaled.request = (args, options) => {
-      const inner = options?.signal ? innerFor(options.signal) : unsignaled
+      const { signal } = options ?? {}
+      const inner = signal ? cached(signaled, signal, () => make(signal)) : unsignaled
       // The inner transport's request function itself: it throws JSON-RPC errors untyped, for
       // the retry layer to type them once, as http() does.
       return inner.config.request(args as never, options)
     }
-    return { send, value: unsignaled.value }
+    // The endpoint as errors name it: http() resolves a missing `url` to the chain's own RPC.
+    const { value } = unsignaled
+    const origin = value?.url ? redactUrl(value.url) : '<chain default>'
+    return { send, value, origin }
   }
 
   return (parameters) => {
     const timeout = parameters.timeout ?? httpConfig.timeout ?? 10_000
-    const { send, value } = senderFor(parameters.chain, timeout)
-    const origin = value?.url ? redactUrl(value.url) : '<chain default>'
+    const { send, value, origin } = senderFor(parameters.chain, timeout)
     // `fallback()` makes its transports with `retryCount: 0`, and moves on to the next one past
     // any error it does not see as final: there, a paid call's error comes inside a final one.
     const inFallback = parameters.retryCount === 0
@@ -404,12 +397,25 @@ function listening(body: RequestInit['body']) {
 }
 
 /** The flow throws payment errors only; anything else is a bug, treated as a payment made. */
-function asPaymentError(error: unknown, url: string | undefined): PaymentError {
+function asPaymentError(error: unknown, origin: string): PaymentError {
   if (isPaymentError(error)) return error
   return new PaymentFailedError({
     shortMessage: 'The payment flow failed unexpectedly.',
-    origin: url ? redactUrl(url) : '<chain default>',
+    origin,
     settled: true,
     cause: error,
   })
+}
+
+/** The value of `key` in `cache`, made by `make` the first time it is asked for. */
+function cached<key, value>(
+  cache: { get(key: key): value | undefined; set(key: key, value: value): unknown },
+  key: key,
+  make: () => value,
+): value {
+  const found = cache.get(key)
+  if (found !== undefined) return found
+  const made = make()
+  cache.set(key, made)
+  return made
 }

@@ -3,9 +3,10 @@ import { rankByAcceptPayment } from '../AcceptPayment.js'
 import { isPaymentError, PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { raceSignal } from '../internal/signal.js'
-import { classifyRejection, type Problem, readProblem } from '../Problem.js'
+import { decodeChallenges } from '../internal/wwwAuthenticate.js'
+import { classifyRejection, type Problem, type Rejection, readProblem } from '../Problem.js'
 import type { PaidRequest, PaymentProvider, PreparedPayment } from '../providers/PaymentProvider.js'
-import { decodeChallenges, label, unpayableReason } from './challenges.js'
+import { label, unpayableReason } from './challenges.js'
 import { createDeadline, releaseAfterBody } from './deadline.js'
 import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
 
@@ -163,6 +164,8 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       sendWithinOrigin(fetchFn, url, init, credential, signal)
     const paid = new Set<string>()
     let rejection: { status: number; problem: Problem | undefined } | undefined
+    // Whether a bearer payment was made again on the benefit of clock skew (see assertMayPayAgain).
+    let skewGranted = false
     let next = first
 
     /** The challenge of a 402 (or 410) to pay next, or why there is none. */
@@ -182,6 +185,56 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         origin,
         offered: choice.passedOver,
       })
+    }
+
+    /**
+     * Throws (with `rejected`) unless a fresh challenge may be paid after the server rejected a
+     * payment for `reason`: the flow pays again only for a reason it can act on, and a bearer
+     * payment, which the server may still hold, only for one the client checks for itself.
+     */
+    const assertMayPayAgain = async (
+      reason: Rejection,
+      {
+        challenge,
+        presented,
+        bearer,
+        problem,
+      }: {
+        challenge: Challenge.Challenge
+        /** Whether the challenge was pre-sent rather than taken from a 402. */
+        presented: boolean
+        bearer: boolean
+        problem: Problem | undefined
+      },
+      rejected: (shortMessage: string, cause?: unknown) => PaymentFailedError,
+    ) => {
+      if (reason === 'challengeExpired' || reason === 'rejected') {
+        // A pre-sent challenge was a guess that the server still takes it: a 402 it does not
+        // explain asks for a fresh challenge, as it would have for the request sent unpaid.
+        if (reason === 'rejected' && !presented) throw rejected('The server rejected the payment.')
+        if (!bearer) return
+        // A bearer payment is made again only if the client sees for itself that its challenge
+        // expired: a server that lies about it is paid once. A server clock running ahead gets
+        // the benefit of the doubt once per request, so that minting challenges about to
+        // expire does not collect every round.
+        const withinSkew = !expiredByOwnClock(challenge, 0)
+        if (!expiredByOwnClock(challenge, clockSkew) || (withinSkew && skewGranted))
+          throw rejected(
+            reason === 'rejected'
+              ? 'The server rejected the payment.'
+              : 'The server said the challenge had expired, but it had not; the payment is not made again.',
+          )
+        skewGranted ||= withinSkew
+        return
+      }
+      // The provider acts on the reason; for a bearer payment, it checks it itself (e.g. on chain).
+      const recovered = await raceSignal(
+        settling(() => provider.recover?.({ reason, challenge, problem })),
+        signal,
+      ).catch((error: unknown) => {
+        throw rejected('The server rejected the payment, and recovering failed.', error)
+      })
+      if (recovered !== true) throw rejected('The server rejected the payment.')
     }
 
     for (let round = 1; ; round++) {
@@ -265,28 +318,11 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       if (round === maxPaymentRounds)
         throw rejected(`The server rejected ${maxPaymentRounds} payments for one request.`)
       const reason = classifyRejection(answer.status, problem)
-      // A pre-sent challenge was a guess that the server still takes it: a 402 it does not
-      // explain asks for a fresh challenge, as it would have for the request sent unpaid.
-      if (reason === 'rejected' && !presented) throw rejected('The server rejected the payment.')
-      if (reason === 'challengeExpired' || reason === 'rejected') {
-        // A bearer payment the server may still hold is made again only if the client sees
-        // for itself that its challenge expired: a server that lies about it is paid once.
-        if (payment.bearer && !expiredByOwnClock(challenge))
-          throw rejected(
-            reason === 'rejected'
-              ? 'The server rejected the payment.'
-              : 'The server said the challenge had expired, but it had not; the payment is not made again.',
-          )
-      } else {
-        // For a bearer payment, the provider checks the reason itself (e.g. on chain).
-        const recovered = await raceSignal(
-          Promise.resolve(provider.recover?.({ reason, challenge, problem })),
-          signal,
-        ).catch((error: unknown) => {
-          throw rejected('The server rejected the payment, and recovering failed.', error)
-        })
-        if (recovered !== true) throw rejected('The server rejected the payment.')
-      }
+      await assertMayPayAgain(
+        reason,
+        { challenge, presented, bearer: payment.bearer, problem },
+        rejected,
+      )
 
       // A rejection normally carries a fresh challenge; otherwise ask for one.
       if (decodeChallenges(answer).length > 0) {
@@ -330,9 +366,10 @@ const unsent = 'The payment was not completed in time or the caller gave up; not
  */
 const clockSkew = 5_000
 
-function expiredByOwnClock(challenge: Challenge.Challenge) {
+/** Whether `challenge` has expired by this clock, or would have by one `skew` ms ahead. */
+function expiredByOwnClock(challenge: Challenge.Challenge, skew: number) {
   if (challenge.expires === undefined) return false
-  return Date.parse(challenge.expires) <= Date.now() + clockSkew
+  return Date.parse(challenge.expires) <= Date.now() + skew
 }
 
 /**
@@ -406,12 +443,17 @@ async function startPayment(
   origin: string,
 ): Promise<Payment> {
   const { signal } = parameters
+  // A provider's hook that never answers must not hold the request past its deadline.
+  const settle = (hook: () => Promise<void>) => raceSignal(settling(hook), signal)
+  // Its failure must not change what happened to the payment (the server decided that): the
+  // provider owns its own state.
+  const settleQuietly = (hook: () => Promise<void>) => settle(hook).catch(() => {})
   const preparing = provider.prepare(parameters)
   const prepared = await raceSignal(preparing, signal).catch((error: unknown) => {
     // Prepared after the deadline: nothing will use it.
     if (signal.aborted)
       preparing.then(
-        (late) => settleQuietly(() => late.rollback()),
+        (late) => settling(() => late.rollback()).catch(() => {}),
         () => {},
       )
     throw error
@@ -445,23 +487,13 @@ async function startPayment(
       else reservation.release()
       // Unlike the other hooks, a failure here is reported: paying again on top of a provider
       // state that could not be undone is not safe.
-      let failure: unknown
-      await prepared.rollback().catch((error: unknown) => {
-        failure = error
-      })
+      const failure = await settle(() => prepared.rollback()).then(
+        () => undefined,
+        (error: unknown) => error ?? new Error('The provider failed to undo the payment.'),
+      )
       return { settled: bearer, failure }
     },
   }
-}
-
-/**
- * Runs a provider's settlement hook. Its failure must not change what happened to the payment
- * (already decided by the server), so it is not rethrown; the provider owns its own state.
- */
-async function settleQuietly(hook: () => Promise<void>) {
-  try {
-    await hook()
-  } catch {}
 }
 
 /**
@@ -495,6 +527,11 @@ async function sendWithinOrigin(
       )
     target = next.href
   }
+}
+
+/** What a provider's hook settles to, a synchronous throw included (a hook need not be async). */
+function settling<value>(hook: () => value | Promise<value>): Promise<value> {
+  return new Promise<value>((resolve) => resolve(hook()))
 }
 
 function decodeReceipt(response: Response): Receipt.Receipt | undefined {

@@ -72,7 +72,7 @@ export function createSpendingPolicy({
      * hook is asked under `signal`: if it aborts first, the hook's late answer is ignored and
      * the abort reason is thrown.
      */
-    async approve(event: PaymentEvent, signal?: AbortSignal): Promise<Reservation> {
+    async approve(event: PaymentEvent, signal: AbortSignal): Promise<Reservation> {
       const { quote } = event
       const { amount, deposit } = quote
       const parts = partsOf(quote)
@@ -90,10 +90,9 @@ export function createSpendingPolicy({
 
       let approved: unknown
       try {
-        const answer = Promise.resolve(onPaymentRequired?.(event))
-        approved = await (signal ? raceSignal(answer, signal) : answer)
+        approved = await raceSignal(Promise.resolve(onPaymentRequired?.(event)), signal)
       } catch (error) {
-        if (signal?.aborted) throw error
+        if (signal.aborted) throw error
         throw new PaymentRefusedError({
           reason: 'onPaymentRequired',
           amount: cost,

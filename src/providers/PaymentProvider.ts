@@ -137,9 +137,17 @@ export type PreparedPayment = {
   quote: PaymentQuote
   /** Signs the payment (and does any chain work it needs) and returns the `Authorization` value. */
   authorize(): Promise<string>
-  /** The server accepted the payment, or its outcome is unknown: keep its effects. */
+  /**
+   * The server accepted the payment, or its outcome is unknown: keep its effects. Like every
+   * hook, it is waited for until the flow's deadline (`paymentTimeout` or the caller's abort)
+   * and no longer: it must not count on the request waiting for it.
+   */
   commit(receipt: Receipt.Receipt | undefined): Promise<void>
-  /** The payment was refused, failed before it was sent, or the server rejected it: undo it. */
+  /**
+   * The payment was refused, failed before it was sent, or the server rejected it: undo it.
+   * Waited for until the flow's deadline, as `commit` is; after a rejection, one that fails
+   * or does not answer in time ends the request, which is then not paid again.
+   */
   rollback(): Promise<void>
   /**
    * Whether the credential is a bearer payment that whoever holds it can settle until it expires

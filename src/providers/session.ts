@@ -1,12 +1,12 @@
 import { Challenge, Credential, type Receipt } from 'mppx'
 import { entryKey, type ChannelStore as MppxChannelStore } from 'mppx/client'
 import { Proof, Session } from 'mppx/tempo'
-import { type Account, type Hash, type Hex, isAddressEqual } from 'viem'
+import { type Account, type Hash, type Hex, isAddressEqual, maxUint96 } from 'viem'
 import { signTransaction, waitForTransactionReceipt } from 'viem/actions'
 import { PaymentRefusedError } from '../errors.js'
-import { decodeChallenges } from '../flow/challenges.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { raceSignal } from '../internal/signal.js'
+import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import type { ChannelEntry, ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
 import type {
@@ -37,6 +37,12 @@ const challengeMargin = 5_000
 const lostOpenPoll = 1_000
 /** Calls' worth of voucher amounts a process reserves at a time in a store shared by processes. */
 const blockCalls = 100n
+/**
+ * How many calls' worth of vouchers may be signed above the highest one the server accepted:
+ * room for that many calls in flight. A server that rejects concurrent vouchers (each of which
+ * it keeps) then holds at most this much more than it accepted, however many calls are made.
+ */
+const maxUnaccepted = 100n
 
 export type SessionParameters = {
   /** Pays: a local account, or a `viem/tempo` access-key account (which then signs the vouchers). */
@@ -74,9 +80,11 @@ export type ClosedChannel = {
 export type SessionProvider = PaymentProvider & {
   challengeFor(request: PaidRequest): Challenge.Challenge | undefined
   /**
-   * Cooperatively closes every channel this provider has used: the server settles what it
-   * charged and the rest of the deposit is refunded, in one transaction per channel. Call it
-   * once the calls have ended; a call made meanwhile may open a new channel.
+   * Cooperatively closes every channel this provider has used (those it replaced after a `410`
+   * too): the server settles what it charged and the rest of the deposit is refunded, in one
+   * transaction per channel. Calls already paying on a channel end first; a call made meanwhile
+   * waits for the close, then opens a new channel. Every channel is tried; if any cannot be
+   * closed, it throws once the others are, naming those still open on chain.
    */
   close(): Promise<ClosedChannel[]>
 }
@@ -93,6 +101,11 @@ type Scope = {
   opening: Promise<void> | undefined
   /** An open that left this process with no answer, or was rejected: the chain decides. */
   lost: LostOpen | undefined
+  /**
+   * Channels the server answered 410 for while they were still funded and open on chain: kept
+   * for `close()`. While one is, another 410 is not answered with yet another channel.
+   */
+  retired: Channel[]
 }
 
 type Channel = {
@@ -102,9 +115,24 @@ type Channel = {
   reserved: bigint
   /** The highest cumulative amount signed: a voucher that may have reached the server. */
   signed: bigint
-  /** What the server last said it holds and has charged (its receipts). */
-  accepted: bigint
+  /**
+   * What the server's receipts say it has charged. Only a guide for the close voucher: a server
+   * cannot raise what this process signs by claiming more.
+   */
   spent: bigint
+  /** Payments handed out on the channel whose outcome is not known yet. */
+  pending: number
+  /** Called when one of the `pending` payments settles. */
+  waiters: (() => void)[]
+  /**
+   * The highest cumulative amount the server accepted from this provider (or that another
+   * process wrote to the store): see {@link maxUnaccepted}.
+   */
+  confirmed: bigint
+  /** Settles when the close in flight is decided: calls wait for it, then open a new channel. */
+  closing: Promise<unknown> | undefined
+  /** Whether the server has accepted a payment of this provider on the channel. */
+  synced: boolean
   /** Where management requests (top-up, close) go: memory only. */
   endpoint: Endpoint
   /** Settles when the top-up in flight is decided. */
@@ -116,6 +144,11 @@ type Channel = {
   blockEnd: bigint | undefined
   /** Settles when the block being reserved is. */
   reserving: Promise<void> | undefined
+  /**
+   * The highest cumulative amount this provider wrote to the store: a stored amount above it
+   * was written by another process (or provider), whose vouchers the next one must go above.
+   */
+  written: bigint
 }
 
 type LostOpen = {
@@ -146,8 +179,16 @@ type Endpoint = { url: string; headers: Headers }
  *   headers, sent with the global `fetch`; the server answers them itself (204).
  * - After the first accepted payment on a URL, `challengeFor` lets each later call carry its
  *   voucher before the server asks: one HTTP request per call.
- * - A channel the server no longer knows (`410`) is dropped and a new one opened. An open whose
- *   answer was lost is looked up on chain before any other is opened.
+ * - A channel the server no longer knows (`410`) is dropped and a new one opened. If the chain
+ *   says it is still funded, it is kept for `close()`, and while it is, a second such `410` is
+ *   not answered with a third channel. An open whose answer was lost is looked up on chain
+ *   before any other is opened.
+ * - What the server claims never raises what is signed: a receipt's `acceptedCumulative` or
+ *   `spent` above the vouchers signed moves neither the next voucher nor the close, and a
+ *   voucher the server rejects is signed again at the same amount, so a server that rejects
+ *   every voucher holds one price more than it accepted, not one per attempt. At most 100
+ *   calls' worth is ever signed above what the server accepted: calls beyond wait for those in
+ *   flight, and fail (nothing signed) once none is left to wait for.
  *
  * @example
  * ```ts
@@ -172,6 +213,9 @@ export function session({
     throw new Error('session(): `client` must not use a paid (mppHttp) transport.')
   const chainId = client.chain.id
   const source = Proof.proofSource({ address: account.address, chainId })
+  // What a channel may hold: `maxDeposit`, and never more than a TIP-1034 (uint96) amount, so that
+  // a server's suggestion of any size is capped rather than obeyed.
+  const channelCap = bigintMin(maxDeposit ?? maxUint96, maxUint96)
 
   const scopes = new Map<string, Scope>()
   /** Which scope (and channel) each challenge was paid with, for `recover`. */
@@ -195,6 +239,7 @@ export function session({
         channel: undefined,
         opening: undefined,
         lost: undefined,
+        retired: [],
       }
       scopes.set(id, scope)
     }
@@ -228,11 +273,17 @@ export function session({
   })
 
   // A shared store keeps the reserved block's end, so that other processes sign above it.
-  const persist = (channel: Channel) =>
-    channel.scope.store.set({
-      ...channel.entry,
-      cumulativeAmount: bigintMax(channel.signed, channel.blockEnd ?? 0n),
-    })
+  const persist = (channel: Channel) => {
+    const cumulativeAmount = bigintMax(channel.signed, channel.blockEnd ?? 0n)
+    channel.written = bigintMax(channel.written, cumulativeAmount)
+    return channel.scope.store.set({ ...channel.entry, cumulativeAmount })
+  }
+
+  /** The stored amount of `channel` if another process (or provider) wrote it, else 0. */
+  const writtenByOthers = (channel: Channel, stored: ChannelEntry | undefined) =>
+    stored?.channelId === channel.entry.channelId && stored.cumulativeAmount > channel.written
+      ? stored.cumulativeAmount
+      : 0n
 
   const startChannel = (
     scope: Scope,
@@ -245,12 +296,17 @@ export function session({
       entry: { ...entry, deposit, opened: true },
       reserved: entry.cumulativeAmount,
       signed: entry.cumulativeAmount,
-      accepted: 0n,
       spent: 0n,
+      pending: 0,
+      waiters: [],
+      confirmed: entry.cumulativeAmount,
+      closing: undefined,
+      synced: false,
       endpoint,
       toppingUp: undefined,
       blockEnd: store.lease ? entry.cumulativeAmount : undefined,
       reserving: undefined,
+      written: 0n,
     }
     scope.channel = channel
     return channel
@@ -265,13 +321,18 @@ export function session({
     receipt: Receipt.Receipt | undefined,
     challenge: Challenge.Challenge,
     url: string,
+    cumulativeAmount: bigint,
   ) => {
+    if (receipt) {
+      channel.synced = true
+      if (cumulativeAmount > channel.confirmed) channel.confirmed = cumulativeAmount
+    }
     const fields = receipt && sessionFieldsOf(receipt)
     if (fields) {
-      if (fields.acceptedCumulative > channel.accepted) channel.accepted = fields.acceptedCumulative
+      // A receipt never moves the next voucher: a server claiming it holds more than was signed
+      // here would otherwise be handed a voucher for it. Other processes' vouchers are known
+      // from the store.
       if (fields.spent > channel.spent) channel.spent = fields.spent
-      // Another process may have signed higher: the next voucher goes above it.
-      if (channel.accepted > channel.reserved) channel.reserved = channel.accepted
       if (channel.scope.channel === channel) {
         const { origin, pathname } = new URL(url)
         accepted.set(origin + pathname, { challenge, scope: channel.scope })
@@ -291,8 +352,11 @@ export function session({
     try {
       const stored = await scope.store.get(scope.key)
       const shared = stored?.channelId === channel.entry.channelId
-      if (shared && stored.cumulativeAmount > channel.reserved)
-        channel.reserved = stored.cumulativeAmount
+      // Above another process's block; this process's own earlier blocks are not skipped over,
+      // or a server rejecting every voucher would move each next one a block higher.
+      const others = writtenByOthers(channel, stored)
+      if (others > channel.reserved) channel.reserved = others
+      if (others > channel.confirmed) channel.confirmed = others
       channel.blockEnd = channel.reserved + price * blockCalls
       // Retired or replaced by another process: nothing to share (its vouchers will say so).
       if (shared) await persist(channel)
@@ -327,6 +391,37 @@ export function session({
     return fetch(endpoint.url, { method: 'POST', headers, signal: signal ?? null })
   }
 
+  /** Settles when the next of the channel's pending payments does. */
+  const settling = (channel: Channel) =>
+    new Promise<void>((settled) => {
+      channel.waiters.push(settled)
+    })
+
+  /**
+   * Counts a payment on the channel until its outcome is known (the returned function, which
+   * may be called more than once), so that `close()` signs its voucher above every one of them.
+   */
+  const track = (channel: Channel) => {
+    channel.pending++
+    let settled = false
+    return () => {
+      if (settled) return
+      settled = true
+      channel.pending--
+      for (const waiter of channel.waiters.splice(0)) waiter()
+    }
+  }
+
+  /**
+   * Gives back the slot of cumulative amounts ending at `next` if none was handed out after it.
+   * A voucher that was signed and rejected is given back too: the next payment signs that same
+   * amount again, so a server that rejects every voucher (or lies that it holds a higher one)
+   * never holds more than one price above what was accepted.
+   */
+  const giveBack = (channel: Channel, next: bigint, price: bigint) => {
+    if (channel.reserved === next) channel.reserved = next - price
+  }
+
   const voucherPayment = (
     channel: Channel,
     request: SessionRequest,
@@ -335,12 +430,11 @@ export function session({
   ): PreparedPayment => {
     const next = channel.reserved + request.amount
     channel.reserved = next
-    let signed = false
+    const settle = track(channel)
     return {
       quote: quoteOf(request, { amount: request.amount, deposit: 0n, fee: 0n }),
       async authorize() {
         const signature = await signVoucher(client, account, channel.entry, next)
-        signed = true
         if (next > channel.signed) channel.signed = next
         return credential(challenge, {
           action: 'voucher',
@@ -350,11 +444,16 @@ export function session({
           signature,
         })
       },
-      commit: (receipt) => accept(channel, receipt, challenge, url),
+      async commit(receipt) {
+        try {
+          await accept(channel, receipt, challenge, url, next)
+        } finally {
+          settle()
+        }
+      },
       async rollback() {
-        // Only a slot never signed is given back, and only if none was handed out after it: a
-        // voucher that left the process may be on the server, which takes only higher ones.
-        if (!signed && channel.reserved === next) channel.reserved = next - request.amount
+        giveBack(channel, next, request.amount)
+        settle()
       },
     }
   }
@@ -371,7 +470,7 @@ export function session({
       })
     return Session.Client.Machine.resolveAutomaticTopUp({
       deposit,
-      maxDeposit,
+      maxDeposit: channelCap,
       requiredCumulative: required,
       suggestedDeposit: preferredDeposit ?? request.suggestedDeposit,
     })
@@ -396,8 +495,10 @@ export function session({
       done()
     }
     channel.reserved = next
+    const settle = track(channel)
     const unreserve = () => {
-      if (channel.reserved === next) channel.reserved = next - request.amount
+      giveBack(channel, next, request.amount)
+      settle()
     }
     const prepare = () =>
       prepareChannelTransaction(client, {
@@ -408,7 +509,10 @@ export function session({
       })
     let prepared: Awaited<ReturnType<typeof prepareChannelTransaction>>
     try {
-      prepared = await raceSignal(prepare(), signal)
+      prepared = await raceSignal(prepare(), signal).catch(async (error: unknown) => {
+        await assertDepositAffordable(request, additional)
+        throw error
+      })
       await assertAffordable(client, {
         account,
         token: request.currency,
@@ -423,7 +527,6 @@ export function session({
       throw error
     }
     const { fee, feeToken } = prepared
-    let signed = false
     return {
       quote: quoteOf(request, { amount: request.amount, deposit: additional, fee, feeToken }),
       async authorize() {
@@ -453,7 +556,6 @@ export function session({
           finish()
         }
         const signature = await signVoucher(client, account, channel.entry, next)
-        signed = true
         if (next > channel.signed) channel.signed = next
         return credential(challenge, {
           action: 'voucher',
@@ -463,13 +565,33 @@ export function session({
           signature,
         })
       },
-      commit: (receipt) => accept(channel, receipt, challenge, url),
+      async commit(receipt) {
+        try {
+          await accept(channel, receipt, challenge, url, next)
+        } finally {
+          settle()
+        }
+      },
       async rollback() {
-        if (!signed) unreserve()
+        unreserve()
         finish()
       },
     }
   }
+
+  /**
+   * Refuses, typed, a deposit the payer's balance cannot cover: the transaction's estimate fails
+   * for it first, with an error that does not say so.
+   */
+  const assertDepositAffordable = (request: SessionRequest, deposit: bigint) =>
+    assertAffordable(client, {
+      account,
+      token: request.currency,
+      deposit,
+      amount: request.amount,
+      fee: 0n,
+      feeToken: undefined,
+    })
 
   /** The deposit of a new channel: the preferred one, else the server's, capped by `maxDeposit`. */
   const openingDeposit = (request: SessionRequest) => {
@@ -483,7 +605,7 @@ export function session({
     const wanted = preferredDeposit ?? request.suggestedDeposit ?? request.amount
     // At least one call's price; a greedy suggestion is capped, not obeyed.
     const floor = bigintMax(wanted, request.amount)
-    return maxDeposit !== undefined && floor > maxDeposit ? maxDeposit : floor
+    return bigintMin(floor, channelCap)
   }
 
   const openPayment = async (
@@ -499,7 +621,10 @@ export function session({
     let prepared = await raceSignal(
       prepareChannelTransaction(client, { account, request, data }),
       signal,
-    )
+    ).catch(async (error: unknown) => {
+      await assertDepositAffordable(request, deposit)
+      throw error
+    })
     const { fee, feeToken } = prepared
     await assertAffordable(client, {
       account,
@@ -554,7 +679,7 @@ export function session({
           }
           const channel = startChannel(scope, sent, endpoint)
           paidWith.set(challenge, { scope, channel })
-          await accept(channel, receipt, challenge, endpoint.url)
+          await accept(channel, receipt, challenge, endpoint.url, sent.cumulativeAmount)
           // A new channel is written to a shared store too, for other processes to take up.
           if (channel.blockEnd !== undefined) await persist(channel)
         } finally {
@@ -657,8 +782,11 @@ export function session({
   const closeChannel = async (channel: Channel): Promise<ClosedChannel> => {
     const { entry, scope } = channel
     const challenge = cachedChallenge(scope) ?? (await probe(channel))
-    // The close voucher must cover what the server charged; it captures only that.
-    const amount = bigintMax(channel.signed, channel.spent)
+    // The close voucher must cover what the server charged, which it captures, but no more than
+    // this process or another one sharing the store signed: a receipt may lie.
+    const stored = await scope.store.get(scope.key)
+    const shared = stored?.channelId === entry.channelId ? stored.cumulativeAmount : 0n
+    const amount = bigintMax(channel.signed, bigintMin(channel.spent, shared))
     const signature = await signVoucher(client, account, entry, amount)
     const authorization = credential(challenge, {
       action: 'close',
@@ -678,7 +806,6 @@ export function session({
     const { settledToPayee, refundedToPayer } = Chain.readChannelClosedReceiptFields(
       Chain.getChannelEvent(receipt, 'ChannelClosed', entry.channelId),
     )
-    const stored = await scope.store.get(scope.key)
     if (stored?.channelId === entry.channelId) await scope.store.delete(scope.key)
     return {
       channelId: entry.channelId,
@@ -711,7 +838,7 @@ export function session({
           if (payment) return payment
           continue
         }
-        const waiting = channel.toppingUp ?? channel.reserving
+        const waiting = channel.toppingUp ?? channel.reserving ?? channel.closing
         if (waiting) {
           await raceSignal(waiting, signal)
           continue
@@ -724,6 +851,17 @@ export function session({
             if (channel.reserving === reserving) channel.reserving = undefined
           })
           channel.reserving = reserving
+          continue
+        }
+        if (
+          channel.reserved + request.amount >
+          channel.confirmed + request.amount * maxUnaccepted
+        ) {
+          if (channel.pending === 0)
+            throw new Error(
+              `The server accepted none of the last ${maxUnaccepted} vouchers on this channel: no more are signed on it (close() ends it).`,
+            )
+          await raceSignal(settling(channel), signal)
           continue
         }
         channel.endpoint = endpoint
@@ -740,6 +878,18 @@ export function session({
       if (reason === 'channelGone') {
         // An open still in flight is never dropped: the server may not have processed it yet.
         if (channel && scope.channel === channel) {
+          // A server that says it does not know a channel still funded and open on chain lost its
+          // records, or lies: the channel is kept for close(), and one new channel is opened in
+          // its place, not one per request (each would lock another deposit).
+          const { deposit, settled, closeRequestedAt } = await Chain.getChannelState(
+            client,
+            channel.entry.channelId,
+            channel.entry.escrow,
+          )
+          if (deposit > settled && closeRequestedAt === 0) {
+            if (scope.retired.length > 0) return false
+            scope.retired.push(channel)
+          }
           scope.channel = undefined
           for (const [key, cached] of accepted) if (cached.scope === scope) accepted.delete(key)
           const stored = await scope.store.get(scope.key)
@@ -750,13 +900,15 @@ export function session({
       // The channel was replaced meanwhile: a fresh challenge is paid on the new one.
       if (!channel || scope.channel !== channel) return reason !== 'keyNotProvisioned'
       if (reason === 'staleVoucher' || reason === 'insufficientBalance') {
-        // A reordered request, or another process, got a higher voucher to the server: the next
-        // one goes above every voucher known here and in the store.
-        const stored = await scope.store.get(scope.key)
-        const highest =
-          stored?.channelId === channel.entry.channelId && stored.cumulativeAmount > channel.signed
-            ? stored.cumulativeAmount
-            : channel.signed
+        // A reordered request got a higher voucher to the server: the payments handed out since
+        // are above it already. Another process (or provider) sharing the store may have too:
+        // the next voucher goes above what it wrote there. Nothing else raises it: the rejected
+        // voucher's own slot was given back, so a server that lies here gains nothing.
+        let highest = writtenByOthers(channel, await scope.store.get(scope.key))
+        if (highest > channel.confirmed) channel.confirmed = highest
+        // A channel taken up from the store may be behind what the server saw: until the server
+        // has accepted one of its vouchers, it catches up above its own (within maxUnaccepted).
+        if (!channel.synced && channel.signed > highest) highest = channel.signed
         if (highest > channel.reserved) channel.reserved = highest
         // In a shared store, the next voucher comes from a fresh block above every process's.
         if (channel.blockEnd !== undefined) channel.blockEnd = channel.reserved
@@ -777,35 +929,68 @@ export function session({
         return undefined
       }
       const { scope } = cached
-      if (!scope.channel || scope.opening) return undefined
+      if (!scope.channel || scope.opening || scope.channel.closing) return undefined
       // A copy per request, so that `recover` tells its payment from the others'.
       return { ...cached.challenge }
     },
     async close() {
       const closed: ClosedChannel[] = []
+      const failed: { channelId: Hex; error: unknown }[] = []
       for (const scope of scopes.values()) {
         if (scope.opening) await scope.opening
+        for (const channel of [...scope.retired]) {
+          try {
+            closed.push(await closeChannel(channel))
+            scope.retired.splice(scope.retired.indexOf(channel), 1)
+          } catch (error) {
+            failed.push({ channelId: channel.entry.channelId, error })
+          }
+        }
         const channel = scope.channel
         if (!channel) continue
-        if (channel.toppingUp) await channel.toppingUp
-        closed.push(await closeChannel(channel))
-        if (scope.channel === channel) scope.channel = undefined
-        for (const [key, cached] of accepted) if (cached.scope === scope) accepted.delete(key)
+        // Calls from now on wait, then open a new channel; those already paying on this one
+        // end first, so that the close voucher is above every voucher they signed.
+        const closing = (async () => {
+          while (channel.pending > 0) await settling(channel)
+          return closeChannel(channel)
+        })()
+        channel.closing = closing.then(
+          () => {
+            if (scope.channel === channel) scope.channel = undefined
+            for (const [key, cached] of accepted) if (cached.scope === scope) accepted.delete(key)
+          },
+          () => {},
+        )
+        try {
+          closed.push(await closing)
+        } catch (error) {
+          failed.push({ channelId: channel.entry.channelId, error })
+        } finally {
+          await channel.closing
+          channel.closing = undefined
+        }
       }
+      const [first] = failed
+      if (first)
+        throw new Error(
+          `${failed.length} channel(s) could not be closed and stay open on chain: ${failed
+            .map(({ channelId }) => channelId)
+            .join(', ')}. Closed: ${closed.length}.`,
+          { cause: first.error },
+        )
       return closed
     },
   }
 }
 
-/** The session fields of an accepted payment's receipt, if it has them. */
+/** What an accepted payment's receipt says the server charged, if it is a session receipt. */
 function sessionFieldsOf(receipt: Receipt.Receipt) {
   const { acceptedCumulative, spent } = receipt as { acceptedCumulative?: unknown; spent?: unknown }
   const amount = (value: unknown) =>
     typeof value === 'string' && /^\d{1,29}$/.test(value) ? BigInt(value) : undefined
-  const acceptedAmount = amount(acceptedCumulative)
   const spentAmount = amount(spent)
-  if (acceptedAmount === undefined || spentAmount === undefined) return undefined
-  return { acceptedCumulative: acceptedAmount, spent: spentAmount }
+  if (amount(acceptedCumulative) === undefined || spentAmount === undefined) return undefined
+  return { spent: spentAmount }
 }
 
 /**
@@ -840,6 +1025,8 @@ function unexpired(challenge: Challenge.Challenge) {
 }
 
 const bigintMax = (a: bigint, b: bigint) => (a > b ? a : b)
+
+const bigintMin = (a: bigint, b: bigint) => (a < b ? a : b)
 
 const nowInSeconds = () => Math.floor(Date.now() / 1000)
 

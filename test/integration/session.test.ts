@@ -272,8 +272,9 @@ describe('session', () => {
     expect(topUps.map(({ args }) => [args.additionalDeposit, args.newDeposit])).toEqual([
       [3_000n, 6_000n],
     ])
+    // The voucher refused for exceeding the deposit is signed again at its amount after the top-up.
     expect(await entries.get(keyOf(rpc.payee))).toMatchObject({
-      cumulativeAmount: 5_000n,
+      cumulativeAmount: 4_000n,
       deposit: 6_000n,
     })
   })

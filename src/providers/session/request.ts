@@ -11,13 +11,22 @@ const uint96 = z
   .transform((value) => BigInt(value))
   .refine((value) => value < 2n ** 96n)
 
+/** A base-10 integer string of base units of any size (capped by the provider, not refused). */
+const baseUnits = z
+  .string()
+  .regex(/^\d{1,78}$/)
+  .transform((value) => BigInt(value))
+
 /** The parts of a TIP-1034 session request (draft-tempo-session-00, `sessionProtocol: "v2"`). */
 const sessionRequestSchema = z.object({
   amount: uint96,
   currency: address,
   recipient: address,
-  /** The deposit the server suggests for a new channel; top-level in mppx's requests. */
-  suggestedDeposit: uint96.optional(),
+  /**
+   * The deposit the server suggests for a new channel; top-level in mppx's requests. A greedy
+   * one is capped by the provider, so any size is taken.
+   */
+  suggestedDeposit: baseUnits.optional(),
   methodDetails: z
     .object({
       chainId: z.number().int().optional(),

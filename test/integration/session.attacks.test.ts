@@ -1,0 +1,682 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Challenge, Receipt } from 'mppx'
+import { entryKey } from 'mppx/client'
+import {
+  type Address,
+  createClient,
+  createPublicClient,
+  http,
+  type LocalAccount,
+  parseEventLogs,
+} from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { Abis, Addresses } from 'viem/tempo'
+import { beforeAll, describe, expect, test, vi } from 'vitest'
+import {
+  type ChannelEntry,
+  type ChannelStore,
+  localStorageChannelStore,
+  type MppHttpTransportConfig,
+  memoryChannelStore,
+  mppHttp,
+  PaymentFailedError,
+  type PaymentQuote,
+  PaymentRefusedError,
+  PaymentRequiredError,
+  session,
+} from '../../src/index.js'
+import { fileChannelStore } from '../../src/node/index.js'
+import type { Localnet } from '../../src/testing/index.js'
+import { useFakeServers } from '../support/fakeServer.js'
+import { useLocalnet } from '../support/localnet.js'
+import { type PaidPayload, startProxy } from '../support/proxy.js'
+import { rejectionOf } from '../support/rejection.js'
+
+const localnet = useLocalnet()
+const serve = useFakeServers()
+let net: Localnet
+beforeAll(() => {
+  net = localnet.net
+})
+
+const plain = () =>
+  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })
+const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
+const blockNumber = () => plain().getBlockNumber()
+
+function paidClient(url: string, config: MppHttpTransportConfig = {}) {
+  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
+}
+
+async function channelEvents<name extends 'ChannelOpened' | 'TopUp' | 'ChannelClosed'>(
+  name: name,
+  payer: Address,
+  fromBlock: bigint,
+) {
+  const logs = await plain().getLogs({ address: Addresses.tip20ChannelReserve, fromBlock })
+  return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
+    (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
+  )
+}
+
+/** `account`, with every signature it makes counted. */
+function recording(account: LocalAccount) {
+  const signed: string[] = []
+  const record =
+    <args extends unknown[], value>(name: string, sign: (...args: args) => Promise<value>) =>
+    (...args: args) => {
+      signed.push(name)
+      return sign(...args)
+    }
+  return {
+    signed,
+    account: {
+      ...account,
+      sign: record('sign', account.sign!),
+      signMessage: record('signMessage', account.signMessage),
+      signTransaction: record('signTransaction', account.signTransaction),
+      signTypedData: record('signTypedData', account.signTypedData),
+    } as LocalAccount,
+  }
+}
+
+/** What a proxy saw of each paid request: `action cumulativeAmount`. */
+const label = ({ action, cumulativeAmount }: PaidPayload) => `${action} ${cumulativeAmount}`
+
+/** A 402 (or 410) with a session problem of `type`, and no challenge. */
+const problem = (status: number, type: string) =>
+  new Response(JSON.stringify({ type: `https://paymentauth.org/problems/${type}`, status }), {
+    status,
+    headers: { 'content-type': 'application/problem+json' },
+  })
+
+/** `answer` with its receipt's session fields replaced by `fields`. */
+async function withReceipt(answer: Response, fields: Record<string, string>) {
+  const receipt = Receipt.deserialize(answer.headers.get('payment-receipt')!)
+  return new Response(await answer.text(), {
+    status: answer.status,
+    headers: {
+      'content-type': answer.headers.get('content-type') ?? 'application/json',
+      'payment-receipt': Receipt.serialize({ ...receipt, ...fields } as Receipt.Receipt),
+    },
+  })
+}
+
+const payee = '0x000000000000000000000000000000000000dEaD'
+let nextId = 0
+
+/** A fake endpoint that offers one session challenge with `request` fields over the defaults. */
+function fakeSession(request: Record<string, unknown>) {
+  return serve((_, response) => {
+    const challenge = Challenge.from({
+      id: `attack-${++nextId}`,
+      realm: 'fake',
+      method: 'tempo',
+      intent: 'session',
+      request: {
+        amount: '1000',
+        currency: net.currency,
+        recipient: payee,
+        suggestedDeposit: '1000000',
+        methodDetails: {
+          chainId: net.chain.id,
+          escrowContract: Addresses.tip20ChannelReserve,
+          sessionProtocol: 'v2',
+        },
+        ...request,
+      },
+      expires: new Date(Date.now() + 60_000).toISOString(),
+    })
+    response.writeHead(402, { 'www-authenticate': Challenge.serialize(challenge) }).end()
+  })
+}
+
+/** The quote the policy is asked about for the first payment at `url`; it refuses it. */
+async function firstQuote(
+  url: string,
+  parameters: Omit<Parameters<typeof session>[0], 'account' | 'client'>,
+  config: MppHttpTransportConfig = {},
+  index = 0,
+) {
+  const { account, signed } = recording(accountOf(index))
+  const quotes: PaymentQuote[] = []
+  const provider = session({ account, client: chainClient(), ...parameters })
+  const error = await rejectionOf(
+    paidClient(url, {
+      provider,
+      onPaymentRequired: ({ quote }) => {
+        quotes.push(quote)
+        return false
+      },
+      ...config,
+    }).getChainId(),
+  )
+  return { error, quotes, signed }
+}
+
+describe('greedy deposits', () => {
+  test('a suggestedDeposit of 10^30 is capped by maxDeposit, not taken as malformed', async () => {
+    const server = await fakeSession({ suggestedDeposit: (10n ** 30n).toString() })
+    const { error, quotes, signed } = await firstQuote(server.url, { maxDeposit: 5_000n })
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('onPaymentRequired')
+    expect(quotes.map((quote) => [quote.amount, quote.deposit])).toEqual([[1_000n, 5_000n]])
+    expect(signed).toEqual([])
+  })
+
+  test('a suggestedDeposit of 10^30 without maxDeposit: refused for lack of funds, nothing signed', async () => {
+    const server = await fakeSession({ suggestedDeposit: (10n ** 30n).toString() })
+    const { error, quotes, signed } = await firstQuote(server.url, {})
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('insufficientFunds')
+    expect(quotes).toEqual([])
+    expect(signed).toEqual([])
+  })
+
+  test("a suggestedDeposit of the payer's whole balance: refused, the fee would not fit", async () => {
+    const balance = await localnet.balanceOf(accountOf(1).address)
+    const server = await fakeSession({ suggestedDeposit: balance.toString() })
+    const { error, signed } = await firstQuote(server.url, {}, {}, 1)
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('insufficientFunds')
+    const line = (error as PaymentRefusedError).metaMessages?.find((m) => m.startsWith('Balance:'))
+    const [available, needed] = [...(line ?? '').matchAll(/\d+/g)].map(([n]) => BigInt(n))
+    // The deposit is the whole balance; the open's fee, in the same token, comes on top.
+    expect(available).toBe(balance)
+    expect(needed! > balance).toBe(true)
+    expect(signed).toEqual([])
+  })
+
+  test('a `deposit` above maxDeposit is capped to it', async () => {
+    const server = await fakeSession({})
+    const { quotes } = await firstQuote(server.url, { deposit: 50_000n, maxDeposit: 5_000n })
+    expect(quotes.map((quote) => quote.deposit)).toEqual([5_000n])
+  })
+
+  test("maxAmount below the quote's deposit refuses the open before anything is signed", async () => {
+    const server = await fakeSession({})
+    const { account, signed } = recording(accountOf(0))
+    const error = await rejectionOf(
+      paidClient(server.url, {
+        provider: session({ account, client: chainClient() }),
+        maxAmount: 999_999n,
+      }).getChainId(),
+    )
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('maxAmount')
+    expect((error as PaymentRefusedError).amount).toBe(1_000_000n)
+    expect(signed).toEqual([])
+    expect(server.paid()).toEqual([])
+  })
+})
+
+describe('amounts in the challenge', () => {
+  test.each([
+    ['0', 'a zero price'],
+    ['-1', 'malformed session request'],
+    ['1.5', 'malformed session request'],
+    ['1e3', 'malformed session request'],
+    [(2n ** 96n).toString(), 'malformed session request'],
+  ])('price %s: passed over (%s), nothing signed', async (amount, reason) => {
+    const server = await fakeSession({ amount })
+    const { error, signed } = await firstQuote(server.url, {})
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).metaMessages).toContain(`  tempo/session: ${reason}`)
+    expect(signed).toEqual([])
+    expect(server.paid()).toEqual([])
+  })
+
+  test('a price above maxDeposit: PaymentRefusedError maxDeposit, nothing signed', async () => {
+    const server = await fakeSession({ amount: '10000' })
+    const { error, signed } = await firstQuote(server.url, { maxDeposit: 5_000n })
+    expect(error).toBeInstanceOf(PaymentRefusedError)
+    expect((error as PaymentRefusedError).reason).toBe('maxDeposit')
+    expect(signed).toEqual([])
+  })
+})
+
+describe('a lying server', () => {
+  test('a receipt claiming far more than was signed raises neither the next voucher nor the close', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const seen: string[] = []
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      seen.push(label(payload))
+      const answer = await forward()
+      // The server claims the first voucher authorised (and it spent) all but one call's price.
+      if (payload.action === 'open')
+        return withReceipt(answer, { acceptedCumulative: '999000', spent: '999000' })
+      return answer
+    })
+    try {
+      const provider = session({ account: accountOf(3), client: chainClient() })
+      const client = paidClient(proxy.url, { provider })
+      await client.getChainId()
+      await client.getChainId()
+      const [closed] = await provider.close()
+      expect(seen).toEqual(['open 1000', 'voucher 2000', 'close 2000'])
+      expect(closed).toMatchObject({ settled: 2_000n, refunded: 998_000n })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test.each([['session/insufficient-balance'], ['session/stale-voucher']])(
+    '402 %s to every voucher: typed errors, the signed cumulative never grows past one call',
+    async (type) => {
+      const rpc = await localnet.startPaidRpc({ intent: 'session' })
+      const seen: string[] = []
+      const proxy = await startProxy(rpc.url, async (payload, forward) => {
+        seen.push(label(payload))
+        if (payload.action === 'voucher') return problem(402, type)
+        return forward()
+      })
+      try {
+        const client = paidClient(proxy.url, {
+          provider: session({ account: accountOf(4), client: chainClient() }),
+        })
+        await client.getChainId()
+        for (let i = 0; i < 3; i++) {
+          const error = await rejectionOf(client.getChainId())
+          expect(error).toBeInstanceOf(PaymentFailedError)
+          expect((error as PaymentFailedError).status).toBe(402)
+          expect((error as PaymentFailedError).settled).toBe(false)
+        }
+        // Three rounds per request, each the same voucher: the server holds nothing above 2 000.
+        expect(seen).toEqual(['open 1000', ...Array(9).fill('voucher 2000')])
+      } finally {
+        await proxy.stop()
+      }
+    },
+  )
+
+  test('410 for channels alive on chain: one replacement, not one per request; close() reaches both', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(5).address
+    let lying = true
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      if (lying && payload.action === 'voucher') return problem(410, 'session/channel-not-found')
+      return forward()
+    })
+    const store = memoryChannelStore()
+    try {
+      const provider = session({ account: accountOf(5), client: chainClient(), store })
+      const client = paidClient(proxy.url, { provider })
+      await client.getChainId()
+      // The first 410 is taken at its word: a new channel, the old one kept for close().
+      expect(await client.getChainId()).toBe(net.chain.id)
+      for (let i = 0; i < 3; i++) {
+        const error = await rejectionOf(client.getChainId())
+        expect(error).toBeInstanceOf(PaymentFailedError)
+        expect((error as PaymentFailedError).status).toBe(410)
+      }
+      const opened = await channelEvents('ChannelOpened', payer, from)
+      expect(opened.map(({ args }) => args.deposit)).toEqual([1_000_000n, 1_000_000n])
+      const key = entryKey({
+        descriptor: { payee: rpc.payee, token: net.currency },
+        escrow: Addresses.tip20ChannelReserve,
+        chainId: net.chain.id,
+      } as unknown as ChannelEntry)
+      expect((await store.forOrigin!(proxy.url).get(key))?.channelId).toBe(
+        opened[1]!.args.channelId,
+      )
+
+      lying = false
+      expect(await provider.close()).toMatchObject([
+        { channelId: opened[0]!.args.channelId, settled: 1_000n, refunded: 999_000n },
+        { channelId: opened[1]!.args.channelId, settled: 1_000n, refunded: 999_000n },
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('200 with no receipt, to the open too: calls succeed and count, on one channel', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const proxy = await startProxy(rpc.url, async (_, forward) => {
+      const answer = await forward()
+      return new Response(await answer.text(), {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+      })
+    })
+    try {
+      const quotes: PaymentQuote[] = []
+      const client = paidClient(proxy.url, {
+        provider: session({ account: accountOf(6), client: chainClient() }),
+        onPaymentRequired: ({ quote }) => {
+          quotes.push(quote)
+        },
+      })
+      for (let i = 0; i < 3; i++) expect(await client.getChainId()).toBe(net.chain.id)
+      expect(quotes.map((quote) => quote.amount)).toEqual([1_000n, 1_000n, 1_000n])
+      expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 2 })
+      // Without a receipt the open's outcome is unknown: the next call found it on chain.
+      expect(await channelEvents('ChannelOpened', accountOf(6).address, from)).toHaveLength(1)
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
+describe('a lying server, at length', () => {
+  test('402 stale to 20 requests in a row: 60 rounds, never a voucher above one call past the open', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const seen: string[] = []
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      seen.push(label(payload))
+      if (payload.action === 'voucher') return problem(402, 'session/stale-voucher')
+      return forward()
+    })
+    try {
+      const client = paidClient(proxy.url, {
+        provider: session({ account: accountOf(7), client: chainClient() }),
+      })
+      await client.getChainId()
+      for (let i = 0; i < 20; i++)
+        expect(await rejectionOf(client.getChainId())).toBeInstanceOf(PaymentFailedError)
+      // No voucher above one price past the open, however many requests the server rejects.
+      expect(seen.filter((entry) => BigInt(entry.split(' ')[1]!) > 2_000n)).toEqual([])
+      expect(seen).toHaveLength(1 + 20 * 3)
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('402 stale forever with a leased (cross-process) store: no block skipped per rejection', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const seen: string[] = []
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      seen.push(label(payload))
+      if (payload.action === 'voucher') return problem(402, 'session/stale-voucher')
+      return forward()
+    })
+    try {
+      const store: ChannelStore = { ...memoryChannelStore(), lease: (_, fn) => fn() }
+      const client = paidClient(proxy.url, {
+        provider: session({ account: accountOf(0), client: chainClient(), store }),
+      })
+      await client.getChainId()
+      for (let i = 0; i < 3; i++)
+        expect(await rejectionOf(client.getChainId())).toBeInstanceOf(PaymentFailedError)
+      expect(seen).toEqual(['open 1000', ...Array(9).fill('voucher 2000')])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('402 stale forever on a channel taken up from the store: the catch-up stops 100 calls above it', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const seen: string[] = []
+    let lying = false
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      seen.push(label(payload))
+      if (lying && payload.action === 'voucher') return problem(402, 'session/stale-voucher')
+      return forward()
+    })
+    try {
+      const store = memoryChannelStore()
+      await paidClient(proxy.url, {
+        provider: session({ account: accountOf(6), client: chainClient(), store }),
+      }).getChainId()
+      lying = true
+      // As after a restart: the store may be behind the server, which may say so, or lie.
+      const client = paidClient(proxy.url, {
+        provider: session({ account: accountOf(6), client: chainClient(), store }),
+      })
+      for (let i = 0; i < 60; i++)
+        expect(await rejectionOf(client.getChainId())).toBeInstanceOf(PaymentFailedError)
+      const amounts = seen.slice(1).map((entry) => BigInt(entry.split(' ')[1]!))
+      // 1 000 in the store; each rejection catches up by one call, up to 100 calls above it.
+      expect([...new Set(amounts)]).toEqual(
+        Array.from({ length: 100 }, (_, i) => 2_000n + 1_000n * BigInt(i)),
+      )
+      // Then nothing more is signed: the call fails before a voucher leaves.
+      const sent = seen.length
+      const error = await rejectionOf(client.getChainId())
+      expect(error).toBeInstanceOf(PaymentFailedError)
+      expect((error as PaymentFailedError).settled).toBe(false)
+      expect(seen).toHaveLength(sent)
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
+describe('concurrency', () => {
+  test('50 concurrent calls while the deposit runs out: top-ups one at a time, each needed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 3_000n })
+    const from = await blockNumber()
+    const payer = accountOf(8).address
+    const client = paidClient(rpc.url, {
+      provider: session({ account: accountOf(8), client: chainClient() }),
+    })
+    await client.getChainId()
+    const addresses = Array.from(
+      { length: 50 },
+      (_, i) => `0x${(i + 1).toString(16).padStart(40, '0')}` as Address,
+    )
+    const balances = await Promise.all(addresses.map((address) => client.getBalance({ address })))
+    expect(balances).toHaveLength(50)
+    // 51 calls need 51 000; each top-up adds the suggested 3 000 to the first 3 000.
+    const topUps = await channelEvents('TopUp', payer, from)
+    expect(topUps).toHaveLength(16)
+    expect(topUps.at(-1)!.args.newDeposit).toBe(51_000n)
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 50, topUp: 16 })
+  })
+
+  test('every concurrent voucher rejected, burst after burst: at most 100 calls signed past the accepted', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    let lying = false
+    const amounts: bigint[] = []
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      if (payload.action === 'voucher') amounts.push(BigInt(payload.cumulativeAmount!))
+      if (lying && payload.action === 'voucher') return problem(402, 'session/stale-voucher')
+      return forward()
+    })
+    try {
+      const client = paidClient(proxy.url, {
+        provider: session({ account: accountOf(3), client: chainClient() }),
+      })
+      await client.getChainId()
+      lying = true
+      for (let burst = 0; burst < 10; burst++) {
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 10 }, (_, i) =>
+            client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
+          ),
+        )
+        expect(outcomes.every(({ status }) => status === 'rejected')).toBe(true)
+      }
+      // 1 000 accepted with the open; the server kept every voucher it rejected.
+      expect(amounts).toContain(101_000n)
+      expect(amounts.filter((amount) => amount > 101_000n)).toEqual([])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('150 concurrent calls on an honest server: beyond 100 in flight they wait, all succeed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(4).address
+    const client = paidClient(rpc.url, {
+      provider: session({ account: accountOf(4), client: chainClient() }),
+    })
+    await client.getChainId()
+    const balances = await Promise.all(
+      Array.from({ length: 150 }, (_, i) =>
+        client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
+      ),
+    )
+    expect(balances).toHaveLength(150)
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 150 })
+  })
+
+  test('two providers on one memory store share one channel', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(0).address
+    const store = memoryChannelStore()
+    const a = paidClient(rpc.url, {
+      provider: session({ account: accountOf(0), client: chainClient(), store }),
+    })
+    const b = paidClient(rpc.url, {
+      provider: session({ account: accountOf(0), client: chainClient(), store }),
+    })
+    for (let i = 0; i < 3; i++) {
+      expect(await a.getChainId()).toBe(net.chain.id)
+      expect(await b.getChainId()).toBe(net.chain.id)
+    }
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+    expect(rpc.counters.forwarded).toBe(6)
+  })
+
+  test('close() while calls are in flight: it waits for them and settles them; a later call opens a new channel', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(1).address
+    const held: (() => void)[] = []
+    let allHeld!: () => void
+    const holding = new Promise<void>((resolve) => {
+      allHeld = resolve
+    })
+    let holdVouchers = true
+    const seen: string[] = []
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      seen.push(label(payload))
+      if (holdVouchers && payload.action === 'voucher') {
+        await new Promise<void>((release) => {
+          held.push(release)
+          if (held.length === 5) allHeld()
+        })
+      }
+      return forward()
+    })
+    try {
+      const provider = session({ account: accountOf(1), client: chainClient() })
+      const client = paidClient(proxy.url, { provider })
+      await client.getChainId()
+      const calls = Array.from({ length: 5 }, (_, i) =>
+        client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
+      )
+      await holding
+      holdVouchers = false
+      const closing = provider.close()
+      // Made while the close is in flight: it waits for it, then pays on a new channel.
+      const later = client.getChainId()
+      for (const release of held) release()
+      const [closed] = await closing
+      expect(closed).toMatchObject({ settled: 6_000n, refunded: 994_000n })
+      expect((await Promise.allSettled(calls)).map(({ status }) => status)).toEqual(
+        Array(5).fill('fulfilled'),
+      )
+      expect(await later).toBe(net.chain.id)
+      expect(seen.filter((entry) => entry.startsWith('close'))).toEqual(['close 6000'])
+      const opened = await channelEvents('ChannelOpened', payer, from)
+      expect(opened).toHaveLength(2)
+      expect(await provider.close()).toMatchObject([
+        { channelId: opened[1]!.args.channelId, settled: 1_000n, refunded: 999_000n },
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
+describe('idle', () => {
+  test('the cached challenge expires while idle: the next call goes through a 402 on the same channel', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const payer = accountOf(2).address
+    const client = paidClient(rpc.url, {
+      provider: session({ account: accountOf(2), client: chainClient() }),
+    })
+    await client.getChainId()
+    await client.getChainId()
+    expect(rpc.counters.requests).toBe(3)
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 3_600_000 })
+    try {
+      expect(await client.getChainId()).toBe(net.chain.id)
+    } finally {
+      vi.useRealTimers()
+    }
+    expect(rpc.counters.requests).toBe(5)
+    expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 2 })
+    expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
+  })
+})
+
+describe('secrets in the URL', () => {
+  const secrets = ['alice', 's3cr3t', 'KEY123', 'apikey', 'TOKEN456']
+  const withSecrets = (url: string) => {
+    const parsed = new URL(url)
+    parsed.username = 'alice'
+    parsed.password = 's3cr3t'
+    parsed.pathname = '/v1/KEY123'
+    parsed.search = '?apikey=TOKEN456'
+    return parsed.href
+  }
+  const expectClean = (text: string) => {
+    for (const secret of secrets) expect(text).not.toContain(secret)
+  }
+
+  test('memory, localStorage and file stores, and errors, hold nothing of the path, query or userinfo', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const url = withSecrets(rpc.url)
+    const key = entryKey({
+      descriptor: { payee: rpc.payee, token: net.currency },
+      escrow: Addresses.tip20ChannelReserve,
+      chainId: net.chain.id,
+    } as unknown as ChannelEntry)
+
+    const memory = memoryChannelStore()
+    const items = new Map<string, string>()
+    const storage = {
+      getItem: (name: string) => items.get(name) ?? null,
+      setItem: (name: string, value: string) => void items.set(name, value),
+      removeItem: (name: string) => void items.delete(name),
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'viem-mpp-attacks-'))
+    const path = join(dir, 'channels.db')
+    try {
+      const stores = [memory, localStorageChannelStore(storage), fileChannelStore(path)]
+      for (const [index, store] of stores.entries()) {
+        const provider = session({ account: accountOf(3 + index), client: chainClient(), store })
+        const client = paidClient(url, { provider, maxAmount: 1_000_000n })
+        await client.getChainId()
+        await client.getChainId()
+        // An error on the same endpoint: a refused payment.
+        const refused = session({
+          account: accountOf(3 + index),
+          client: chainClient(),
+          maxDeposit: 1n,
+        })
+        const error = await rejectionOf(paidClient(url, { provider: refused }).getChainId())
+        expectClean(`${error.message}\n${String(error.stack)}`)
+        if (store === memory) {
+          const entry = await memory.forOrigin!(rpc.url).get(key)
+          expect(entry).toBeDefined()
+          expectClean(JSON.stringify(entry, (_, value) => String(value)))
+        }
+        if (index === 1) {
+          expect(items.size).toBe(1)
+          expectClean([...items].join('\n'))
+        }
+        await provider.close()
+      }
+      for (const file of [path, `${path}-wal`]) {
+        const bytes = await readFile(file).catch(() => Buffer.alloc(0))
+        for (const secret of secrets) expect(bytes.includes(Buffer.from(secret))).toBe(false)
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
