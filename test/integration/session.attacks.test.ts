@@ -3,16 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Challenge, Receipt } from 'mppx'
 import { entryKey } from 'mppx/client'
-import {
-  type Address,
-  createClient,
-  createPublicClient,
-  http,
-  type LocalAccount,
-  parseEventLogs,
-} from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
-import { Abis, Addresses } from 'viem/tempo'
+import type { Address } from 'viem'
+import { Addresses } from 'viem/tempo'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   type ChannelEntry,
@@ -20,7 +12,6 @@ import {
   localStorageChannelStore,
   type MppHttpTransportConfig,
   memoryChannelStore,
-  mppHttp,
   PaymentFailedError,
   type PaymentQuote,
   PaymentRefusedError,
@@ -33,6 +24,7 @@ import { useFakeServers } from '../support/fakeServer.js'
 import { useLocalnet } from '../support/localnet.js'
 import { type PaidPayload, startProxy } from '../support/proxy.js'
 import { rejectionOf } from '../support/rejection.js'
+import { recording, sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 const serve = useFakeServers()
@@ -41,47 +33,7 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
-const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })
-const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
-const blockNumber = () => plain().getBlockNumber()
-
-function paidClient(url: string, config: MppHttpTransportConfig = {}) {
-  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
-}
-
-async function channelEvents<name extends 'ChannelOpened' | 'TopUp' | 'ChannelClosed'>(
-  name: name,
-  payer: Address,
-  fromBlock: bigint,
-) {
-  const logs = await plain().getLogs({ address: Addresses.tip20ChannelReserve, fromBlock })
-  return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
-    (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
-  )
-}
-
-/** `account`, with every signature it makes counted. */
-function recording(account: LocalAccount) {
-  const signed: string[] = []
-  const record =
-    <args extends unknown[], value>(name: string, sign: (...args: args) => Promise<value>) =>
-    (...args: args) => {
-      signed.push(name)
-      return sign(...args)
-    }
-  return {
-    signed,
-    account: {
-      ...account,
-      sign: record('sign', account.sign!),
-      signMessage: record('signMessage', account.signMessage),
-      signTransaction: record('signTransaction', account.signTransaction),
-      signTypedData: record('signTypedData', account.signTypedData),
-    } as LocalAccount,
-  }
-}
+const { chainClient, accountOf, blockNumber, paidClient, channelEvents } = sessionHelpers(localnet)
 
 /** What a proxy saw of each paid request: `action cumulativeAmount`. */
 const label = ({ action, cumulativeAmount }: PaidPayload) => `${action} ${cumulativeAmount}`

@@ -1,20 +1,9 @@
 import { Challenge } from 'mppx'
-import {
-  type Account,
-  type Address,
-  createClient,
-  createPublicClient,
-  createWalletClient,
-  http,
-  type LocalAccount,
-  parseEventLogs,
-} from 'viem'
+import { type Account, createWalletClient, http } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { Abis, Addresses, Account as TempoAccount } from 'viem/tempo'
+import { Addresses, Account as TempoAccount } from 'viem/tempo'
 import { beforeAll, describe, expect, test } from 'vitest'
 import {
-  type MppHttpTransportConfig,
-  mppHttp,
   PaymentFailedError,
   PaymentRefusedError,
   PaymentRequiredError,
@@ -26,6 +15,7 @@ import { rpcResult, useFakeServers } from '../support/fakeServer.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { type PaidPayload, startProxy } from '../support/proxy.js'
 import { rejectionOf } from '../support/rejection.js'
+import { recording, sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 const serve = useFakeServers()
@@ -34,47 +24,8 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
-const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })
-const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
-const blockNumber = () => plain().getBlockNumber()
-
-function paidClient(url: string, config: MppHttpTransportConfig = {}) {
-  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
-}
-
-async function channelEvents<name extends 'ChannelOpened' | 'TopUp' | 'ChannelClosed'>(
-  name: name,
-  payer: Address,
-  fromBlock: bigint,
-) {
-  const logs = await plain().getLogs({ address: Addresses.tip20ChannelReserve, fromBlock })
-  return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
-    (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
-  )
-}
-
-/** `account`, with every signature it makes recorded. */
-function recording(account: LocalAccount) {
-  const signed: string[] = []
-  const record =
-    <args extends unknown[], value>(name: string, sign: (...args: args) => Promise<value>) =>
-    (...args: args) => {
-      signed.push(name)
-      return sign(...args)
-    }
-  return {
-    signed,
-    account: {
-      ...account,
-      sign: record('sign', account.sign!),
-      signMessage: record('signMessage', account.signMessage),
-      signTransaction: record('signTransaction', account.signTransaction),
-      signTypedData: record('signTypedData', account.signTypedData),
-    } as LocalAccount,
-  }
-}
+const { plain, chainClient, accountOf, blockNumber, paidClient, channelEvents } =
+  sessionHelpers(localnet)
 
 const nobody = '0x000000000000000000000000000000000000dEaD'
 let nextId = 0

@@ -1,19 +1,14 @@
-import { entryKey } from 'mppx/client'
-import { type Address, createClient, createPublicClient, http, parseEventLogs } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
-import { Abis, Addresses } from 'viem/tempo'
+import { type Address, createClient, http } from 'viem'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
-  type ChannelEntry,
   type ChannelStore,
-  type MppHttpTransportConfig,
   memoryChannelStore,
-  mppHttp,
   type PaymentQuote,
   session,
 } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import { useLocalnet } from '../support/localnet.js'
+import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 let net: Localnet
@@ -21,11 +16,7 @@ beforeAll(() => {
   net = localnet.net
 })
 
-/** A client on the localnet itself (never the paid endpoint), for reading the truth. */
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
-
-const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
+const { accountOf, paidClient, channelEvents, blockNumber, keyOf } = sessionHelpers(localnet)
 
 /** A session provider paying from `accounts[index]`, preparing on a free client of the chain. */
 function provider(
@@ -39,35 +30,8 @@ function provider(
   })
 }
 
-/** A public client on `url` through mppHttp, without caching, so every call is a request. */
-function paidClient(url: string, config: MppHttpTransportConfig = {}) {
-  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
-}
-
-/** The reserve's events of `name` for channels paid by `payer`, from block `fromBlock` on. */
-async function channelEvents<name extends 'ChannelOpened' | 'TopUp' | 'ChannelClosed'>(
-  name: name,
-  payer: Address,
-  fromBlock: bigint,
-) {
-  const logs = await plain().getLogs({ address: Addresses.tip20ChannelReserve, fromBlock })
-  return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
-    (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
-  )
-}
-
-const blockNumber = () => plain().getBlockNumber()
-
 /** A distinct address per call, so that viem does not deduplicate concurrent calls. */
 const addressOf = (n: number) => `0x${n.toString(16).padStart(40, '0')}` as Address
-
-/** mppx's key of the payer's channel to `payee` (pathUSD, the canonical reserve, this chain). */
-const keyOf = (payee: Address) =>
-  entryKey({
-    descriptor: { payee, token: net.currency },
-    escrow: Addresses.tip20ChannelReserve,
-    chainId: net.chain.id,
-  } as unknown as ChannelEntry)
 
 describe('session', () => {
   test('N sequential calls: one ChannelOpened, N + 1 HTTP requests', async () => {
