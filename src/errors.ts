@@ -40,12 +40,15 @@ export class PaymentRequiredError extends BaseError {
     reason,
     origin,
     offered = [],
+    keys,
     cause,
   }: {
     reason: PaymentRequiredError.Reason
     origin: string
     /** What the server offered, as `method/intent` plus why each was passed over. */
     offered?: readonly string[]
+    /** For `noProvider`: where keys were looked for, and why each one found did not fit. */
+    keys?: { path: string; passedOver: readonly string[] } | undefined
     /** Why no provider could be found (e.g. an unreadable `keys.toml`). */
     cause?: unknown
   }) {
@@ -54,6 +57,7 @@ export class PaymentRequiredError extends BaseError {
       metaMessages: [
         `Endpoint: ${origin}`,
         ...(offered.length ? ['Offered:', ...offered.map((offer) => `  ${offer}`)] : []),
+        ...(keys ? keysFound(keys) : []),
         ...(reason === 'noProvider' ? setupGuidance : []),
         ...(reason === 'paidChainRpc' ? unpaidClientGuidance : []),
       ],
@@ -86,10 +90,19 @@ const shortMessages: Record<PaymentRequiredError.Reason, string> = {
     "The default provider cannot pay: the chain's RPC is this paid endpoint, and preparing a payment reads the chain through it.",
 }
 
+/** What key discovery found: TEMPO_PRIVATE_KEY unset, and the entries of keys.toml that did not fit. */
+const keysFound = ({ path, passedOver }: { path: string; passedOver: readonly string[] }) =>
+  passedOver.length
+    ? [`No key in ${path} fits:`, ...passedOver.map((reason) => `  ${reason}`)]
+    : [
+        `No key found: TEMPO_PRIVATE_KEY is not set, and ${path} holds no [[keys]] entry (or does not exist).`,
+      ]
+
 const setupGuidance = [
   'To pay, authorize a funded Tempo key. In Node, the transport finds one by itself:',
   '  - TEMPO_PRIVATE_KEY=0x… in the environment, or',
-  '  - a [[keys]] entry for this chain in $TEMPO_HOME/wallet/keys.toml (`tempo wallet login`).',
+  '  - a [[keys]] entry for this chain in $TEMPO_HOME/wallet/keys.toml (TEMPO_HOME defaults to',
+  '    ~/.tempo), which the Tempo CLI writes: `tempo wallet login`.',
   'Or give the transport a provider:',
   "  mppHttp(url, { provider: charge({ account, client }) })   // import { charge } from 'viem-mpp'",
   'where `client` is a viem client for the chain that is not this paid transport.',

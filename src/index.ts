@@ -11,7 +11,7 @@ export {
 } from './errors.js'
 export { maxPaymentRounds, type PaymentHooks } from './flow/paymentFlow.js'
 export type { PaymentEvent } from './flow/policy.js'
-export { defaultMaxAmount } from './internal/defaultProvider.js'
+export { defaultMaxAmount, defaultMaxDeposit } from './internal/defaultProvider.js'
 export { type MppHttpTransport, type MppHttpTransportConfig, mppHttp } from './mppHttp.js'
 export type { Problem, Rejection } from './Problem.js'
 export { type ChargeParameters, charge } from './providers/charge.js'

@@ -10,7 +10,18 @@ import type { PaymentProvider } from '../providers/PaymentProvider.js'
 export const defaultMaxAmount = 1_000_000n
 
 /**
- * Node's default: keys are looked for on the first 402, through `viem-mpp/node`. The specifier
+ * The most a session channel of `mppHttp`'s default provider may hold: 1 USD (its opening deposit
+ * and its top-ups together, in base units of a 6-decimal TIP-20 USD token), whatever deposit the
+ * server suggests. The channel is kept in Tempo's channel database and reused by later runs;
+ * when it is spent, the default provider refuses further session payments
+ * (`PaymentRefusedError`, `maxDeposit`). Each deposit or top-up is also within `maxAmount`
+ * (`defaultMaxAmount` unless given).
+ */
+export const defaultMaxDeposit = 1_000_000n
+
+/**
+ * Node's default: keys are looked for on the first 402, through `viem-mpp/node` (its
+ * `discoverProvider`: a session where offered, else a charge). The specifier
  * is not a literal, so that bundlers leave Node-only code out of browser builds; elsewhere there
  * is no default.
  */
@@ -27,18 +38,14 @@ export function defaultProvider(
   const inNode = typeof process !== 'undefined' && !!process.versions?.node
   if (!inNode || !chain) return async () => undefined
   const paidUrl = url ?? chain.rpcUrls.default.http[0]
-  // One search at a time, shared by concurrent 402s; searched again until a key is found, since
-  // one may be set up while the program runs.
+  // One search at a time, shared by concurrent 402s; searched again until a key is found (no key
+  // throws `PaymentRequiredError`), since one may be set up while the program runs.
   let search: Promise<PaymentProvider | undefined> | undefined
   return (challenges) => {
     search ??= import(/* @vite-ignore */ nodeEntry)
       .then((node: typeof import('../node/index.js')) =>
         node.discoverProvider({ chain, challenges, paidUrl }),
       )
-      .then((provider) => {
-        if (!provider) search = undefined
-        return provider
-      })
       .catch((error: unknown) => {
         search = undefined
         throw error

@@ -1,31 +1,45 @@
+import { dirname, join } from 'node:path'
 import type { Challenge } from 'mppx'
 import { type Address, type Chain, createClient, http } from 'viem'
 import { PaymentRequiredError } from '../errors.js'
+import { label } from '../flow/challenges.js'
+import { defaultMaxDeposit } from '../internal/defaultProvider.js'
 import { redactUrl } from '../internal/redactUrl.js'
-import { charge } from '../providers/charge.js'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
-import { discoverAccount } from './keys.js'
+import { tempo } from '../providers/tempo.js'
+import type { ChannelStore } from '../stores/ChannelStore.js'
+import { memoryChannelStore } from '../stores/memory.js'
+import { fileChannelStore } from './fileChannelStore.js'
+import { discoverKey, keysTomlPath } from './keys.js'
 
 /**
- * The provider `mppHttp` uses in Node when none is given: a Tempo charge paid with the key that
- * {@link discoverAccount} finds for `chain` (and the currency the server asks for), prepared
- * through the chain's own public RPC (`chain.rpcUrls.default.http[0]`). `undefined` when there
- * is no key. `mppHttp` caps its payments at `defaultMaxAmount` unless `maxAmount` is given.
+ * The provider `mppHttp` uses in Node when none is given: {@link tempo} — a TIP-1034 session
+ * where the server offers one, else a charge — paid with the key that `discoverAccount` finds
+ * for `chain` (and the currency the server asks for), prepared through the chain's own public
+ * RPC (`chain.rpcUrls.default.http[0]`). Its channels are kept in {@link fileChannelStore}
+ * (`$TEMPO_HOME/wallet/channels.db`), so a script's later runs reuse the channel its first run
+ * opened; a channel holds at most `defaultMaxDeposit`. On a Node without `node:sqlite` (Node 20),
+ * found when the provider is made, channels are kept in memory instead, for this process only.
+ * `mppHttp` caps each payment (a charge, a session's deposit or top-up) at `defaultMaxAmount`
+ * unless `maxAmount` is given.
  *
- * Throws `PaymentRequiredError` (`paidChainRpc`) when the chain's RPC is `paidUrl`, the endpoint
- * being paid: preparing a payment reads the chain, and those reads would need paying too.
+ * Throws `PaymentRequiredError`:
+ * - `paidChainRpc` when the chain's RPC is `paidUrl`, the endpoint being paid: preparing a
+ *   payment reads the chain, and those reads would need paying too;
+ * - `noProvider` when no key fits, saying how to set one up, what the server offered and why
+ *   each key found was passed over (never quoting key material).
  *
  * @example
  * ```ts
  * import { discoverProvider } from 'viem-mpp/node'
  *
- * const provider = await discoverProvider({ chain: tempo, challenges: [] })
+ * const provider = await discoverProvider({ chain: tempo, challenges, paidUrl })
  * ```
  */
 export async function discoverProvider({
   chain,
   challenges,
-  env,
+  env = process.env,
   paidUrl,
 }: {
   chain: Chain
@@ -33,16 +47,46 @@ export async function discoverProvider({
   env?: Record<string, string | undefined> | undefined
   /** The endpoint the provider is to pay, which its chain client must not be. */
   paidUrl?: string | undefined
-}): Promise<PaymentProvider | undefined> {
+}): Promise<PaymentProvider> {
   const rpcUrl = chain.rpcUrls.default.http[0]
+  const origin = redactUrl(paidUrl ?? rpcUrl ?? '')
   if (rpcUrl && paidUrl && sameEndpoint(rpcUrl, paidUrl))
-    throw new PaymentRequiredError({ reason: 'paidChainRpc', origin: redactUrl(paidUrl) })
+    throw new PaymentRequiredError({ reason: 'paidChainRpc', origin })
   const currency = challenges
     .map((challenge) => (challenge.request as { currency?: unknown }).currency)
     .find((currency): currency is Address => typeof currency === 'string')
-  const account = await discoverAccount({ chainId: chain.id, currency, env })
-  if (!account) return undefined
-  return charge({ account, client: createClient({ chain, transport: http(rpcUrl) }) })
+  const { account, path, passedOver } = await discoverKey({ chainId: chain.id, currency, env })
+  if (!account)
+    throw new PaymentRequiredError({
+      reason: 'noProvider',
+      origin,
+      offered: challenges.map(describeChallenge),
+      keys: { path, passedOver },
+    })
+  return tempo({
+    account,
+    client: createClient({ chain, transport: http(rpcUrl) }),
+    store: defaultStore(env),
+    maxDeposit: defaultMaxDeposit,
+  })
+}
+
+/**
+ * Tempo's shared channel database when this Node has `node:sqlite` (which `fileChannelStore`
+ * needs, and would otherwise fail on at its first use), else a store in memory.
+ */
+function defaultStore(env: Record<string, string | undefined>): ChannelStore {
+  return process.getBuiltinModule?.('node:sqlite')
+    ? fileChannelStore(join(dirname(keysTomlPath(env)), 'channels.db'))
+    : memoryChannelStore()
+}
+
+/** A challenge, the way the server offered it: `method/intent: amount of currency`. */
+function describeChallenge(challenge: Challenge.Challenge) {
+  const { amount, currency } = challenge.request as { amount?: unknown; currency?: unknown }
+  return amount === undefined || currency === undefined
+    ? label(challenge)
+    : `${label(challenge)}: ${String(amount)} base units of ${String(currency)}`
 }
 
 /**

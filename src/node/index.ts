@@ -2,10 +2,13 @@ export { discoverProvider } from './defaultProvider.js'
 export { type FileChannelStore, fileChannelStore } from './fileChannelStore.js'
 export {
   type DiscoverAccountParameters,
+  type DiscoveredKey,
   discoverAccount,
+  discoverKey,
   KeyDiscoveryError,
   type KeyDiscoveryErrorType,
   type KeyEntry,
+  keyMismatch,
   keysTomlPath,
   parseKeysToml,
   selectKey,

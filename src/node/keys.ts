@@ -63,6 +63,7 @@ export type DiscoverAccountParameters = {
  *
  * Returns `undefined` when there is no key at all; throws `KeyDiscoveryError` for a source that
  * exists but cannot be used (a malformed key or file), without quoting key material.
+ * {@link discoverKey} also says why each key it found was passed over.
  *
  * @example
  * ```ts
@@ -71,34 +72,65 @@ export type DiscoverAccountParameters = {
  * const account = await discoverAccount({ chainId: 4217 })
  * ```
  */
-export async function discoverAccount({
+export async function discoverAccount(parameters: DiscoverAccountParameters) {
+  return (await discoverKey(parameters)).account
+}
+
+/** What {@link discoverKey} found. */
+export type DiscoveredKey = {
+  /** The account that pays, if a key fits. */
+  account: ReturnType<typeof accountOf> | undefined
+  /** Where keys were looked for (`TEMPO_PRIVATE_KEY` first, then this file). */
+  path: string
+  /**
+   * The `keys.toml` entries that do not fit, each as `keys[i] (its addresses): why`; never key
+   * material. Empty when a key fits, or none was found.
+   */
+  passedOver: string[]
+}
+
+/**
+ * {@link discoverAccount}, and why each key in `keys.toml` was passed over: for another chain,
+ * expired, spending limits for other currencies only, no inline key (see {@link keyMismatch}).
+ *
+ * @example
+ * ```ts
+ * import { discoverKey } from 'viem-mpp/node'
+ *
+ * const { account, passedOver } = await discoverKey({ chainId: 4217 })
+ * ```
+ */
+export async function discoverKey({
   chainId,
   currency,
   env = process.env,
-}: DiscoverAccountParameters) {
+}: DiscoverAccountParameters): Promise<DiscoveredKey> {
+  const path = keysTomlPath(env)
   const privateKey = env.TEMPO_PRIVATE_KEY?.trim()
   if (privateKey) {
     if (!hex(32).safeParse(privateKey).success)
       throw new KeyDiscoveryError('TEMPO_PRIVATE_KEY is not a 32-byte hex private key.', {
         metaMessages: ['Set it to 0x followed by 64 hex digits, or unset it to use keys.toml.'],
       })
-    return Account.fromSecp256k1(privateKey as Hex)
+    return { account: Account.fromSecp256k1(privateKey as Hex), path, passedOver: [] }
   }
 
-  const path = keysTomlPath(env)
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return { account: undefined, path, passedOver: [] }
     throw new KeyDiscoveryError(`${path} cannot be read.`)
   }
-  const entry = selectKey(parseKeysToml(text, path), {
-    chainId,
-    currency,
-    now: Math.floor(Date.now() / 1000),
-  })
-  return entry ? accountOf(entry) : undefined
+  const entries = parseKeysToml(text, path)
+  const wanted = { chainId, currency, now: Math.floor(Date.now() / 1000) }
+  const entry = selectKey(entries, wanted)
+  if (entry) return { account: accountOf(entry), path, passedOver: [] }
+  const passedOver = entries.map(
+    (entry, index) => `${nameOf(entry, index)}: ${keyMismatch(entry, wanted)}`,
+  )
+  return { account: undefined, path, passedOver }
 }
 
 /** Where `keys.toml` lives: `$TEMPO_HOME/wallet/keys.toml`, `TEMPO_HOME` defaulting to `~/.tempo`. */
@@ -129,19 +161,41 @@ export function parseKeysToml(text: string, path = 'keys.toml'): KeyEntry[] {
 /** The entry that pays on `chainId` in `currency`, by the rules of {@link discoverAccount}. */
 export function selectKey(
   entries: readonly KeyEntry[],
-  { chainId, currency, now }: { chainId: number; currency?: Address | undefined; now: number },
+  wanted: { chainId: number; currency?: Address | undefined; now: number },
 ): KeyEntry | undefined {
-  const usable = entries.filter(
-    (entry) =>
-      entry.chain_id === chainId &&
-      entry.key !== undefined &&
-      entry.key_type !== 'webauthn' &&
-      (!entry.expiry || entry.expiry > now) &&
-      (entry.limits.length === 0 ||
-        !currency ||
-        entry.limits.some((limit) => limit.currency.toLowerCase() === currency.toLowerCase())),
-  )
+  const usable = entries.filter((entry) => keyMismatch(entry, wanted) === undefined)
   return usable.find((entry) => entry.wallet_type === 'passkey') ?? usable[0]
+}
+
+/**
+ * Why `entry` cannot pay on `chainId` in `currency` at `now` (seconds), or `undefined` when it
+ * can. Names chains, times and currencies only, never key material.
+ */
+export function keyMismatch(
+  entry: KeyEntry,
+  { chainId, currency, now }: { chainId: number; currency?: Address | undefined; now: number },
+): string | undefined {
+  if (entry.chain_id !== chainId) return `for chain ${entry.chain_id}, not ${chainId}`
+  if (entry.key === undefined) return 'no inline key (its key is held elsewhere, e.g. by a passkey)'
+  if (entry.key_type === 'webauthn') return 'a WebAuthn key, which cannot sign here'
+  if (entry.expiry && entry.expiry <= now)
+    return `expired at ${new Date(entry.expiry * 1000).toISOString()}`
+  if (
+    currency &&
+    entry.limits.length > 0 &&
+    !entry.limits.some((limit) => limit.currency.toLowerCase() === currency.toLowerCase())
+  )
+    return `spending limits for ${entry.limits.map((limit) => limit.currency).join(', ')} only, not ${currency}`
+  return undefined
+}
+
+/** How an entry is named in messages: its index and public addresses. */
+function nameOf(entry: KeyEntry, index: number) {
+  const addresses = [
+    entry.key_address && `key ${entry.key_address}`,
+    entry.wallet_address && `wallet ${entry.wallet_address}`,
+  ].filter(Boolean)
+  return `keys[${index}]${addresses.length ? ` (${addresses.join(', ')})` : ''}`
 }
 
 function accountOf(entry: KeyEntry) {

@@ -102,10 +102,15 @@ type Scope = {
   /** An open that left this process with no answer, or was rejected: the chain decides. */
   lost: LostOpen | undefined
   /**
-   * Channels the server answered 410 for while they were still funded and open on chain: kept
-   * for `close()`. While one is, another 410 is not answered with yet another channel.
+   * Channels set aside, kept for `close()`: ones the server answered 410 for while they were
+   * still funded and open on chain, and ones spent up to `maxDeposit`.
    */
   retired: Channel[]
+  /**
+   * Whether a channel was retired for a 410: while it is kept, another 410 is not answered with
+   * yet another channel (each would lock another deposit).
+   */
+  replacedForGone: boolean
 }
 
 type Channel = {
@@ -173,8 +178,10 @@ type Endpoint = { url: string; headers: Headers }
  * - Concurrent calls on an open channel each reserve the next cumulative amount at once, without
  *   waiting for each other; a voucher the network delivered late is paid again above the rest.
  * - When the deposit cannot cover the next voucher, the channel is topped up (within
- *   `maxDeposit`) with a management request, then the call pays its voucher. Past `maxDeposit`,
- *   calls are refused (`PaymentRefusedError`, reason `maxDeposit`) until `close()`.
+ *   `maxDeposit`) with a management request, then the call pays its voucher. A channel spent up
+ *   to `maxDeposit` is set aside (kept for `close()`) and a new one opened: `maxDeposit` bounds
+ *   what one channel locks; `maxAmount` and `budget` bound what is spent. A price above
+ *   `maxDeposit` is refused (`PaymentRefusedError`, reason `maxDeposit`).
  * - Management requests (top-up, close) are bodyless POSTs to the paid request's URL, with its
  *   headers, sent with the global `fetch`; the server answers them itself (204).
  * - After the first accepted payment on a URL, `challengeFor` lets each later call carry its
@@ -240,6 +247,7 @@ export function session({
         opening: undefined,
         lost: undefined,
         retired: [],
+        replacedForGone: false,
       }
       scopes.set(id, scope)
     }
@@ -461,13 +469,6 @@ export function session({
   /** The top-up that lets the channel pay `required`, within `maxDeposit`. */
   const topUpAmount = (channel: Channel, request: SessionRequest, required: bigint) => {
     const { deposit } = channel.entry
-    if (maxDeposit !== undefined && required > maxDeposit)
-      throw new PaymentRefusedError({
-        reason: 'maxDeposit',
-        amount: request.amount,
-        currency: request.currency,
-        limit: maxDeposit,
-      })
     return Session.Client.Machine.resolveAutomaticTopUp({
       deposit,
       maxDeposit: channelCap,
@@ -761,6 +762,16 @@ export function session({
     }
   }
 
+  /** Sets a spent channel aside (kept for close()), so that the next call opens a new one. */
+  const retireSpent = async (scope: Scope, channel: Channel) => {
+    if (scope.channel !== channel) return
+    scope.channel = undefined
+    scope.retired.push(channel)
+    for (const [key, cached] of accepted) if (cached.scope === scope) accepted.delete(key)
+    const stored = await scope.store.get(scope.key)
+    if (stored?.channelId === channel.entry.channelId) await scope.store.delete(scope.key)
+  }
+
   const cachedChallenge = (scope: Scope) => {
     for (const cached of accepted.values())
       if (cached.scope === scope && unexpired(cached.challenge)) return cached.challenge
@@ -864,6 +875,14 @@ export function session({
           await raceSignal(settling(channel), signal)
           continue
         }
+        // A channel that could not hold the next voucher even topped up to `maxDeposit` is spent:
+        // once its payments in flight have settled, it is set aside for close() and a new one is
+        // opened, so that `maxDeposit` bounds what each channel locks, not what a key may spend.
+        if (channel.reserved + request.amount > channelCap) {
+          if (channel.pending > 0) await raceSignal(settling(channel), signal)
+          else await retireSpent(scope, channel)
+          continue
+        }
         channel.endpoint = endpoint
         paidWith.set(challenge, { scope, channel })
         if (channel.reserved + request.amount > channel.entry.deposit)
@@ -887,7 +906,8 @@ export function session({
             channel.entry.escrow,
           )
           if (deposit > settled && closeRequestedAt === 0) {
-            if (scope.retired.length > 0) return false
+            if (scope.replacedForGone) return false
+            scope.replacedForGone = true
             scope.retired.push(channel)
           }
           scope.channel = undefined

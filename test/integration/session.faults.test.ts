@@ -179,23 +179,39 @@ describe('session faults', () => {
     }
   })
 
-  test('maxDeposit reached: PaymentRefusedError maxDeposit, no top-up, nothing sent', async () => {
+  test('a channel spent up to maxDeposit is set aside and a new one opened; close() ends both', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const from = await blockNumber()
     const payer = accountOf(3).address
+    const provider = session({ account: accountOf(3), client: chainClient(), maxDeposit: 2_000n })
+    const client = paidClient(rpc.url, { provider })
+    await client.getChainId()
+    await client.getChainId()
+    // The third voucher would need 3 000 in a channel that may hold 2 000: a new channel pays it.
+    await client.getChainId()
+    expect(
+      (await channelEvents('ChannelOpened', payer, from)).map((log) => log.args.deposit),
+    ).toEqual([2_000n, 2_000n])
+    expect(await channelEvents('TopUp', payer, from)).toHaveLength(0)
+    // 402 + open, then each call carried its payment (the new channel's open included).
+    expect(rpc.counters.requests).toBe(4)
+    expect(rpc.counters.payments).toMatchObject({ open: 2, voucher: 1 })
+    const closed = await provider.close()
+    expect(closed.map(({ settled, refunded }) => [settled, refunded])).toEqual([
+      [2_000n, 0n],
+      [1_000n, 1_000n],
+    ])
+  })
+
+  test('a price above maxDeposit: PaymentRefusedError maxDeposit, nothing signed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session', price: 3_000n })
     const client = paidClient(rpc.url, {
       provider: session({ account: accountOf(3), client: chainClient(), maxDeposit: 2_000n }),
     })
-    await client.getChainId()
-    await client.getChainId()
     const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('maxDeposit')
-    expect(
-      (await channelEvents('ChannelOpened', payer, from)).map((log) => log.args.deposit),
-    ).toEqual([2_000n])
-    expect(await channelEvents('TopUp', payer, from)).toHaveLength(0)
-    expect(rpc.counters.requests).toBe(3)
+    expect(rpc.counters.requests).toBe(1)
   })
 })
 
