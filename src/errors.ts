@@ -117,8 +117,8 @@ export type PaymentRefusedErrorType = PaymentRefusedError & { name: 'PaymentRefu
 
 /**
  * A payment was refused before anything was signed or sent: it exceeded `maxAmount` or the
- * remaining `budget` (its amount plus its most fee), `onPaymentRequired` returned `false`, or the
- * payer's balance cannot cover it.
+ * remaining `budget` (its amount plus its most fee), `onPaymentRequired` returned `false`, the
+ * payer's balance cannot cover it, or the paying access key cannot make it (`accessKeyLimit`).
  *
  * @example
  * ```ts
@@ -146,6 +146,7 @@ export class PaymentRefusedError extends BaseError {
     feeToken = currency,
     limit,
     balance,
+    accessKey,
     cause,
   }: {
     reason: PaymentRefusedError.Reason
@@ -158,6 +159,8 @@ export class PaymentRefusedError extends BaseError {
     limit?: bigint | undefined
     /** For `insufficientFunds`: the payer's balance of `token`, and what the payment needs of it. */
     balance?: { token: string; available: bigint; needed: bigint } | undefined
+    /** For `accessKeyLimit`: the access key's limit that the payment breaks. */
+    accessKey?: PaymentRefusedError.AccessKeyLimit | undefined
     /** What `onPaymentRequired` threw, if it threw. */
     cause?: unknown
   }) {
@@ -173,6 +176,7 @@ export class PaymentRefusedError extends BaseError {
               `Balance: ${balance.available}, needed: ${balance.needed} (base units of ${balance.token})`,
             ]
           : []),
+        ...(accessKey ? [accessKeyLimitOf(accessKey)] : []),
       ],
       name: 'PaymentRefusedError',
     })
@@ -184,7 +188,25 @@ export class PaymentRefusedError extends BaseError {
 }
 
 export declare namespace PaymentRefusedError {
-  type Reason = 'maxAmount' | 'budget' | 'onPaymentRequired' | 'insufficientFunds' | 'maxDeposit'
+  type Reason =
+    | 'maxAmount'
+    | 'budget'
+    | 'onPaymentRequired'
+    | 'insufficientFunds'
+    | 'maxDeposit'
+    | 'accessKeyLimit'
+  /** Why an access key cannot make a payment: revoked, expired, or short of a token's limit. */
+  type AccessKeyLimit =
+    | { revoked: true }
+    | { expiredAt: bigint }
+    | { token: string; remaining: bigint; needed: bigint }
+}
+
+function accessKeyLimitOf(limit: PaymentRefusedError.AccessKeyLimit) {
+  if ('revoked' in limit) return 'Access key: revoked.'
+  if ('expiredAt' in limit)
+    return `Access key: expired at ${new Date(Number(limit.expiredAt) * 1000).toISOString()} (unix ${limit.expiredAt}).`
+  return `Access key: remaining limit ${limit.remaining} of token ${limit.token} is below the ${limit.needed} the payment spends of it (amount + fee).`
 }
 
 /** How to raise the limit, whether it was given or is the default provider's cap. */
@@ -198,6 +220,8 @@ const refusals: Record<PaymentRefusedError.Reason, string> = {
     "The payer's balance cannot cover the payment and its fee; nothing was signed or paid.",
   maxDeposit:
     "The session channel's deposit would exceed the provider's `maxDeposit`; nothing was paid.",
+  accessKeyLimit:
+    'The access key cannot make the payment (revoked, expired or over its spending limit); nothing was signed or paid.',
 }
 
 export type PaymentFailedErrorType = PaymentFailedError & { name: 'PaymentFailedError' }

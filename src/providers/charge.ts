@@ -7,29 +7,17 @@ import {
   type Client,
   concat,
   type Hex,
-  isAddressEqual,
   keccak256,
   slice,
   stringToHex,
   type Transport,
 } from 'viem'
-import {
-  prepareTransactionRequest,
-  readContract,
-  signTransaction,
-  signTypedData,
-} from 'viem/actions'
-import {
-  Abis,
-  Actions,
-  type KeyAuthorizationManager,
-  type Account as TempoAccount,
-  TokenId,
-} from 'viem/tempo'
+import { prepareTransactionRequest, signTransaction, signTypedData } from 'viem/actions'
+import { Actions, TokenId } from 'viem/tempo'
 import { z } from 'zod'
-import { PaymentRefusedError } from '../errors.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
-import { raceSignal } from '../internal/signal.js'
+import { accessKeyOf, type KeyAuthorization } from './accessKey.js'
+import { assertAffordable } from './funds.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
@@ -192,37 +180,6 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
     return { transaction, fee, feeToken }
   }
 
-  /** Refuses a payment the payer's balances cannot cover, before anything is signed. */
-  const assertAffordable = async (
-    request: ChargeRequest,
-    fee: bigint,
-    feeToken: Address | undefined,
-  ) => {
-    const { amount, currency } = request
-    const sameToken = !!feeToken && isAddressEqual(feeToken, currency)
-    const needs = [{ token: currency, needed: amount + (sameToken ? fee : 0n) }]
-    if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })
-    await Promise.all(
-      needs.map(async ({ token, needed }) => {
-        const balance = await readContract(client, {
-          address: token,
-          abi: Abis.tip20,
-          functionName: 'balanceOf',
-          args: [account.address],
-        })
-        if (balance < needed)
-          throw new PaymentRefusedError({
-            reason: 'insufficientFunds',
-            amount,
-            fee,
-            currency,
-            feeToken,
-            balance: { token, available: balance, needed },
-          })
-      }),
-    )
-  }
-
   return {
     acceptPayment: 'tempo/charge',
     supports: (challenge) => parse(challenge) !== undefined,
@@ -279,8 +236,15 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
           turn.end()
           turn = undefined
         }
-        await assertAffordable(request, prepared.fee, prepared.feeToken)
         const { fee, feeToken } = prepared
+        await assertAffordable(client, {
+          account,
+          token: request.currency,
+          spends: amount,
+          amount,
+          fee,
+          feeToken,
+        })
         const attach = turn?.keyAuthorization
         return {
           quote: { ...quote, fee, ...(feeToken ? { feeToken } : {}) },
@@ -330,10 +294,6 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
     },
   }
 }
-
-type KeyAuthorization = NonNullable<
-  Awaited<ReturnType<KeyAuthorizationManager.KeyAuthorizationManager['get']>>
->
 
 type PreparedTransaction = {
   gas?: bigint
@@ -386,124 +346,4 @@ const nowInSeconds = () => Math.floor(Date.now() / 1000)
 
 function ceilDiv(numerator: bigint, denominator: bigint) {
   return (numerator + denominator - 1n) / denominator
-}
-
-/**
- * What is known of an access key's registration on each chain, shared by every provider paying
- * with the same account object.
- */
-const keyStates = new WeakMap<Account, Map<number, KeyState>>()
-
-function accessKeyOf(account: Account, chainId: number) {
-  const accessKey = account as Partial<TempoAccount.AccessKeyAccount>
-  if (accessKey.source !== 'accessKey' || !accessKey.accessKeyAddress) return undefined
-  const states = keyStates.get(account) ?? new Map<number, KeyState>()
-  keyStates.set(account, states)
-  let state = states.get(chainId)
-  if (!state) {
-    state = createKeyState(
-      { address: account.address, accessKey: accessKey.accessKeyAddress, chainId },
-      accessKey.keyAuthorizationManager,
-    )
-    states.set(chainId, state)
-  }
-  return state
-}
-
-type KeyState = ReturnType<typeof createKeyState>
-
-/**
- * An access key's registration on chain, and the gate of its payments. Until the key is known to
- * be registered, and while it has an unexpired key authorization to attach, its payments go one
- * at a time: each attaches the authorization, and only one such transaction could land. Once a
- * payment is accepted (or the chain shows the key), later payments neither wait nor attach it.
- * The chain is read once, and again only after a payment whose outcome is unknown.
- *
- * The authorization lives in the account's `keyAuthorizationManager`, from which viem would attach
- * it by itself: it is removed once the key is registered, and put back when `recover` finds the
- * key missing on chain.
- */
-function createKeyState(
-  key: KeyAuthorizationManager.Key,
-  manager: KeyAuthorizationManager.KeyAuthorizationManager | undefined,
-) {
-  /** Registered (`true`), not registered (`false`), or to be read (`undefined`). */
-  let registered: boolean | undefined
-  /** The key's authorization, kept to attach it again after `recover`. */
-  let authorization: { value: KeyAuthorization | undefined } | undefined
-  /** Settles when the payment ahead in line has ended. */
-  let queue: Promise<void> = Promise.resolve()
-
-  const authorizationOf = async () => {
-    authorization ??= { value: (await manager?.get(key)) ?? undefined }
-    const { value } = authorization
-    const expired =
-      value?.expiry !== undefined &&
-      value.expiry !== null &&
-      BigInt(value.expiry) <= BigInt(nowInSeconds())
-    return expired ? undefined : value
-  }
-  const isRegistered = async (client: Client) => {
-    const { address } = await Actions.accessKey.getMetadata(client, {
-      account: key.address,
-      accessKey: key.accessKey,
-    })
-    return isAddressEqual(address, key.accessKey)
-  }
-  const markRegistered = async () => {
-    registered = true
-    await manager?.remove(key)
-  }
-
-  return {
-    /**
-     * Waits for this key's turn when its authorization must be attached, and returns it with the
-     * hooks that end the turn; `undefined` when the payment needs neither.
-     */
-    async begin(client: Client, signal: AbortSignal) {
-      if (registered === true) return undefined
-      const keyAuthorization = await authorizationOf()
-      if (!keyAuthorization) return undefined
-      const ahead = queue
-      let end!: () => void
-      queue = new Promise<void>((resolve) => {
-        end = resolve
-      })
-      try {
-        await raceSignal(ahead, signal)
-        registered ??= await isRegistered(client)
-        if (registered) await markRegistered()
-      } catch (error) {
-        end()
-        throw error
-      }
-      if (registered) {
-        end()
-        return undefined
-      }
-      return {
-        keyAuthorization,
-        /** The chain has the key now: later payments neither wait nor attach it. */
-        provisioned: () => markRegistered(),
-        /** Whether the key was registered is unknown: read the chain next time. */
-        unknown() {
-          registered = undefined
-        },
-        /** Lets the next payment of this key go (idempotent). */
-        end,
-      }
-    },
-    /** Whether the chain lacks the key and its authorization can be attached again. */
-    async recover(client: Client) {
-      if (await isRegistered(client)) {
-        await markRegistered()
-        return false
-      }
-      const keyAuthorization = await authorizationOf()
-      if (!keyAuthorization) return false
-      registered = false
-      await manager?.set(key, keyAuthorization)
-      return true
-    },
-  }
 }

@@ -9,6 +9,7 @@ import { raceSignal } from '../internal/signal.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import type { ChannelEntry, ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
+import { assertAffordable } from './funds.js'
 import type {
   PaidRequest,
   PaymentProvider,
@@ -17,7 +18,6 @@ import type {
 } from './PaymentProvider.js'
 import { parseSessionRequest, type SessionRequest } from './session/request.js'
 import {
-  assertAffordable,
   type ChainClient,
   openCall,
   prepareChannelTransaction,
@@ -517,7 +517,7 @@ export function session({
       await assertAffordable(client, {
         account,
         token: request.currency,
-        deposit: additional,
+        spends: additional,
         amount: request.amount,
         fee: prepared.fee,
         feeToken: prepared.feeToken,
@@ -588,7 +588,7 @@ export function session({
     assertAffordable(client, {
       account,
       token: request.currency,
-      deposit,
+      spends: deposit,
       amount: request.amount,
       fee: 0n,
       feeToken: undefined,
@@ -630,7 +630,7 @@ export function session({
     await assertAffordable(client, {
       account,
       token: request.currency,
-      deposit,
+      spends: deposit,
       amount: request.amount,
       fee,
       feeToken,

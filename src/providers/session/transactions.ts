@@ -7,13 +7,11 @@ import {
   type Client,
   encodeFunctionData,
   type Hex,
-  isAddressEqual,
   type Transport,
   zeroAddress,
 } from 'viem'
-import { prepareTransactionRequest, readContract, signTransaction } from 'viem/actions'
+import { prepareTransactionRequest, signTransaction } from 'viem/actions'
 import { Abis, Transaction } from 'viem/tempo'
-import { PaymentRefusedError } from '../../errors.js'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
 import type { SessionRequest } from './request.js'
 
@@ -181,49 +179,6 @@ export function signVoucher(
     { channelId: entry.channelId, cumulativeAmount },
     entry.escrow,
     entry.chainId,
-  )
-}
-
-/** Refuses to lock `deposit` (and pay `fee`) the payer's balances cannot cover. */
-export async function assertAffordable(
-  client: ChainClient,
-  {
-    account,
-    token,
-    deposit,
-    amount,
-    fee,
-    feeToken,
-  }: {
-    account: Account
-    token: Address
-    deposit: bigint
-    amount: bigint
-    fee: bigint
-    feeToken: Address | undefined
-  },
-) {
-  const sameToken = !!feeToken && isAddressEqual(feeToken, token)
-  const needs = [{ token, needed: deposit + (sameToken ? fee : 0n) }]
-  if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })
-  await Promise.all(
-    needs.map(async ({ token: needToken, needed }) => {
-      const balance = await readContract(client, {
-        address: needToken,
-        abi: Abis.tip20,
-        functionName: 'balanceOf',
-        args: [account.address],
-      })
-      if (balance < needed)
-        throw new PaymentRefusedError({
-          reason: 'insufficientFunds',
-          amount,
-          fee,
-          currency: token,
-          feeToken,
-          balance: { token: needToken, available: balance, needed },
-        })
-    }),
   )
 }
 
