@@ -267,6 +267,23 @@ export function session({
   const credential = (challenge: Challenge.Challenge, payload: Record<string, unknown>) =>
     Credential.serialize({ challenge, payload, source })
 
+  /** Signs the voucher for `cumulativeAmount` on `channel`: the credential of one payment. */
+  const voucherCredential = async (
+    channel: Channel,
+    challenge: Challenge.Challenge,
+    cumulativeAmount: bigint,
+  ) => {
+    const signature = await signVoucher(client, account, channel.entry, cumulativeAmount)
+    if (cumulativeAmount > channel.signed) channel.signed = cumulativeAmount
+    return credential(challenge, {
+      action: 'voucher',
+      channelId: channel.entry.channelId,
+      descriptor: channel.entry.descriptor,
+      cumulativeAmount: cumulativeAmount.toString(),
+      signature,
+    })
+  }
+
   const quoteOf = (
     request: SessionRequest,
     cost: Pick<PaymentQuote, 'amount' | 'deposit' | 'fee' | 'feeToken'>,
@@ -442,15 +459,7 @@ export function session({
     return {
       quote: quoteOf(request, { amount: request.amount, deposit: 0n, fee: 0n }),
       async authorize() {
-        const signature = await signVoucher(client, account, channel.entry, next)
-        if (next > channel.signed) channel.signed = next
-        return credential(challenge, {
-          action: 'voucher',
-          channelId: channel.entry.channelId,
-          descriptor: channel.entry.descriptor,
-          cumulativeAmount: next.toString(),
-          signature,
-        })
+        return voucherCredential(channel, challenge, next)
       },
       async commit(receipt) {
         try {
@@ -556,15 +565,7 @@ export function session({
         } finally {
           finish()
         }
-        const signature = await signVoucher(client, account, channel.entry, next)
-        if (next > channel.signed) channel.signed = next
-        return credential(challenge, {
-          action: 'voucher',
-          channelId: channel.entry.channelId,
-          descriptor: channel.entry.descriptor,
-          cumulativeAmount: next.toString(),
-          signature,
-        })
+        return voucherCredential(channel, challenge, next)
       },
       async commit(receipt) {
         try {

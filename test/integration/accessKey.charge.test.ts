@@ -2,14 +2,13 @@ import {
   type Address,
   createClient,
   createPublicClient,
-  createWalletClient,
   getAddress,
   type Hex,
   http,
   parseEventLogs,
   TimeoutError,
 } from 'viem'
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { generatePrivateKey } from 'viem/accounts'
 import { Account, Actions } from 'viem/tempo'
 import { beforeAll, expect, test, vi } from 'vitest'
 import {
@@ -20,6 +19,10 @@ import {
   type Problem,
 } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
+import {
+  authorizedKey as authorizedKeyOf,
+  fundedRoot as fundedRootOf,
+} from '../support/accessKeys.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -41,42 +44,9 @@ const plain = () =>
 
 const now = () => Math.floor(Date.now() / 1000)
 
-/** A fresh root wallet holding exactly `funding` pathUSD, sent from a dev account. */
-async function fundedRoot() {
-  const root = Account.fromSecp256k1(generatePrivateKey())
-  const dev = createWalletClient({
-    account: privateKeyToAccount(net.accounts[1]!.privateKey),
-    chain: net.chain,
-    transport: http(net.rpcUrl),
-  })
-  const hash = await dev.writeContract({
-    address: net.currency,
-    abi: tip20,
-    functionName: 'transfer',
-    args: [root.address, funding],
-  })
-  expect((await plain().waitForTransactionReceipt({ hash, pollingInterval: 50 })).status).toBe(
-    'success',
-  )
-  expect(await balanceOf(root.address)).toBe(funding)
-  return root
-}
-
-/** A fresh secp256k1 access key of `root`, and the root's authorization of it on this chain. */
-async function authorizedKey(
-  root: Account.RootAccount,
-  { expiry, limit }: { expiry: number; limit: bigint },
-) {
-  const privateKey = generatePrivateKey()
-  const address = privateKeyToAccount(privateKey).address
-  const keyAuthorization = await root.signKeyAuthorization(
-    { address, type: 'secp256k1' },
-    { chainId: BigInt(net.chain.id), expiry, limits: [{ token: net.currency, limit }] },
-  )
-  // The access-key account that signs with it for `root`, attaching the authorization.
-  const account = Account.fromSecp256k1(privateKey, { access: root, keyAuthorization })
-  return { privateKey, address, keyAuthorization, account }
-}
+const fundedRoot = () => fundedRootOf(net, funding)
+const authorizedKey = (root: Account.RootAccount, limits: { expiry: number; limit: bigint }) =>
+  authorizedKeyOf(net, root, limits)
 
 const metadataOf = (root: Address, accessKey: Address) =>
   Actions.accessKey.getMetadata(plain(), { account: root, accessKey })

@@ -1,6 +1,5 @@
 import { createClient, createPublicClient, createWalletClient, http } from 'viem'
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { Account, Actions } from 'viem/tempo'
+import { type Account, Actions } from 'viem/tempo'
 import { beforeAll, expect, test } from 'vitest'
 import {
   charge,
@@ -10,7 +9,11 @@ import {
   session,
 } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
-import { tip20, useLocalnet } from '../support/localnet.js'
+import {
+  authorizedKey as authorizedKeyOf,
+  fundedRoot as fundedRootOf,
+} from '../support/accessKeys.js'
+import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
 const localnet = useLocalnet()
@@ -29,38 +32,9 @@ const plain = () =>
 
 const now = () => Math.floor(Date.now() / 1000)
 
-/** A fresh root wallet holding exactly `funding` pathUSD, sent from a dev account. */
-async function fundedRoot() {
-  const root = Account.fromSecp256k1(generatePrivateKey())
-  const dev = createWalletClient({
-    account: privateKeyToAccount(net.accounts[1]!.privateKey),
-    chain: net.chain,
-    transport: http(net.rpcUrl),
-  })
-  const hash = await dev.writeContract({
-    address: net.currency,
-    abi: tip20,
-    functionName: 'transfer',
-    args: [root.address, funding],
-  })
-  await plain().waitForTransactionReceipt({ hash, pollingInterval: 50 })
-  expect(await balanceOf(root.address)).toBe(funding)
-  return root
-}
-
-/** An access-key account of `root`, carrying the root's authorization of it on this chain. */
-async function authorizedKey(
-  root: Account.RootAccount,
-  { expiry, limit }: { expiry: number; limit: bigint },
-) {
-  const privateKey = generatePrivateKey()
-  const address = privateKeyToAccount(privateKey).address
-  const keyAuthorization = await root.signKeyAuthorization(
-    { address, type: 'secp256k1' },
-    { chainId: BigInt(net.chain.id), expiry, limits: [{ token: net.currency, limit }] },
-  )
-  return { address, account: Account.fromSecp256k1(privateKey, { access: root, keyAuthorization }) }
-}
+const fundedRoot = () => fundedRootOf(net, funding)
+const authorizedKey = (root: Account.RootAccount, limits: { expiry: number; limit: bigint }) =>
+  authorizedKeyOf(net, root, limits)
 
 /** A public client on the paid RPC through mppHttp, paying charges with `account`. */
 function paidClient(url: string, account: Parameters<typeof charge>[0]['account']) {
