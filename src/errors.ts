@@ -1,7 +1,34 @@
-import { BaseError } from 'viem'
+import { BaseError as ViemBaseError } from 'viem'
 import { defaultMaxAmount } from './internal/defaultProvider.js'
 import { redactError } from './internal/redactUrl.js'
 import type { Problem } from './Problem.js'
+import { version } from './version.js'
+
+/**
+ * viem's `BaseError` (`shortMessage`, `details`, `metaMessages`, `walk`), whose message and
+ * `version` name this package's version rather than viem's: viem's own setting for that is global
+ * (`setErrorConfig`), and changing it would relabel viem's errors too. Every error of this package
+ * extends it.
+ *
+ * @example
+ * ```ts
+ * class ExampleError extends BaseError {
+ *   constructor() {
+ *     super('Something went wrong.', { name: 'ExampleError' })
+ *   }
+ * }
+ * new ExampleError().version // 'viem-mpp@0.1.0'
+ * ```
+ */
+export class BaseError extends ViemBaseError {
+  override version = `viem-mpp@${version}`
+
+  constructor(shortMessage: string, parameters?: ConstructorParameters<typeof ViemBaseError>[1]) {
+    super(shortMessage, parameters)
+    // viem ends the message with `Version: viem@…` unless its error config has no version.
+    this.message = this.message.replace(/\nVersion: [^\n]*$/, `\nVersion: ${this.version}`)
+  }
+}
 
 /**
  * Error codes that viem's `fallback()` treats as final (its default `shouldThrow`), so that it
@@ -195,17 +222,42 @@ export declare namespace PaymentRefusedError {
     | 'insufficientFunds'
     | 'maxDeposit'
     | 'accessKeyLimit'
-  /** Why an access key cannot make a payment: revoked, expired, or short of a token's limit. */
+  /**
+   * Why an access key cannot make a payment: revoked, expired, short of a token's limit, or not
+   * allowed one of the transaction's calls by its call scopes.
+   */
   type AccessKeyLimit =
     | { revoked: true }
     | { expiredAt: bigint }
     | { token: string; remaining: bigint; needed: bigint }
+    | { call: AccessKeyCall; scopes: readonly AccessKeyScope[] }
+  /** A call of the payment transaction: its target, function and (for a transfer) recipient. */
+  type AccessKeyCall = {
+    target: string
+    selector: string
+    function?: string | undefined
+    recipient?: string | undefined
+  }
+  /** One call an access key may make: any function of `target` when no `selector` is given. */
+  type AccessKeyScope = {
+    target: string
+    selector?: string | undefined
+    recipients?: readonly string[] | undefined
+  }
 }
 
 function accessKeyLimitOf(limit: PaymentRefusedError.AccessKeyLimit) {
   if ('revoked' in limit) return 'Access key: revoked.'
   if ('expiredAt' in limit)
     return `Access key: expired at ${new Date(Number(limit.expiredAt) * 1000).toISOString()} (unix ${limit.expiredAt}).`
+  if ('call' in limit) {
+    const { call, scopes } = limit
+    const allowed = scopes.map(
+      ({ target, selector, recipients }) =>
+        `${selector ?? 'any function'} on ${target}${recipients ? ` to ${recipients.join(', ')}` : ''}`,
+    )
+    return `Access key: its call scopes do not allow ${call.function ?? 'the call'} (${call.selector}) on ${call.target}${call.recipient ? ` to ${call.recipient}` : ''}; they allow ${allowed.length ? allowed.join('; ') : 'no calls'}.`
+  }
   return `Access key: remaining limit ${limit.remaining} of token ${limit.token} is below the ${limit.needed} the payment spends of it (amount + fee).`
 }
 
@@ -221,7 +273,7 @@ const refusals: Record<PaymentRefusedError.Reason, string> = {
   maxDeposit:
     "The session channel's deposit would exceed the provider's `maxDeposit`; nothing was paid.",
   accessKeyLimit:
-    'The access key cannot make the payment (revoked, expired or over its spending limit); nothing was signed or paid.',
+    'The access key cannot make the payment (revoked, expired, over its spending limit, or not allowed the call); nothing was signed or paid.',
 }
 
 export type PaymentFailedErrorType = PaymentFailedError & { name: 'PaymentFailedError' }

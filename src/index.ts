@@ -1,4 +1,22 @@
 export {
+  ChannelError,
+  type ChannelErrorType,
+  type ChannelProgress,
+  type ChannelState,
+  type ChannelSummary,
+  type CloseChannelParameters,
+  type CloseChannelReturnType,
+  closeChannel,
+  type ListChannelsParameters,
+  listChannels,
+  type SyncChannelsParameters,
+  type SyncChannelsReturnType,
+  syncChannels,
+  type WithdrawChannelParameters,
+  type WithdrawChannelReturnType,
+  withdrawChannel,
+} from './channels/index.js'
+export {
   InvalidPaymentTimeoutError,
   type InvalidPaymentTimeoutErrorType,
   type PaymentError,
@@ -12,6 +30,24 @@ export {
 export { maxPaymentRounds, type PaymentHooks } from './flow/paymentFlow.js'
 export type { PaymentEvent } from './flow/policy.js'
 export { defaultMaxAmount, defaultMaxDeposit } from './internal/defaultProvider.js'
+export {
+  type BrowserAccessKey,
+  type CreateAccessKeyParameters,
+  createAccessKey,
+  defaultAccessKeyLifetime,
+  defaultAccessKeyLimit,
+  forgetAccessKey,
+  type LoadAccessKeyParameters,
+  loadAccessKey,
+} from './keys/browserAccessKey.js'
+export { AccessKeyError, type AccessKeyErrorType } from './keys/errors.js'
+export {
+  type AccessKeyStorage,
+  type IndexedDbAccessKeyStorageParameters,
+  indexedDbAccessKeyStorage,
+  memoryAccessKeyStorage,
+  type StoredAccessKey,
+} from './keys/storage.js'
 export { type MppHttpTransport, type MppHttpTransportConfig, mppHttp } from './mppHttp.js'
 export type { Problem, Rejection } from './Problem.js'
 export { type ChargeParameters, charge } from './providers/charge.js'
@@ -32,7 +68,7 @@ export {
   session,
 } from './providers/session.js'
 export { type TempoParameters, type TempoProvider, tempo } from './providers/tempo.js'
-export type { ChannelEntry, ChannelStore } from './stores/ChannelStore.js'
+export type { ChannelEntry, ChannelRecord, ChannelStore } from './stores/ChannelStore.js'
 export { ChannelStoreError, type ChannelStoreErrorType } from './stores/errors.js'
 export { type ChannelStorage, localStorageChannelStore } from './stores/localStorage.js'
 export { memoryChannelStore } from './stores/memory.js'

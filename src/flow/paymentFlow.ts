@@ -166,6 +166,8 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
     let rejection: { status: number; problem: Problem | undefined } | undefined
     // Whether a bearer payment was made again on the benefit of clock skew (see assertMayPayAgain).
     let skewGranted = false
+    // Whether a key was found unprovisioned for this request: its authorization is attached once.
+    let keyRecovered = false
     let next = first
 
     /** The challenge of a 402 (or 410) to pay next, or why there is none. */
@@ -226,6 +228,11 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
           )
         skewGranted ||= withinSkew
         return
+      }
+      if (reason === 'keyNotProvisioned') {
+        if (keyRecovered)
+          throw rejected('The server said twice that the access key is not provisioned.')
+        keyRecovered = true
       }
       // The provider acts on the reason; for a bearer payment, it checks it itself (e.g. on chain).
       const recovered = await raceSignal(

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { dirname, join, resolve } from 'node:path'
 import type { ChannelStore as MppxChannelStore } from 'mppx/client'
 import type { SqliteChannelStore } from 'mppx/client/node'
-import type { ChannelStore } from '../stores/ChannelStore.js'
+import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
 import { ChannelStoreError } from '../stores/errors.js'
 import { originOf } from '../stores/origin.js'
 import { keysTomlPath } from './keys.js'
@@ -10,7 +10,7 @@ import { withLockFile } from './lease.js'
 
 /** A {@link fileChannelStore}: a {@link ChannelStore} with its origins, its lease and its file. */
 export type FileChannelStore = ChannelStore &
-  Required<Pick<ChannelStore, 'forOrigin' | 'lease'>> & {
+  Required<Pick<ChannelStore, 'forOrigin' | 'lease' | 'list'>> & {
     /** The SQLite database file. */
     readonly path: string
     /** Closes the database handles (the store opens them again when used). */
@@ -78,9 +78,40 @@ export function fileChannelStore(path: string = defaultPath()): FileChannelStore
     delete: (key) => use(namespace, (store) => store.delete(key)),
   })
 
+  /** Every row's namespace and key (`scope_key` is `<namespace>\n<key>`), for `list`. */
+  const scopeKeys = async () => {
+    await open('')
+    const { DatabaseSync } = (await import(sqliteModule)) as SqliteModule
+    try {
+      const database = new DatabaseSync(file, { readOnly: true })
+      try {
+        const rows = database
+          .prepare('SELECT scope_key FROM channels WHERE scope_key IS NOT NULL ORDER BY rowid')
+          .all() as { scope_key: string }[]
+        return rows.map(({ scope_key }) => {
+          const at = scope_key.lastIndexOf('\n')
+          return { namespace: scope_key.slice(0, at), key: scope_key.slice(at + 1) }
+        })
+      } finally {
+        database.close()
+      }
+    } catch (error) {
+      throw storeError(error, file)
+    }
+  }
+
   return {
     ...namespaced(''),
     path: file,
+    async list() {
+      const records: ChannelRecord[] = []
+      for (const { namespace, key } of await scopeKeys()) {
+        // Read through mppx's store, which parses its own rows.
+        const entry = await namespaced(namespace).get(key)
+        if (entry) records.push({ origin: namespace || undefined, key, entry })
+      }
+      return records
+    },
     forOrigin: (origin) => namespaced(originOf(origin)),
     lease: (scope, fn, { signal } = {}) => withLockFile(leasePath(file, scope), fn, { signal }),
     async close() {
@@ -100,6 +131,15 @@ function defaultPath() {
 /** The lock file of `scope`: beside the database, named by a hash (a scope may be any string). */
 function leasePath(file: string, scope: string) {
   return `${file}.${createHash('sha256').update(scope).digest('hex').slice(0, 32)}.lock`
+}
+
+/** `node:sqlite` (typed here: this project's Node types predate it), loaded after mppx's store. */
+const sqliteModule = 'node:sqlite'
+type SqliteModule = {
+  DatabaseSync: new (
+    path: string,
+    options: { readOnly: boolean },
+  ) => { prepare(sql: string): { all(): unknown[] }; close(): void }
 }
 
 let sqlite: Promise<typeof import('mppx/client/node')> | undefined

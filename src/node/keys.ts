@@ -3,9 +3,10 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { KeyAuthorization } from 'ox/tempo'
 import { parse as parseToml } from 'smol-toml'
-import { type Address, BaseError, type Hex } from 'viem'
+import type { Address, Hex } from 'viem'
 import { Account } from 'viem/tempo'
 import { z } from 'zod'
+import { BaseError } from '../errors.js'
 
 const hex = (bytes?: number) =>
   z

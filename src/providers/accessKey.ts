@@ -1,11 +1,35 @@
-import { type Account, type Address, type Client, isAddressEqual } from 'viem'
-import { Actions, type KeyAuthorizationManager, type Account as TempoAccount } from 'viem/tempo'
+import {
+  type Account,
+  type Address,
+  type Client,
+  decodeFunctionData,
+  getAddress,
+  type Hex,
+  isAddressEqual,
+  isHex,
+  size,
+  slice,
+  toFunctionSelector,
+} from 'viem'
+import { readContract } from 'viem/actions'
+import {
+  Abis,
+  Actions,
+  Addresses,
+  Hardfork,
+  type KeyAuthorizationManager,
+  Selectors,
+  type Account as TempoAccount,
+} from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
 import { raceSignal } from '../internal/signal.js'
 
 export type KeyAuthorization = NonNullable<
   Awaited<ReturnType<KeyAuthorizationManager.KeyAuthorizationManager['get']>>
 >
+
+/** One call of a payment transaction, checked against an access key's call scopes. */
+export type KeyCall = { to: Address; data: Hex }
 
 /** What a payment spends, checked against an access key's limits before it is signed. */
 export type KeySpend = {
@@ -15,16 +39,19 @@ export type KeySpend = {
   /** The most its fee can cost, in base units of `feeToken` (zero when sponsored). */
   fee: bigint
   feeToken: Address | undefined
+  /** The calls the transaction makes (a charge's transfers, the reserve's `open` or `topUp`). */
+  calls: readonly KeyCall[]
 }
 
 /**
  * Refuses (`PaymentRefusedError`, reason `accessKeyLimit`) a payment that `account`, when it is a
- * `viem/tempo` access key, cannot make on `client`'s chain: the key is revoked or expired, or its
- * remaining spending limit of a token is below what the transaction spends of it, fees included
- * (a limited key's fee is charged against the fee token's limit). A key on chain is judged by the
- * keychain; a key not yet on chain, by the key authorization that would provision it. Called once
- * the payment's fee is known, before anything is signed, so that nothing fails on chain after a
- * fee was spent. Any other account passes.
+ * `viem/tempo` access key, cannot make on `client`'s chain: the key is revoked or expired, its
+ * call scopes do not allow one of the transaction's calls, or its remaining spending limit of a
+ * token is below what the transaction spends of it, fees included (a limited key's fee is charged
+ * against the fee token's limit). A key on chain is judged by the keychain; a key not yet on
+ * chain, by the key authorization that would provision it. Called once the payment's fee is
+ * known, before anything is signed, so that nothing fails on chain after a fee was spent. Any
+ * other account passes.
  */
 export async function assertAccessKeyCanPay(
   client: Client & { chain: { id: number } },
@@ -35,11 +62,52 @@ export async function assertAccessKeyCanPay(
 }
 
 /**
+ * The account a payment transaction of `account` is prepared with: for an access key, one whose
+ * `keyAuthorizationManager` holds `keyAuthorization` for this transaction alone (or nothing), so
+ * that viem attaches exactly that, never the account's own authorization by itself. If the node
+ * refuses it because the key is on chain (`KeyAlreadyExists`), viem removes it from this manager
+ * and prepares the transaction again without it.
+ */
+export function payerOf(account: Account, keyAuthorization: KeyAuthorization | undefined) {
+  if ((account as Partial<TempoAccount.AccessKeyAccount>).source !== 'accessKey') return account
+  let attached = keyAuthorization
+  const manager: KeyAuthorizationManager.KeyAuthorizationManager = {
+    get: async () => attached,
+    set: async () => {},
+    remove: async () => {
+      attached = undefined
+    },
+  }
+  return { ...account, keyAuthorizationManager: manager } as unknown as Account
+}
+
+/**
+ * Prepares a payment transaction of `account` in the key's `turn`, with the turn's key
+ * authorization if it carries one. A transaction prepared without it although the turn carried
+ * it means the node refused it: the key landed since the keychain was read (another payer of the
+ * same key), so it is known provisioned and the turn ends. Returns the transaction and the turn
+ * left.
+ */
+export async function prepareInTurn<prepared extends { transaction: object }>(
+  account: Account,
+  turn: KeyTurn | undefined,
+  prepare: (payer: Account) => Promise<prepared>,
+): Promise<{ prepared: prepared; turn: KeyTurn | undefined }> {
+  const prepared = await prepare(payerOf(account, turn?.keyAuthorization))
+  if (!turn || (prepared.transaction as { keyAuthorization?: unknown }).keyAuthorization)
+    return { prepared, turn }
+  await turn.provisioned()
+  turn.end()
+  return { prepared, turn: undefined }
+}
+
+/**
  * What is known of an access key's registration on each chain, shared by every provider paying
  * with the same account object.
  */
 const keyStates = new WeakMap<Account, Map<number, KeyState>>()
 
+/** The registration state of `account`'s key on `chainId`; `undefined` unless it is an access key. */
 export function accessKeyOf(account: Account, chainId: number) {
   const accessKey = account as Partial<TempoAccount.AccessKeyAccount>
   if (accessKey.source !== 'accessKey' || !accessKey.accessKeyAddress) return undefined
@@ -57,17 +125,16 @@ export function accessKeyOf(account: Account, chainId: number) {
 }
 
 type KeyState = ReturnType<typeof createKeyState>
+export type KeyTurn = NonNullable<Awaited<ReturnType<KeyState['begin']>>>
 
 /**
- * An access key's registration on chain, and the gate of its payments. Until the key is known to
- * be registered, and while it has an unexpired key authorization to attach, its payments go one
- * at a time: each attaches the authorization, and only one such transaction could land. Once a
- * payment is accepted (or the chain shows the key), later payments neither wait nor attach it.
- * The chain is read once, and again only after a payment whose outcome is unknown.
- *
- * The authorization lives in the account's `keyAuthorizationManager`, from which viem would attach
- * it by itself: it is removed once the key is registered, and put back when `recover` finds the
- * key missing on chain.
+ * An access key's registration on chain, and the gate of its payments (charges, channel opens
+ * and top-ups alike). The keychain is read before a payment while the key's registration is not
+ * known: the key on chain, nothing is attached; missing, the payment carries the key's
+ * authorization, and such payments go one at a time, since only one such transaction could land.
+ * Once a payment is accepted (or the chain shows the key), the key is remembered as provisioned:
+ * later payments neither wait nor attach it. The chain is read again only after a payment whose
+ * outcome is unknown, or when the server says the key is not provisioned (`recover`).
  */
 function createKeyState(
   key: KeyAuthorizationManager.Key,
@@ -75,7 +142,7 @@ function createKeyState(
 ) {
   /** Registered (`true`), not registered (`false`), or to be read (`undefined`). */
   let registered: boolean | undefined
-  /** The key's authorization, kept to attach it again after `recover`. */
+  /** The key's authorization, read once from the account. */
   let authorization: { value: KeyAuthorization | undefined } | undefined
   /** Settles when the payment ahead in line has ended. */
   let queue: Promise<void> = Promise.resolve()
@@ -98,6 +165,7 @@ function createKeyState(
   }
   const markRegistered = async () => {
     registered = true
+    // viem, used elsewhere with this account, would otherwise attach it by itself.
     await manager?.remove(key)
   }
 
@@ -164,6 +232,8 @@ function createKeyState(
         // A keychain expiry of 0 is none.
         if (metadata.expiry > 0n && metadata.expiry <= BigInt(nowInSeconds()))
           return refuse({ expiredAt: metadata.expiry })
+        const forbidden = forbiddenCall(spend.calls, await scopesOnChain(client, key))
+        if (forbidden) return refuse(forbidden)
         if (metadata.spendPolicy === 'unlimited') return
         for (const { token, needed } of spendsOf(spend)) {
           const { remaining } = await Actions.accessKey.getRemainingLimit(client, {
@@ -179,6 +249,8 @@ function createKeyState(
       if (!given) return
       const expiredAt = expiryOf(given)
       if (expiredAt !== undefined) return refuse({ expiredAt })
+      const forbidden = forbiddenCall(spend.calls, scopesOf(given))
+      if (forbidden) return refuse(forbidden)
       // No limits: unlimited; otherwise an unlisted token may not be spent at all.
       if (!given.limits) return
       for (const { token, needed } of spendsOf(spend)) {
@@ -188,20 +260,121 @@ function createKeyState(
         if (remaining < needed) return refuse({ token, remaining, needed })
       }
     },
-    /** Whether the chain lacks the key and its authorization can be attached again. */
+    /**
+     * After the server said the key is not provisioned: whether the chain really lacks it and
+     * its authorization can be attached to a fresh payment. A key on chain is never authorized
+     * again (the node refuses it with `KeyAlreadyExists`; anvil drops the transaction).
+     */
     async recover(client: Client) {
       if (await isRegistered(client)) {
         await markRegistered()
         return false
       }
-      const keyAuthorization = await authorizationOf()
-      if (!keyAuthorization) return false
+      if (!(await authorizationOf())) return false
       registered = false
-      await manager?.set(key, keyAuthorization)
       return true
     },
   }
 }
+
+/** One allowed call: a target, with any function (no `selector`), and any recipient (none listed). */
+type CallScope = { target: Address; selector?: Hex | undefined; recipients?: readonly Address[] }
+
+/**
+ * The key's call scopes in the keychain; `undefined` when it may make any call. Chains before T3
+ * have no call scopes.
+ */
+async function scopesOnChain(
+  client: Client,
+  key: KeyAuthorizationManager.Key,
+): Promise<CallScope[] | undefined> {
+  const { hardfork } = (client.chain ?? {}) as { hardfork?: string }
+  if (hardfork && Hardfork.lt(hardfork, 't3')) return undefined
+  const [isScoped, scopes] = await readContract(client, {
+    address: Addresses.accountKeychain,
+    abi: Abis.accountKeychain,
+    functionName: 'getAllowedCalls',
+    args: [key.address, key.accessKey],
+  })
+  if (!isScoped) return undefined
+  return scopes.flatMap(({ target, selectorRules }) =>
+    selectorRules.length === 0
+      ? [{ target }]
+      : selectorRules.map(({ selector, recipients }) => ({ target, selector, recipients })),
+  )
+}
+
+/** The call scopes of a key authorization; `undefined` (none listed) allows any call. */
+function scopesOf({ scopes }: KeyAuthorization): CallScope[] | undefined {
+  return scopes?.map(({ address, selector, recipients }) => ({
+    target: address,
+    // An authorization may name its function by signature rather than by selector.
+    selector:
+      selector === undefined
+        ? undefined
+        : isHex(selector) && size(selector) === 4
+          ? selector
+          : toFunctionSelector(selector),
+    ...(recipients ? { recipients } : {}),
+  }))
+}
+
+/**
+ * The first call that `scopes` do not allow, as the refusal names it; `undefined` if they allow
+ * every call. A scope's recipients restrict the call's first argument (where TIP-20 `transfer`,
+ * `transferWithMemo` and `approve` take theirs).
+ */
+function forbiddenCall(
+  calls: readonly KeyCall[],
+  scopes: readonly CallScope[] | undefined,
+): PaymentRefusedError.AccessKeyLimit | undefined {
+  if (!scopes) return undefined
+  for (const call of calls) {
+    const selector = slice(call.data, 0, 4)
+    const recipient = size(call.data) >= 36 ? (slice(call.data, 16, 36) as Address) : undefined
+    const allowed = scopes.some(
+      (scope) =>
+        isAddressEqual(scope.target, call.to) &&
+        (!scope.selector || scope.selector.toLowerCase() === selector.toLowerCase()) &&
+        (!scope.recipients?.length ||
+          (!!recipient && scope.recipients.some((allowed) => isAddressEqual(allowed, recipient)))),
+    )
+    if (!allowed)
+      return {
+        call: {
+          target: getAddress(call.to),
+          selector,
+          function: functionNameOf(call.data),
+          ...(recipient && isTransfer(selector) ? { recipient: getAddress(recipient) } : {}),
+        },
+        scopes: scopes.map(({ target, selector, recipients }) => ({
+          target: getAddress(target),
+          ...(selector ? { selector } : {}),
+          ...(recipients?.length ? { recipients: recipients.map((to) => getAddress(to)) } : {}),
+        })),
+      }
+  }
+  return undefined
+}
+
+/** The calls a payment makes: TIP-20 transfers and the channel reserve's functions. */
+const paymentAbi = [...Abis.tip20, ...Abis.tip20ChannelReserve]
+
+function functionNameOf(data: Hex) {
+  try {
+    return decodeFunctionData({ abi: paymentAbi, data }).functionName
+  } catch {
+    return undefined
+  }
+}
+
+/** TIP-20 functions whose recipient (first argument) a scope may restrict. */
+const transferSelectors: readonly string[] = [
+  Selectors.tip20.transfer,
+  Selectors.tip20.transferWithMemo,
+  Selectors.tip20.approve,
+]
+const isTransfer = (selector: Hex) => transferSelectors.includes(selector.toLowerCase())
 
 /** When an authorization expired (unix seconds), or `undefined` if it has not (or never does). */
 function expiryOf({ expiry }: KeyAuthorization) {

@@ -16,7 +16,7 @@ import { prepareTransactionRequest, signTransaction, signTypedData } from 'viem/
 import { Actions, TokenId } from 'viem/tempo'
 import { z } from 'zod'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
-import { accessKeyOf, type KeyAuthorization } from './accessKey.js'
+import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
 import { assertAffordable } from './funds.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
@@ -94,8 +94,9 @@ export type ChargeParameters = {
  * the most its fee can cost (`gas × maxFeePerGas`, in the fee token), and a payer who cannot
  * afford both is refused (`PaymentRefusedError`, reason `insufficientFunds`).
  *
- * An access key whose chain registration is not known yet pays one payment at a time, with its
- * key authorization attached, until a payment provisions it.
+ * An access key is checked against the chain before anything is signed: its expiry, spending
+ * limits (fees included) and call scopes. Its key authorization is attached only while the
+ * keychain lacks the key, one payment at a time until one provisions it; see `accessKey.ts`.
  *
  * @example
  * ```ts
@@ -135,14 +136,14 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
   }
 
   /**
-   * The transaction paying `transfers`, valid until `expires` at the latest (unix seconds), with
-   * its most fee; ready to sign.
+   * The transaction making `calls` (the charge's transfers) as `payer` (see `payerOf`), valid
+   * until `expires` at the latest (unix seconds), with its most fee; ready to sign.
    */
   const build = async (
     request: ChargeRequest,
-    transfers: PaymentQuote['transfers'],
+    calls: readonly KeyCall[],
     expires: number,
-    attach: KeyAuthorization | undefined,
+    payer: Account,
   ) => {
     const sponsored = request.methodDetails?.feePayer === true
     // Unsponsored, the payer names its fee token (as the spec asks): the chain's, else the
@@ -153,17 +154,9 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
         (await Actions.fee.getUserToken(client, { account }))?.address ??
         request.currency)
     const transaction = (await prepareTransactionRequest(client, {
-      account,
-      calls: transfers.map(({ recipient, amount, memo }) =>
-        Actions.token.transfer.call(client, {
-          to: recipient,
-          amount,
-          token: request.currency,
-          ...(memo ? { memo } : {}),
-        }),
-      ),
+      account: payer,
+      calls,
       ...(feeToken ? { feeToken } : {}),
-      ...(attach ? { keyAuthorization: attach } : {}),
       nonceKey: 'expiring',
       validBefore: Math.min(nowInSeconds() + validFor, expires),
     } as never)) as unknown as PreparedTransaction
@@ -227,15 +220,22 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
           rollback: async () => {},
         }
 
+      const calls = transfers.map(({ recipient, amount, memo }) => {
+        const { to, data } = Actions.token.transfer.call(client, {
+          to: recipient,
+          amount,
+          token: request.currency,
+          ...(memo ? { memo } : {}),
+        })
+        return { to, data }
+      })
       let turn = await key?.begin(client, signal)
       try {
-        let prepared = await build(request, transfers, expires, turn?.keyAuthorization)
-        if (turn && !prepared.transaction.keyAuthorization) {
-          // The node refused the authorization (the key is on chain), and viem left it out.
-          await turn.provisioned()
-          turn.end()
-          turn = undefined
-        }
+        const inTurn = await prepareInTurn(account, turn, (payer) =>
+          build(request, calls, expires, payer),
+        )
+        turn = inTurn.turn
+        let { prepared } = inTurn
         const { fee, feeToken } = prepared
         await assertAffordable(client, {
           account,
@@ -244,8 +244,9 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
           amount,
           fee,
           feeToken,
+          calls,
         })
-        const attach = turn?.keyAuthorization
+        const payer = payerOf(account, turn?.keyAuthorization)
         return {
           quote: { ...quote, fee, ...(feeToken ? { feeToken } : {}) },
           async authorize() {
@@ -253,7 +254,7 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
             // the challenge itself expires first, it is prepared again, within the fee quoted.
             const validBefore = prepared.transaction.validBefore ?? 0
             if (validBefore < expires && validBefore - nowInSeconds() < minValidity) {
-              prepared = await build(request, transfers, expires, attach)
+              prepared = await build(request, calls, expires, payer)
               if (prepared.fee > fee)
                 throw new Error(
                   `The payment's fee rose above the ${fee} quoted while it waited for approval.`,
@@ -303,7 +304,6 @@ type PreparedTransaction = {
   feeToken?: Address
   feePayer?: boolean
   feePayerSignature?: unknown
-  keyAuthorization?: KeyAuthorization
 }
 
 /**

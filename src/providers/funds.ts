@@ -9,13 +9,14 @@ import {
 import { readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
-import { assertAccessKeyCanPay } from './accessKey.js'
+import { assertAccessKeyCanPay, type KeyCall } from './accessKey.js'
 
 /**
  * Refuses, before anything is signed, a payment transaction the payer cannot make: one whose
  * `spends` of `token` (a charge's transfers, a channel's deposit or top-up) and most `fee` its
- * balances cannot cover, or that its access key may not make (revoked, expired, or short of its
- * spending limits). `amount` is the payment's quoted amount, for the error.
+ * balances cannot cover, or that its access key may not make (revoked, expired, short of its
+ * spending limits, or not allowed its `calls`). `amount` is the payment's quoted amount, for the
+ * error.
  */
 export async function assertAffordable(
   client: Client<Transport, Chain>,
@@ -26,6 +27,7 @@ export async function assertAffordable(
     amount,
     fee,
     feeToken,
+    calls,
   }: {
     account: Account
     token: Address
@@ -33,9 +35,17 @@ export async function assertAffordable(
     amount: bigint
     fee: bigint
     feeToken: Address | undefined
+    /** The transaction's calls, for the access key's call scopes. */
+    calls: readonly KeyCall[]
   },
 ) {
-  await assertAccessKeyCanPay(client, account, { amount: spends, currency: token, fee, feeToken })
+  await assertAccessKeyCanPay(client, account, {
+    amount: spends,
+    currency: token,
+    fee,
+    feeToken,
+    calls,
+  })
   const sameToken = !!feeToken && isAddressEqual(feeToken, token)
   const needs = [{ token, needed: spends + (sameToken ? fee : 0n) }]
   if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })

@@ -7,8 +7,10 @@ import { PaymentRefusedError } from '../errors.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { raceSignal } from '../internal/signal.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
+import { classifyRejection, readProblem } from '../Problem.js'
 import type { ChannelEntry, ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
+import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
 import { assertAffordable } from './funds.js'
 import type {
   PaidRequest,
@@ -220,6 +222,8 @@ export function session({
     throw new Error('session(): `client` must not use a paid (mppHttp) transport.')
   const chainId = client.chain.id
   const source = Proof.proofSource({ address: account.address, chainId })
+  // An access key's opens and top-ups carry its authorization only while the chain lacks the key.
+  const key = accessKeyOf(account, chainId)
   // What a channel may hold: `maxDeposit`, and never more than a TIP-1034 (uint96) amount, so that
   // a server's suggestion of any size is capped rather than obeyed.
   const channelCap = bigintMin(maxDeposit ?? maxUint96, maxUint96)
@@ -510,39 +514,32 @@ export function session({
       giveBack(channel, next, request.amount)
       settle()
     }
-    const prepare = () =>
+    const data = topUpCall(channel.entry.descriptor, additional)
+    const prepare = (payer: Account) =>
       prepareChannelTransaction(client, {
-        account,
+        account: payer,
         request,
-        data: topUpCall(channel.entry.descriptor, additional),
+        data,
         validAfter: randomValidAfter(),
       })
-    let prepared: Awaited<ReturnType<typeof prepareChannelTransaction>>
-    try {
-      prepared = await raceSignal(prepare(), signal).catch(async (error: unknown) => {
-        await assertDepositAffordable(request, additional)
+    const ready = await prepareAffordable(request, additional, data, prepare, signal).catch(
+      (error: unknown) => {
+        unreserve()
+        finish()
         throw error
-      })
-      await assertAffordable(client, {
-        account,
-        token: request.currency,
-        spends: additional,
-        amount: request.amount,
-        fee: prepared.fee,
-        feeToken: prepared.feeToken,
-      })
-    } catch (error) {
-      unreserve()
-      finish()
-      throw error
-    }
+      },
+    )
+    let { prepared } = ready
+    const { turn } = ready
     const { fee, feeToken } = prepared
     return {
       quote: quoteOf(request, { amount: request.amount, deposit: additional, fee, feeToken }),
       async authorize() {
         let sent = false
         try {
-          prepared = await stillValid(prepared, prepare)
+          prepared = await stillValid(prepared, () =>
+            prepare(payerOf(account, turn?.keyAuthorization)),
+          )
           const transaction = await signTransaction(client, prepared.transaction as never)
           sent = true
           const authorization = credential(challenge, {
@@ -556,13 +553,18 @@ export function session({
           const answer = await manage(channel.endpoint, { challenge, authorization }, signal)
           await answer.body?.cancel()
           if (!answer.ok) throw new Error(`The server answered ${answer.status} to the top-up.`)
+          await turn?.provisioned()
           channel.entry = { ...channel.entry, deposit: channel.entry.deposit + additional }
           await persist(channel)
         } catch (error) {
           // The top-up may have landed all the same; the chain knows.
-          if (sent) await refreshDeposit(channel).catch(() => {})
+          if (sent) {
+            turn?.unknown()
+            await refreshDeposit(channel).catch(() => {})
+          }
           throw error
         } finally {
+          turn?.end()
           finish()
         }
         return voucherCredential(channel, challenge, next)
@@ -575,6 +577,7 @@ export function session({
         }
       },
       async rollback() {
+        turn?.end()
         unreserve()
         finish()
       },
@@ -582,10 +585,52 @@ export function session({
   }
 
   /**
+   * Prepares an open or a top-up (calling the reserve with `data`) in the access key's turn, then
+   * checks, before anything is signed, that the payer can afford it: what it `spends`, the price
+   * and its most fee, within the key's limits and scopes. On failure the turn is ended.
+   */
+  const prepareAffordable = async (
+    request: SessionRequest,
+    spends: bigint,
+    data: Hex,
+    prepare: (payer: Account) => ReturnType<typeof prepareChannelTransaction>,
+    signal: AbortSignal,
+  ) => {
+    const calls = [{ to: request.escrow, data }]
+    let turn = await key?.begin(client, signal)
+    try {
+      const ready = await raceSignal(prepareInTurn(account, turn, prepare), signal).catch(
+        async (error: unknown) => {
+          await assertDepositAffordable(request, spends, calls)
+          throw error
+        },
+      )
+      turn = ready.turn
+      await assertAffordable(client, {
+        account,
+        token: request.currency,
+        spends,
+        amount: request.amount,
+        fee: ready.prepared.fee,
+        feeToken: ready.prepared.feeToken,
+        calls,
+      })
+      return ready
+    } catch (error) {
+      turn?.end()
+      throw error
+    }
+  }
+
+  /**
    * Refuses, typed, a deposit the payer's balance cannot cover: the transaction's estimate fails
    * for it first, with an error that does not say so.
    */
-  const assertDepositAffordable = (request: SessionRequest, deposit: bigint) =>
+  const assertDepositAffordable = (
+    request: SessionRequest,
+    deposit: bigint,
+    calls: readonly KeyCall[],
+  ) =>
     assertAffordable(client, {
       account,
       token: request.currency,
@@ -593,6 +638,7 @@ export function session({
       amount: request.amount,
       fee: 0n,
       feeToken: undefined,
+      calls,
     })
 
   /** The deposit of a new channel: the preferred one, else the server's, capped by `maxDeposit`. */
@@ -620,22 +666,12 @@ export function session({
   ): Promise<PreparedPayment> => {
     const deposit = openingDeposit(request)
     const { data, descriptor } = openCall(account, request, deposit)
-    let prepared = await raceSignal(
-      prepareChannelTransaction(client, { account, request, data }),
-      signal,
-    ).catch(async (error: unknown) => {
-      await assertDepositAffordable(request, deposit)
-      throw error
-    })
+    const prepare = (payer: Account) =>
+      prepareChannelTransaction(client, { account: payer, request, data })
+    const ready = await prepareAffordable(request, deposit, data, prepare, signal)
+    let { prepared } = ready
+    const { turn } = ready
     const { fee, feeToken } = prepared
-    await assertAffordable(client, {
-      account,
-      token: request.currency,
-      spends: deposit,
-      amount: request.amount,
-      fee,
-      feeToken,
-    })
     let sent: ChannelEntry | undefined
     const lose = (final: boolean) => {
       const validBefore = prepared.transaction.validBefore ?? nowInSeconds()
@@ -646,7 +682,7 @@ export function session({
       quote: quoteOf(request, { amount: request.amount, deposit, fee, feeToken }),
       async authorize() {
         prepared = await stillValid(prepared, () =>
-          prepareChannelTransaction(client, { account, request, data }),
+          prepare(payerOf(account, turn?.keyAuthorization)),
         )
         const opened = await signOpen(client, { account, request, prepared, descriptor })
         const entry: ChannelEntry = {
@@ -673,6 +709,10 @@ export function session({
       },
       async commit(receipt) {
         try {
+          // An accepted open carrying the authorization provisioned the key; with no answer, the
+          // chain is asked again next time.
+          if (receipt) await turn?.provisioned()
+          else turn?.unknown()
           if (!sent) return
           if (!receipt) {
             // No answer: the server may have broadcast it. It is looked up before another.
@@ -685,15 +725,74 @@ export function session({
           // A new channel is written to a shared store too, for other processes to take up.
           if (channel.blockEnd !== undefined) await persist(channel)
         } finally {
+          turn?.end()
           finish()
         }
       },
       async rollback() {
         // A rejected open may still have been broadcast (a server answers after it has).
         lose(false)
+        turn?.end()
         finish()
       },
     }
+  }
+
+  /**
+   * A channel recovered from the chain (`syncChannels`) is kept in the store's own entries, since
+   * logs name no origin: the first endpoint whose scope (payee, token, reserve, chain) it fits
+   * takes it up, moving it to its origin's entries. Its vouchers restart from what is settled on
+   * chain, below what the server holds, so the server's highest voucher is found first: vouchers
+   * one price apart, sent as management requests, until one is accepted (the server's own, or one
+   * price above it at most). After `maxUnaccepted` stale ones (a server holding no more than that
+   * many prices), the channel stays unclaimed and a new one is opened. A server that does not know the
+   * channel (`410`), or a channel spent to its deposit, is left where it is: a new one is opened.
+   */
+  const takeUpRecovered = async (
+    scope: Scope,
+    request: SessionRequest,
+    challenge: Challenge.Challenge,
+    endpoint: Endpoint,
+    signal: AbortSignal,
+  ): Promise<ChannelEntry | undefined> => {
+    if (scope.store === store) return undefined
+    const recovered = await store.get(scope.key)
+    if (!recovered || !isOurs(recovered)) return undefined
+    const { deposit, settled, closeRequestedAt } = await raceSignal(
+      Chain.getChannelState(client, recovered.channelId, recovered.escrow),
+      signal,
+    )
+    if (deposit === 0n || closeRequestedAt !== 0) return undefined
+    let cumulativeAmount = bigintMax(recovered.cumulativeAmount, settled)
+    for (let step = 0n; ; step++) {
+      // Spent to its deposit: left for close(), a new channel is opened.
+      const next = cumulativeAmount + request.amount
+      if (next > deposit) return undefined
+      // Too far behind to catch up (or a server calling every voucher stale): the channel is
+      // left for closeChannel()/withdrawChannel() and a new one opened. Re-signing the same
+      // amounts on a later take-up gives such a server nothing more.
+      if (step === maxUnaccepted) return undefined
+      const signature = await signVoucher(client, account, recovered, next)
+      const authorization = credential(challenge, {
+        action: 'voucher',
+        channelId: recovered.channelId,
+        descriptor: recovered.descriptor,
+        cumulativeAmount: next.toString(),
+        signature,
+      })
+      const answer = await manage(endpoint, { challenge, authorization }, signal)
+      const problem = await readProblem(answer)
+      const rejection = classifyRejection(answer.status, problem)
+      if (rejection === 'channelGone') return undefined
+      if (answer.ok) cumulativeAmount = next
+      // Accepted, or refused for another reason than a stale voucher: the flow takes it from there.
+      if (answer.status !== 402 || rejection !== 'staleVoucher') break
+      cumulativeAmount = next
+    }
+    const entry = { ...recovered, cumulativeAmount, deposit }
+    await scope.store.set(entry)
+    await store.delete(scope.key)
+    return entry
   }
 
   /**
@@ -748,7 +847,9 @@ export function session({
       release = await leaseOf(store, scope.id, signal)
       await findLostOpen(scope, signal)
       if (!scope.channel) {
-        const stored = await scope.store.get(scope.key)
+        const stored =
+          (await scope.store.get(scope.key)) ??
+          (await takeUpRecovered(scope, request, challenge, endpoint, signal))
         if (stored && isOurs(stored)) startChannel(scope, stored, endpoint)
       }
       if (scope.channel) {
@@ -895,6 +996,8 @@ export function session({
       const paid = paidWith.get(challenge)
       if (!paid) return false
       const { scope, channel } = paid
+      // Only a key the chain really lacks is authorized again (never `KeyAlreadyExists`).
+      if (reason === 'keyNotProvisioned') return key ? key.recover(client) : false
       if (reason === 'channelGone') {
         // An open still in flight is never dropped: the server may not have processed it yet.
         if (channel && scope.channel === channel) {
@@ -919,7 +1022,7 @@ export function session({
         return true
       }
       // The channel was replaced meanwhile: a fresh challenge is paid on the new one.
-      if (!channel || scope.channel !== channel) return reason !== 'keyNotProvisioned'
+      if (!channel || scope.channel !== channel) return true
       if (reason === 'staleVoucher' || reason === 'insufficientBalance') {
         // A reordered request got a higher voucher to the server: the payments handed out since
         // are above it already. Another process (or provider) sharing the store may have too:

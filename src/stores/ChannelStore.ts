@@ -14,6 +14,11 @@ export type ChannelStore = MppxChannelStore & {
    * held until `fn` settles. Within a process, the provider serializes on its own. Stores without
    * it (memory, localStorage) need none.
    */
+  /**
+   * Every entry of the store, in every origin (and in the store itself: `origin` undefined), for
+   * channel management (`listChannels`, `syncChannels`). Stores that cannot enumerate lack it.
+   */
+  list?(): Promise<ChannelRecord[]>
   lease?<value>(
     scope: string,
     fn: () => Promise<value>,
@@ -23,3 +28,10 @@ export type ChannelStore = MppxChannelStore & {
 
 /** A stored channel, as mppx's session client reads and writes it (`mppx/client` lacks the type). */
 export type ChannelEntry = Parameters<MppxChannelStore['set']>[0]
+
+/**
+ * An entry of {@link ChannelStore.list}: the channel, its key, and the origin whose entries hold
+ * it (`undefined`: the store's own entries, e.g. a channel recovered from the chain, whose logs
+ * name no origin).
+ */
+export type ChannelRecord = { origin: string | undefined; key: string; entry: ChannelEntry }

@@ -1,4 +1,4 @@
-import { BaseError } from 'viem'
+import { BaseError } from '../errors.js'
 
 export type ChannelStoreErrorType = ChannelStoreError & { name: 'ChannelStoreError' }
 

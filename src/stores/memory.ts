@@ -21,7 +21,19 @@ export function memoryChannelStore(): ChannelStore {
     origins.set(origin, entries)
     return view(entries)
   }
-  return { ...namespace(''), forOrigin: (origin) => namespace(originOf(origin)) }
+  return {
+    ...namespace(''),
+    forOrigin: (origin) => namespace(originOf(origin)),
+    async list() {
+      return [...origins].flatMap(([origin, entries]) =>
+        [...entries].map(([key, entry]) => ({
+          origin: origin || undefined,
+          key,
+          entry: structuredClone(entry),
+        })),
+      )
+    },
+  }
 }
 
 function view(entries: Map<string, ChannelEntry>) {

@@ -69,7 +69,7 @@ test('a key authorization whose limit is below the price and the fee is refused 
   expect(refused.amount).toBe(price)
   expect(refused.fee).toBeGreaterThan(0n)
   expect(refused.shortMessage).toBe(
-    'The access key cannot make the payment (revoked, expired or over its spending limit); nothing was signed or paid.',
+    'The access key cannot make the payment (revoked, expired, over its spending limit, or not allowed the call); nothing was signed or paid.',
   )
   expect(refused.message).toContain(
     `Access key: remaining limit ${limit} of token ${net.currency} is below the ${price + refused.fee} the payment spends of it (amount + fee).`,

@@ -218,15 +218,11 @@ describe('bad input fails and leaves no process behind', () => {
     try {
       const before = anvilPids()
       const error = await rejectionOf(startLocalnet({ port }))
-      expect(error).toBeInstanceOf(AnvilStartError)
-      expect(error.name).toBe('AnvilStartError')
-      expect((error as AnvilStartError).shortMessage).toMatch(
-        /^anvil exited \(code \d+\) before listening\.$/,
+      expect(error).toBeInstanceOf(LocalnetStartError)
+      expect((error as LocalnetStartError).shortMessage).toBe(
+        `Cannot listen on 127.0.0.1:${port}: the port is taken.`,
       )
-      expect(error.message).toContain(
-        'If the port is taken, pass another `port` or omit it to pick a free one.',
-      )
-      expect(error.message).toContain('Address already in use')
+      expect(error.message).toContain('Pick another port, or omit `port` for a free one.')
       expect(anvilPids()).toEqual(before)
     } finally {
       await new Promise((resolve) => server.close(resolve))
@@ -237,12 +233,13 @@ describe('bad input fails and leaves no process behind', () => {
     const before = anvilPids()
     const first = await startLocalnet()
     try {
-      // The shim's port: taken by this process.
+      // Its RPC URL's port.
       const port = Number(new URL(first.rpcUrl).port)
       const error = await rejectionOf(startLocalnet({ port }))
-      expect(error).toBeInstanceOf(AnvilStartError)
-      expect(error.name).toBe('AnvilStartError')
-      expect(error.message).toContain('If the port is taken, pass another `port`')
+      expect(error).toBeInstanceOf(LocalnetStartError)
+      expect((error as LocalnetStartError).shortMessage).toBe(
+        `Cannot listen on 127.0.0.1:${port}: the port is taken.`,
+      )
       expect(anvilPids().length).toBe(before.length + 1)
     } finally {
       await first.stop()

@@ -140,6 +140,26 @@ describe('a server that lies about why it rejected a bearer payment', () => {
     expect(server.paid()).toHaveLength(2)
   })
 
+  test('"key not provisioned" again after the authorization was attached: not paid a third time', async () => {
+    const server = await serve((request, response) => {
+      if (!request.authorization)
+        return response.writeHead(402, { 'www-authenticate': challengeHeader() }).end()
+      rejectWith(response, 'key-not-provisioned')
+    })
+    // A provider whose check always says the key is missing: the flow retries once, not twice.
+    const { provider, calls } = fakeProvider({ bearer: true, recover: true })
+    const error = await rejectionOf(
+      clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).shortMessage).toBe(
+      'The server said twice that the access key is not provisioned.',
+    )
+    expect((error as PaymentFailedError).status).toBe(402)
+    expect(calls.recovered).toEqual(['keyNotProvisioned'])
+    expect(server.paid()).toHaveLength(2)
+  })
+
   test.each(['verification-failed', 'invalid-challenge'])(
     '"%s": paid once, PaymentFailedError',
     async (type) => {

@@ -41,7 +41,8 @@ export type PreparedChannelTransaction = {
 /**
  * Prepares a channel-reserve call as a Tempo transaction with an expiring nonce (TIP-1009), so
  * that no nonce is read and no other transaction of the payer waits on it. The fee token is the
- * server's choice, else the channel's token, as mppx does.
+ * server's choice, else the channel's token, as mppx does. An access key's `account` is the one
+ * `payerOf` gives: it carries the key authorization this transaction attaches, if any.
  */
 export async function prepareChannelTransaction(
   client: ChainClient,

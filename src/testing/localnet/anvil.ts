@@ -2,10 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { BaseError } from 'viem'
-
-/** Tempo hardfork the localnet runs; anvil 1.7.1 knows none later than T4. */
-export const hardfork = 't4'
+import { BaseError } from '../../errors.js'
+import { hardfork } from './chain.js'
 
 export type AnvilOptions = {
   /** Path to an `anvil` binary. Default: the one shipped by the `@foundry-rs/anvil-<platform>` package. */

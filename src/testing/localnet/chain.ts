@@ -1,7 +1,10 @@
-import { type Address, defineChain, maxUint256 } from 'viem'
+import { type Address, type Client, defineChain, maxUint256 } from 'viem'
+import { getBlock } from 'viem/actions'
 import { tempoLocalnet } from 'viem/chains'
 import { Addresses } from 'viem/tempo'
-import { hardfork } from './anvil.js'
+
+/** Tempo hardfork the localnet runs; anvil 1.7.1 knows none later than T4. */
+export const hardfork = 't4'
 
 /** Pre-T11 nodes accept an expiring nonce only within 30 s of the block timestamp. */
 const expiringNonceWindow = 25
@@ -18,7 +21,8 @@ const [prepareTempoTransaction, prepareOptions] = tempoLocalnet.prepareTransacti
 /**
  * A viem chain for the anvil Tempo localnet at `rpcUrl`: viem's `tempoLocalnet` with the chain id,
  * hardfork and URL of the running node, whose prepared expiring-nonce transactions satisfy the
- * pre-T11 rules anvil enforces (nonce 0, `validBefore` at most 25 s ahead) instead of viem's
+ * pre-T11 rules anvil enforces (nonce 0, `validBefore` at most 25 s ahead of the node's latest
+ * block, so that they stay valid after `Localnet.increaseTime`) instead of viem's
  * defaults (a random nonce, 270 s), which anvil rejects, and stay distinct through a random
  * `validAfter` in the past.
  *
@@ -62,11 +66,19 @@ export function defineLocalnetChain({
           validBefore?: number
           validAfter?: number
         }
-        if (tempoRequest.nonceKey === maxUint256 || tempoRequest.nonceKey === 'expiring') {
-          const now = Math.floor(Date.now() / 1000)
+        if (
+          context.phase !== 'afterFillTransactionError' &&
+          (tempoRequest.nonceKey === maxUint256 || tempoRequest.nonceKey === 'expiring')
+        ) {
+          // The node checks the window against its own block time, which a test may have moved
+          // ahead of the wall clock (`Localnet.increaseTime`).
+          const now = await chainTime(context.client)
           const latest = now + expiringNonceWindow
+          const requested = tempoRequest.validBefore
           tempoRequest.nonce = 0
-          tempoRequest.validBefore = Math.min(tempoRequest.validBefore ?? latest, latest)
+          // A requested bound already past on this chain was reckoned by the wall clock.
+          tempoRequest.validBefore =
+            requested !== undefined && requested > now ? Math.min(requested, latest) : latest
           tempoRequest.validAfter ??= now - 60 - randomBelow(validAfterSpread)
         }
         return tempoRequest
@@ -74,6 +86,12 @@ export function defineLocalnetChain({
       prepareOptions,
     ],
   })
+}
+
+/** The latest block's timestamp (unix seconds): the node's clock, not this machine's. */
+async function chainTime(client: Client) {
+  const { timestamp } = await getBlock(client, { blockTag: 'latest' })
+  return Number(timestamp)
 }
 
 function randomBelow(limit: number) {

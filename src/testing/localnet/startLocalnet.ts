@@ -1,6 +1,8 @@
-import { type Address, BaseError, createClient, type Hex, http } from 'viem'
+import { type Address, createClient, type Hex, http } from 'viem'
 import { mnemonicToAccount, privateKeyToAddress } from 'viem/accounts'
+import { getBlock } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
+import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
 import { type Anvil, startAnvil } from './anvil.js'
 import { defineLocalnetChain, type LocalnetChain } from './chain.js'
@@ -23,7 +25,10 @@ export type StartLocalnetOptions = {
   privateKeys?: readonly Hex[] | undefined
   /** Chain id of a started node. @default 1337 (viem's `tempoLocalnet`) */
   chainId?: number | undefined
-  /** Loopback port for anvil. @default 0 (a free port) */
+  /**
+   * Loopback port of the RPC URL (the reserve shim in front of anvil, which listens on a free port
+   * of its own). @default 0 (a free port)
+   */
   port?: number | undefined
   /** Path to an anvil binary. @default the `@foundry-rs/anvil` npm distribution's */
   anvilBinary?: string | undefined
@@ -40,6 +45,13 @@ export type Localnet = {
   accounts: readonly { address: Address; privateKey: Hex }[]
   /** The default payment currency: pathUSD. */
   currency: Address
+  /**
+   * Moves the node's clock `seconds` ahead and mines a block at the new time (anvil's
+   * `evm_increaseTime` + `evm_mine`), e.g. past TIP-1034's 900 s close grace period. `chain`
+   * reckons expiring nonces by the node's latest block, so transactions stay valid afterwards.
+   * Resolves to the new block's timestamp (unix seconds). Needs a node with anvil's methods.
+   */
+  increaseTime(seconds: number): Promise<number>
   /** Stops every process and server this call started; does nothing when attached. Idempotent. */
   stop(): Promise<void>
 }
@@ -84,11 +96,23 @@ export async function startLocalnet(options: StartLocalnetOptions = {}): Promise
     anvil = await startAnvil({
       binary: options.anvilBinary,
       chainId,
-      port: options.port ?? 0,
+      port: 0,
       startTimeout,
     })
     await installReserve(createClient({ transport: http(anvil.rpcUrl) }))
-    shim = await startReserveShim({ upstream: anvil.rpcUrl })
+    shim = await startReserveShim({ upstream: anvil.rpcUrl, port: options.port }).catch(
+      (error: NodeJS.ErrnoException) => {
+        throw new LocalnetStartError(
+          `Cannot listen on 127.0.0.1:${options.port}${error.code === 'EADDRINUSE' ? ': the port is taken' : ''}.`,
+          { cause: error, metaMessages: ['Pick another port, or omit `port` for a free one.'] },
+        )
+      },
+    )
+    // The URL handed out must work: fetch refuses some ports outright (the Fetch standard's
+    // "bad ports": 1, 7, 9, …, 6000, …) though a server can listen on them.
+    await createClient({ transport: http(shim.url, { retryCount: 0 }) }).request({
+      method: 'eth_chainId',
+    })
   } catch (error) {
     await stop()
     throw error
@@ -98,6 +122,7 @@ export async function startLocalnet(options: StartLocalnetOptions = {}): Promise
     chain: defineLocalnetChain({ id: chainId, rpcUrl: shim.url }),
     accounts: options.privateKeys ? accountsOf(options.privateKeys) : devAccounts(),
     currency: Addresses.pathUsd,
+    increaseTime: clockOf(anvil.rpcUrl),
     stop: once(stop),
   }
 }
@@ -122,7 +147,21 @@ async function attach(
     chain: defineLocalnetChain({ id: chainId, rpcUrl }),
     accounts: privateKeys ? accountsOf(privateKeys) : devAccounts(),
     currency: Addresses.pathUsd,
+    increaseTime: clockOf(rpcUrl),
     stop: async () => {},
+  }
+}
+
+/** `Localnet.increaseTime` on the node at `rpcUrl`. */
+function clockOf(rpcUrl: string) {
+  const client = createClient({ transport: http(rpcUrl, { retryCount: 0 }) })
+  return async (seconds: number) => {
+    if (!Number.isSafeInteger(seconds) || seconds < 0)
+      throw new RangeError(`increaseTime takes whole seconds >= 0, not ${seconds}.`)
+    await client.request({ method: 'evm_increaseTime', params: [seconds] } as never)
+    await client.request({ method: 'evm_mine', params: [] } as never)
+    const { timestamp } = await getBlock(client, { blockTag: 'latest' })
+    return Number(timestamp)
   }
 }
 

@@ -4,7 +4,6 @@ import type { AddressInfo } from 'node:net'
 import { Mppx, Request as MppxRequest, NodeListener, Store, tempo } from 'mppx/server'
 import {
   type Address,
-  BaseError,
   type Chain,
   createClient,
   formatUnits,
@@ -14,6 +13,7 @@ import {
 } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { Addresses } from 'viem/tempo'
+import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
 
 /** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
@@ -50,6 +50,14 @@ export type StartPaidRpcOptions = {
   realm?: string | undefined
   /** Loopback port. @default 0 (a free port) */
   port?: number | undefined
+  /**
+   * The origin allowed to call the server from a browser page (`'*'` for any), or none. With one,
+   * every answer allows that origin and exposes `WWW-Authenticate` and `Payment-Receipt`, and a
+   * CORS preflight (`OPTIONS`, not counted in `counters`) allows `POST` with `Authorization` and
+   * `Content-Type`: what a page needs to read a 402's challenges and a paid answer's receipt, and
+   * to send a credential. @default none (no CORS headers)
+   */
+  cors?: string | undefined
 }
 
 /** What the server has seen, for assertions in tests. */
@@ -130,6 +138,7 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
     secretKey = randomBytes(32).toString('hex'),
     realm = 'viem-mpp paid RPC',
     port = 0,
+    cors,
   } = options
   const suggestedDeposit = options.suggestedDeposit ?? price * 1000n
   const intents = typeof intent === 'string' ? [intent] : intent
@@ -171,6 +180,19 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
   })
 
   const server = createServer(async (req, res) => {
+    if (cors) {
+      res.setHeader('access-control-allow-origin', cors)
+      res.setHeader('access-control-expose-headers', 'WWW-Authenticate, Payment-Receipt')
+      if (cors !== '*') res.setHeader('vary', 'Origin')
+      if (req.method === 'OPTIONS')
+        return res
+          .writeHead(204, {
+            'access-control-allow-methods': 'POST',
+            'access-control-allow-headers': 'Authorization, Content-Type',
+            'access-control-max-age': '600',
+          })
+          .end()
+    }
     counters.requests++
     try {
       const request = MppxRequest.fromNodeListener(req, res)

@@ -1,0 +1,191 @@
+import { Session } from 'mppx/tempo'
+import {
+  type Account,
+  BaseError,
+  getAddress,
+  type Hex,
+  HttpRequestError,
+  isAddressEqual,
+  RpcRequestError,
+  TimeoutError,
+} from 'viem'
+import { getBlock, getChainId, readContract } from 'viem/actions'
+import { Abis } from 'viem/tempo'
+import { signerOf } from '../providers/session/transactions.js'
+import type { ChannelEntry, ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
+import { ChannelError } from './errors.js'
+import type { ChannelClient, ChannelState, ChannelSummary } from './types.js'
+
+const { Chain } = Session.Precompile
+
+/** A channel's state on chain, as the reserve keeps it. */
+export type OnChainState = { settled: bigint; deposit: bigint; closeRequestedAt: number }
+
+/**
+ * Runs a chain read or transaction, turning a failure to reach the RPC into a typed error (its
+ * cause without the URL, which may hold an API key). Reverts and other errors pass as they are.
+ */
+export async function onChain<value>(
+  fn: () => Promise<value>,
+  channelId?: Hex | undefined,
+): Promise<value> {
+  try {
+    return await fn()
+  } catch (error) {
+    const unreachable =
+      error instanceof BaseError &&
+      error.walk(
+        (cause) =>
+          cause instanceof HttpRequestError ||
+          cause instanceof TimeoutError ||
+          cause instanceof RpcRequestError,
+      )
+    if (!unreachable) throw error
+    throw new ChannelError({
+      reason: 'rpcUnreachable',
+      message: 'The chain RPC could not be reached; nothing was changed.',
+      channelId,
+      cause: error,
+    })
+  }
+}
+
+/** The channel's state on chain (all zero once it is closed or withdrawn). */
+export function readState(client: ChannelClient, entry: ChannelEntry): Promise<OnChainState> {
+  return onChain(
+    () => Chain.getChannelState(client, entry.channelId, entry.escrow),
+    entry.channelId,
+  )
+}
+
+/** The reserve's close grace period, in seconds (TIP-1034: 900). */
+export async function gracePeriodOf(client: ChannelClient, escrow: Hex): Promise<number> {
+  const seconds = await onChain(() =>
+    readContract(client, {
+      address: escrow,
+      abi: Abis.tip20ChannelReserve,
+      functionName: 'CLOSE_GRACE_PERIOD',
+    }),
+  )
+  return Number(seconds)
+}
+
+/** The client's chain id: its chain's, else the node's. */
+export function chainIdOf(client: ChannelClient): Promise<number> {
+  return client.chain ? Promise.resolve(client.chain.id) : onChain(() => getChainId(client))
+}
+
+/** The chain's clock: the latest block's timestamp, which the reserve's grace period runs on. */
+export async function chainTime(client: ChannelClient): Promise<number> {
+  const { timestamp } = await onChain(() => getBlock(client, { blockTag: 'latest' }))
+  return Number(timestamp)
+}
+
+export function stateOf({ deposit, closeRequestedAt }: OnChainState): ChannelState {
+  if (deposit === 0n) return 'closed'
+  return closeRequestedAt === 0 ? 'open' : 'closeRequested'
+}
+
+/** The summary of a stored channel, refreshed with its state on chain when one is given. */
+export function summarize(
+  { origin, entry }: Pick<ChannelRecord, 'origin' | 'entry'>,
+  chain?: { state: OnChainState; gracePeriod: number | undefined } | undefined,
+): ChannelSummary {
+  const deposit = chain ? chain.state.deposit : entry.deposit
+  const settled = chain?.state.settled
+  const state = chain ? stateOf(chain.state) : 'open'
+  const claimable = bigintMax(settled ?? 0n, entry.cumulativeAmount)
+  return {
+    channelId: entry.channelId,
+    origin,
+    chainId: entry.chainId,
+    // Checksummed: stores and logs spell addresses differently.
+    escrow: getAddress(entry.escrow),
+    payer: getAddress(entry.descriptor.payer),
+    payee: getAddress(entry.descriptor.payee),
+    authorizedSigner: getAddress(entry.descriptor.authorizedSigner),
+    currency: getAddress(entry.descriptor.token),
+    deposit,
+    cumulativeAmount: entry.cumulativeAmount,
+    acceptedAmount: undefined,
+    settledAmount: settled,
+    state,
+    withdrawableAt:
+      state === 'closeRequested' && chain?.gracePeriod !== undefined
+        ? chain.state.closeRequestedAt + chain.gracePeriod
+        : undefined,
+    refundable: state === 'closed' || claimable >= deposit ? 0n : deposit - claimable,
+  }
+}
+
+/** A stored channel refreshed from the chain. */
+export async function refresh(
+  client: ChannelClient,
+  record: Pick<ChannelRecord, 'origin' | 'entry'>,
+): Promise<ChannelSummary> {
+  const state = await readState(client, record.entry)
+  const gracePeriod =
+    stateOf(state) === 'closeRequested'
+      ? await gracePeriodOf(client, record.entry.escrow)
+      : undefined
+  return summarize(record, { state, gracePeriod })
+}
+
+/** Every entry of `store`, in every origin. */
+export async function recordsOf(store: ChannelStore): Promise<ChannelRecord[]> {
+  if (!store.list)
+    throw new ChannelError({
+      reason: 'unsupportedStore',
+      message: 'This channel store cannot list its channels (it has no list()).',
+      details: ['memoryChannelStore, localStorageChannelStore and fileChannelStore can.'],
+    })
+  return store.list()
+}
+
+/** The stored record of `channelId`, wherever it is kept. */
+export async function findRecord(store: ChannelStore, channelId: Hex): Promise<ChannelRecord> {
+  const record = (await recordsOf(store)).find(({ entry }) => sameId(entry.channelId, channelId))
+  if (!record)
+    throw new ChannelError({
+      reason: 'unknownChannel',
+      message: `No channel ${channelId} in the store.`,
+      channelId,
+      details: [
+        'List the stored channels with listChannels(), or recover them with syncChannels().',
+      ],
+    })
+  return record
+}
+
+/** The entries of `origin` (`undefined`: the store's own). */
+export function namespaceOf(store: ChannelStore, origin: string | undefined) {
+  return origin === undefined ? store : (store.forOrigin?.(origin) ?? store)
+}
+
+/** Refuses a channel that `account` does not pay, or whose vouchers another key signs. */
+export function assertPayer(entry: ChannelEntry, account: Account, { signs = false } = {}) {
+  const payer = isAddressEqual(entry.descriptor.payer, account.address)
+  const signer = !signs || isAddressEqual(entry.descriptor.authorizedSigner, signerOf(account))
+  if (payer && signer) return
+  throw new ChannelError({
+    reason: 'notPayer',
+    message: payer
+      ? `Channel ${entry.channelId} takes vouchers from ${entry.descriptor.authorizedSigner}, not from this key.`
+      : `Channel ${entry.channelId} is paid by ${entry.descriptor.payer}, not by ${account.address}.`,
+    channelId: entry.channelId,
+  })
+}
+
+export function closedError(channelId: Hex) {
+  return new ChannelError({
+    reason: 'closed',
+    message: `Channel ${channelId} is closed on chain already: nothing is left in it.`,
+    channelId,
+  })
+}
+
+export function sameId(a: Hex, b: Hex) {
+  return a.toLowerCase() === b.toLowerCase()
+}
+
+export const bigintMax = (a: bigint, b: bigint) => (a > b ? a : b)

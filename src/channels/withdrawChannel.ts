@@ -1,0 +1,168 @@
+import { type Account, type Hex, parseEventLogs } from 'viem'
+import { waitForTransactionReceipt } from 'viem/actions'
+import { Abis, Actions } from 'viem/tempo'
+import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
+import { ChannelError } from './errors.js'
+import { openedChannels } from './opened.js'
+import {
+  assertPayer,
+  chainTime,
+  closedError,
+  findRecord,
+  gracePeriodOf,
+  namespaceOf,
+  onChain,
+  readState,
+  sameId,
+  stateOf,
+} from './shared.js'
+import type { ChannelClient, ChannelProgress } from './types.js'
+
+export type WithdrawChannelParameters = {
+  /**
+   * The store that holds the channel; its entry is removed once the deposit is back. Without one,
+   * the channel is looked up in the reserve's `ChannelOpened` logs (a scan from block 0).
+   */
+  store?: ChannelStore | undefined
+  channelId: Hex
+  /** The payer: it sends `requestClose` and `withdraw`. */
+  account: Account
+  /** A client for the channel's chain, on an unpaid RPC. */
+  client: ChannelClient
+  onProgress?: ((event: ChannelProgress) => void) | undefined
+}
+
+export type WithdrawChannelReturnType =
+  | {
+      channelId: Hex
+      state: 'closeRequested'
+      /** Unix seconds (chain time) from which the deposit can be withdrawn: call again then. */
+      withdrawableAt: number
+      /** The `requestClose` sent by this call; undefined when the close was requested before. */
+      txHash: Hex | undefined
+    }
+  | {
+      channelId: Hex
+      state: 'closed'
+      /** What came back to the payer: the deposit less what the payee had settled. */
+      refunded: bigint
+      txHash: Hex | undefined
+    }
+
+/**
+ * Takes a channel's deposit back without the server: TIP-1034's `requestClose`, then `withdraw`
+ * once the reserve's close grace period (900 s) has passed by the chain's clock. Each call does
+ * the next step the chain allows and says where the channel stands, so it is safe to call again
+ * at any time: an open channel gets its close requested (once), a requested one is withdrawn once
+ * withdrawable, and until then the call only says when (`withdrawableAt`, chain time). During the
+ * grace period the payee can still settle the vouchers it holds; the rest comes back.
+ *
+ * A channel that is closed already throws {@link ChannelError} (`closed`); one of another payer,
+ * `notPayer`. Call it from one process at a time per channel.
+ *
+ * @example
+ * ```ts
+ * import { withdrawChannel } from 'viem-mpp'
+ *
+ * const result = await withdrawChannel({ store, channelId, account, client })
+ * if (result.state === 'closeRequested') console.log('come back at', new Date(result.withdrawableAt * 1000))
+ * else console.log('refunded', result.refunded)
+ * ```
+ */
+export async function withdrawChannel({
+  store,
+  channelId,
+  account,
+  client,
+  onProgress,
+}: WithdrawChannelParameters): Promise<WithdrawChannelReturnType> {
+  const record = await recordOf(store, client, channelId)
+  const { entry } = record
+  assertPayer(entry, account)
+  const state = await readState(client, entry)
+  if (stateOf(state) === 'closed') throw closedError(entry.channelId)
+  const gracePeriod = await gracePeriodOf(client, entry.escrow)
+
+  const send = async (label: 'requestClose' | 'withdraw') => {
+    const action =
+      label === 'requestClose' ? Actions.channel.requestClose : Actions.channel.withdraw
+    const hash = await onChain(
+      () => action(client, { account, channel: entry.descriptor } as never),
+      entry.channelId,
+    ).catch((error: unknown) => {
+      if (error instanceof ChannelError) throw error
+      // A revert or a refused transaction (the fee, say): nothing was sent.
+      throw new ChannelError({
+        reason: 'notWithdrawable',
+        message: `The ${label} transaction for channel ${entry.channelId} could not be sent.`,
+        channelId: entry.channelId,
+        cause: error,
+      })
+    })
+    onProgress?.({ type: 'transaction', hash, label })
+    const receipt = await onChain(
+      () => waitForTransactionReceipt(client, { hash }),
+      entry.channelId,
+    )
+    if (receipt.status !== 'success')
+      throw new ChannelError({
+        reason: 'notWithdrawable',
+        message: `The ${label} transaction ${hash} reverted.`,
+        channelId: entry.channelId,
+      })
+    return { hash, receipt }
+  }
+
+  if (state.closeRequestedAt === 0) {
+    const { hash } = await send('requestClose')
+    const requested = await readState(client, entry)
+    const withdrawableAt = requested.closeRequestedAt + gracePeriod
+    onProgress?.({ type: 'waiting', until: withdrawableAt, label: 'close grace period' })
+    return { channelId: entry.channelId, state: 'closeRequested', withdrawableAt, txHash: hash }
+  }
+
+  const withdrawableAt = state.closeRequestedAt + gracePeriod
+  if ((await chainTime(client)) < withdrawableAt) {
+    onProgress?.({ type: 'waiting', until: withdrawableAt, label: 'close grace period' })
+    return {
+      channelId: entry.channelId,
+      state: 'closeRequested',
+      withdrawableAt,
+      txHash: undefined,
+    }
+  }
+
+  const { hash, receipt } = await send('withdraw')
+  const [closed] = parseEventLogs({
+    abi: Abis.tip20ChannelReserve,
+    logs: receipt.logs,
+    eventName: 'ChannelClosed',
+  }).filter(({ args }) => sameId(args.channelId, entry.channelId))
+  if (record.key !== undefined) {
+    const namespace = namespaceOf(store as ChannelStore, record.origin)
+    const stored = await namespace.get(record.key)
+    if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(record.key)
+  }
+  return {
+    channelId: entry.channelId,
+    state: 'closed',
+    refunded: closed?.args.refundedToPayer ?? 0n,
+    txHash: hash,
+  }
+}
+
+/** The channel from the store, or without one from its `ChannelOpened` log (then with no key). */
+async function recordOf(
+  store: ChannelStore | undefined,
+  client: ChannelClient,
+  channelId: Hex,
+): Promise<Omit<ChannelRecord, 'key'> & { key: string | undefined }> {
+  if (store) return findRecord(store, channelId)
+  const [opened] = await openedChannels(client, { channelId })
+  if (opened) return { origin: undefined, key: undefined, entry: opened.entry }
+  throw new ChannelError({
+    reason: 'unknownChannel',
+    message: `No channel ${channelId} in the store or on chain.`,
+    channelId,
+  })
+}

@@ -1,0 +1,556 @@
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { type Chain, type Client, createClient, defineChain, type Hex, http, isHex } from 'viem'
+import { getBlock } from 'viem/actions'
+import { tempo, tempoDevnet, tempoModerato } from 'viem/chains'
+import {
+  ChannelError,
+  type ChannelSummary,
+  closeChannel,
+  listChannels,
+  syncChannels,
+  withdrawChannel,
+} from '../channels/index.js'
+import { redactUrl } from '../internal/redactUrl.js'
+import { type FileChannelStore, fileChannelStore } from '../node/fileChannelStore.js'
+import { discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
+import { defineLocalnetChain } from '../testing/localnet/chain.js'
+import { commonOptions, parseCommand, parseHttpUrl, parseInteger } from './args.js'
+import { CliError, CliUsageError, exitCodes } from './errors.js'
+import { formatAmount, formatTable, formatTimeLeft, formatWhen, toJson } from './output.js'
+import { progress } from './progress.js'
+
+const commonHelp = `  --store PATH     the channel database (default: $TEMPO_HOME/wallet/channels.db,
+                   TEMPO_HOME defaulting to ~/.tempo)
+  --rpc-url URL    the chain's JSON-RPC (default: the public RPC of the chain that the keys in
+                   $TEMPO_HOME/wallet/keys.toml are for, when they are all for one known chain)
+  --json           print the result as JSON on stdout
+  --verbose        print the cause of an error
+  -h, --help       print this help`
+
+const keyHelp = `The key is found as mppHttp finds it: TEMPO_PRIVATE_KEY, else the key for the chain in
+$TEMPO_HOME/wallet/keys.toml.`
+
+const help = {
+  channels: `Usage: viem-mpp channels <command> [options]
+
+Manages the TIP-1034 payment channels that sessions opened: each locks a deposit of the payer's.
+
+Commands:
+  list                   the channels in the store: deposit, spent, state, what can be refunded
+  close <channelId>      close cooperatively through the server that sold the channel: the
+                         payee is settled what it accepted, the rest is refunded
+  withdraw <channelId>   without the server: request the close on chain, then (after the
+                         900 s grace period, when run again) withdraw what is left
+  sync                   rebuild the store's entries of the key's channels from the chain
+
+Options (every command):
+${commonHelp}
+
+${keyHelp}
+Run 'viem-mpp channels <command> --help' for a command's own options.
+`,
+  list: `Usage: viem-mpp channels list [options]
+
+Lists the channels in the store, refreshed from the chain when an RPC is known (--rpc-url, or
+keys.toml's chain). With --json: an array of objects with channelId, origin, chainId, escrow,
+payer, payee, authorizedSigner, currency, deposit, cumulativeAmount, acceptedAmount,
+settledAmount, refundable (decimal strings of base units), state ('open', 'closeRequested',
+'closed') and withdrawableAt (unix seconds, or null).
+
+Options:
+${commonHelp}
+
+Examples:
+  viem-mpp channels list
+  viem-mpp channels list --json --store ./channels.db --rpc-url http://127.0.0.1:8545
+`,
+  close: `Usage: viem-mpp channels close <channelId> [--url URL] [options]
+
+Closes a channel cooperatively through the server that sold it: the payee is settled exactly
+what it accepted, and the rest of the deposit is refunded to the payer.
+
+Options:
+  --url URL        the paid endpoint's URL the channel was bought at. The store keeps only its
+                   origin (a path or query may hold an API key), so pass it when the endpoint
+                   is not at the origin's root.
+${commonHelp}
+
+${keyHelp}
+
+Examples:
+  viem-mpp channels close 0x6d0f…c4a1 --url https://rpc.example.com/v1/KEY
+`,
+  withdraw: `Usage: viem-mpp channels withdraw <channelId> [--wait] [options]
+
+Gets a channel's deposit back without the server: the first run requests the close on chain
+and says when the 900 s grace period ends; a run after that withdraws what is left. Safe to
+run again at any time: the close is requested once, and the deposit withdrawn once. During
+the grace period the payee can still settle the vouchers it holds; the rest comes back.
+
+Options:
+  --wait           stay until the grace period has passed (by the chain's clock), saying how
+                   long is left, then withdraw
+${commonHelp}
+
+${keyHelp}
+
+Examples:
+  viem-mpp channels withdraw 0x6d0f…c4a1
+  viem-mpp channels withdraw 0x6d0f…c4a1 --wait
+`,
+  sync: `Usage: viem-mpp channels sync [--from-block N] [options]
+
+Finds the key's channels on chain (the reserve's ChannelOpened logs for the payer) and writes
+the ones the store lacks, or has out of date, so that a lost store loses no channel and the next
+paid call reuses the channel instead of opening another.
+
+Options:
+  --from-block N   the first block to scan (default: the whole chain)
+${commonHelp}
+
+${keyHelp}
+
+Examples:
+  viem-mpp channels sync --rpc-url http://127.0.0.1:8545
+`,
+} as const
+
+const channelOptions = {
+  ...commonOptions,
+  store: { type: 'string' },
+  'rpc-url': { type: 'string' },
+  json: { type: 'boolean' },
+} as const
+
+/**
+ * `viem-mpp channels <list|close|withdraw|sync>`: resolves with the exit code, throws what the
+ * CLI prints as one line.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await channels(['list', '--json'])
+ * ```
+ */
+export async function channels(args: readonly string[]): Promise<number> {
+  const [command, ...rest] = args
+  switch (command) {
+    case 'list':
+      return list(rest)
+    case 'close':
+      return close(rest)
+    case 'withdraw':
+      return withdraw(rest)
+    case 'sync':
+      return sync(rest)
+    case undefined:
+    case '-h':
+    case '--help':
+      process.stdout.write(help.channels)
+      return command === undefined ? exitCodes.usage : exitCodes.ok
+    default:
+      throw new CliUsageError(
+        command.startsWith('-') ? `unknown option '${command}'` : `unknown command '${command}'`,
+        { command: 'channels' },
+      )
+  }
+}
+
+async function list(args: readonly string[]) {
+  const command = 'channels list'
+  const { values } = parseCommand(command, () =>
+    parseArgs({ args: [...args], options: channelOptions, allowPositionals: true, strict: true }),
+  )
+  if (values.help) return printHelp(help.list)
+  const store = openStore(values.store)
+  const rpcUrl = await rpcUrlOf(values['rpc-url'], command)
+  // A store that does not exist has no channels, and is not created by looking.
+  if (!existsSync(store.path)) return printChannels([], { json: values.json, now: nowSeconds() })
+  try {
+    const client = rpcUrl ? await connect(rpcUrl) : undefined
+    const summaries = await listChannels({ store, client })
+    return printChannels(summaries, { json: values.json, now: await now(client) })
+  } finally {
+    await store.close()
+  }
+}
+
+async function close(args: readonly string[]) {
+  const command = 'channels close'
+  const { values, positionals } = parseCommand(
+    command,
+    () =>
+      parseArgs({
+        args: [...args],
+        options: { ...channelOptions, url: { type: 'string' } },
+        allowPositionals: true,
+        strict: true,
+      }),
+    { positionals: 1 },
+  )
+  if (values.help) return printHelp(help.close)
+  const channelId = channelIdOf(positionals[0], command)
+  const url = values.url === undefined ? undefined : parseHttpUrl('--url', values.url, { command })
+  const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
+  const store = openStore(values.store)
+  try {
+    const client = await connect(rpcUrl)
+    const account = await accountFor(client)
+    const summary = await summaryOf(store, channelId)
+    // A cooperative close signs with what the store recorded: without it there is nothing to sign.
+    if (!summary) throw new CliError(`No channel ${channelId} in ${store.path}.`)
+    const endpoint = endpointOf(summary, url, channelId)
+    const result = await closeChannel({ store, channelId, url: endpoint, account, client }).catch(
+      (error: unknown) => {
+        throw url === undefined ? atOriginError(error, channelId) : error
+      },
+    )
+    if (values.json) return printJson(result)
+    const amount = amountIn(summary)
+    process.stdout.write(
+      `Closed channel ${channelId}: settled ${amount(result.settled)} to the payee, refunded ${amount(result.refunded)}${result.txHash ? ` (transaction ${result.txHash})` : ''}.\n`,
+    )
+    return exitCodes.ok
+  } finally {
+    await store.close()
+  }
+}
+
+async function withdraw(args: readonly string[]) {
+  const command = 'channels withdraw'
+  const { values, positionals } = parseCommand(
+    command,
+    () =>
+      parseArgs({
+        args: [...args],
+        options: { ...channelOptions, wait: { type: 'boolean' } },
+        allowPositionals: true,
+        strict: true,
+      }),
+    { positionals: 1 },
+  )
+  if (values.help) return printHelp(help.withdraw)
+  const channelId = channelIdOf(positionals[0], command)
+  const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
+  const store = openStore(values.store)
+  try {
+    const client = await connect(rpcUrl)
+    const account = await accountFor(client)
+    const summary = await summaryOf(store, channelId)
+    const step = async () =>
+      withdrawChannel({
+        // Not in the store (lost, or closed and removed): found from the chain's logs instead.
+        store: summary && store,
+        channelId,
+        account,
+        client,
+        onProgress: progress(process.stderr, await clockOf(client)),
+      })
+    let result = await step()
+    while (values.wait && result.state === 'closeRequested') {
+      await untilChainTime(client, result.withdrawableAt)
+      result = await step()
+    }
+    if (values.json) return printJson(result)
+    if (result.state === 'closeRequested')
+      process.stdout.write(
+        `Close requested for channel ${channelId}. Its deposit can be withdrawn at ${formatWhen(result.withdrawableAt, await now(client))}: run this command again then (or with --wait).\n`,
+      )
+    else
+      process.stdout.write(
+        `Withdrew ${amountIn(summary)(result.refunded)} from channel ${channelId}${result.txHash ? ` (transaction ${result.txHash})` : ''}; it is closed.\n`,
+      )
+    return exitCodes.ok
+  } finally {
+    await store.close()
+  }
+}
+
+/** How often `--wait` reads the chain's time, and how often it says how long is left, in ms. */
+const waitPoll = 2_000
+const waitReport = 60_000
+
+/**
+ * Resolves once the chain's latest block is at `at` (unix seconds) or later, saying on stderr
+ * how long is left, once a minute.
+ */
+async function untilChainTime(client: Client, at: number) {
+  let reported = 0
+  for (let time = await now(client); time < at; time = await now(client)) {
+    if (Date.now() - reported >= waitReport) {
+      process.stderr.write(`close grace period: ${formatTimeLeft(at, time)} left\n`)
+      reported = Date.now()
+    }
+    await new Promise((resolve) => setTimeout(resolve, waitPoll))
+  }
+}
+
+async function sync(args: readonly string[]) {
+  const command = 'channels sync'
+  const { values } = parseCommand(command, () =>
+    parseArgs({
+      args: [...args],
+      options: { ...channelOptions, 'from-block': { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    }),
+  )
+  if (values.help) return printHelp(help.sync)
+  const fromBlock =
+    values['from-block'] === undefined
+      ? undefined
+      : BigInt(
+          parseInteger('--from-block', values['from-block'], {
+            command,
+            min: 0,
+            max: Number.MAX_SAFE_INTEGER,
+          }),
+        )
+  const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
+  const store = openStore(values.store)
+  try {
+    const client = await connect(rpcUrl)
+    const account = await accountFor(client)
+    const result = await syncChannels({
+      store,
+      client,
+      payer: account.address,
+      fromBlock,
+      onProgress: progress(process.stderr, await clockOf(client)),
+    })
+    if (values.json) return printJson(result)
+    process.stderr.write(
+      `Found ${result.channels.length} channel(s) of ${account.address}: ${result.added.length} added to the store, ${result.updated.length} updated.\n`,
+    )
+    return printChannels(result.channels, { json: false, now: await now(client) })
+  } finally {
+    await store.close()
+  }
+}
+
+function printHelp(text: string) {
+  process.stdout.write(text)
+  return exitCodes.ok
+}
+
+function printJson(value: unknown) {
+  process.stdout.write(`${toJson(value)}\n`)
+  return exitCodes.ok
+}
+
+function printChannels(
+  summaries: readonly ChannelSummary[],
+  { json, now }: { json: boolean | undefined; now: number },
+) {
+  if (json) return printJson(summaries.map(jsonOf))
+  if (summaries.length === 0) {
+    process.stdout.write('No channels.\n')
+    return exitCodes.ok
+  }
+  const rows = summaries.map((channel) => [
+    channel.channelId,
+    channel.state,
+    formatAmount(channel.deposit, channel.currency),
+    formatAmount(channel.cumulativeAmount, channel.currency),
+    formatAmount(channel.refundable, channel.currency),
+    channel.state === 'closeRequested' && channel.withdrawableAt !== undefined
+      ? formatWhen(channel.withdrawableAt, now)
+      : '-',
+    channel.origin ?? '-',
+  ])
+  process.stdout.write(
+    `${formatTable(['CHANNEL', 'STATE', 'DEPOSIT', 'MAX SPENT', 'REFUNDABLE', 'WITHDRAWABLE', 'ORIGIN'], rows)}\n`,
+  )
+  return exitCodes.ok
+}
+
+/** The documented fields of `list --json`, in a fixed order. */
+function jsonOf(channel: ChannelSummary) {
+  return {
+    channelId: channel.channelId,
+    state: channel.state,
+    deposit: channel.deposit,
+    cumulativeAmount: channel.cumulativeAmount,
+    acceptedAmount: channel.acceptedAmount,
+    settledAmount: channel.settledAmount,
+    refundable: channel.refundable,
+    withdrawableAt: channel.withdrawableAt,
+    origin: channel.origin,
+    chainId: channel.chainId,
+    escrow: channel.escrow,
+    currency: channel.currency,
+    payer: channel.payer,
+    payee: channel.payee,
+    authorizedSigner: channel.authorizedSigner,
+  }
+}
+
+function openStore(path: string | undefined): FileChannelStore {
+  return path === undefined ? fileChannelStore() : fileChannelStore(path)
+}
+
+function channelIdOf(value: string | undefined, command: string): Hex {
+  if (value === undefined) throw new CliUsageError('missing <channelId>', { command })
+  if (!isHex(value, { strict: true }) || value.length !== 66)
+    throw new CliUsageError(`<channelId> must be 0x and 64 hex digits, not '${value}'`, {
+      command,
+    })
+  return value
+}
+
+/**
+ * The URL to close `channelId` at: `--url` (on the channel's origin, when the store knows it),
+ * else the origin's root. Never a URL from disk with a path or query: the store keeps origins.
+ */
+function endpointOf(summary: ChannelSummary, url: string | undefined, channelId: Hex) {
+  const command = 'channels close'
+  const { origin } = summary
+  if (url !== undefined) {
+    if (origin !== undefined && new URL(url).origin !== origin)
+      throw new CliUsageError(
+        `--url is on ${redactUrl(url)}, but channel ${channelId} was bought from ${origin}`,
+        { command },
+      )
+    return url
+  }
+  if (origin === undefined)
+    throw new CliUsageError(
+      `the store does not say which endpoint sold channel ${channelId}: pass --url with the endpoint's URL`,
+      { command },
+    )
+  return `${origin}/`
+}
+
+/**
+ * A close tried at the origin's root, since no `--url` was given, that the server did not take:
+ * the endpoint may be at a path, which the store does not keep.
+ */
+function atOriginError(error: unknown, channelId: Hex) {
+  if (!(error instanceof ChannelError) || !['serverRefused', 'unreachable'].includes(error.reason))
+    return error
+  const withdraw =
+    error.reason === 'unreachable'
+      ? `; without the server, \`viem-mpp channels withdraw ${channelId}\` gets the deposit back`
+      : ''
+  return new CliError(
+    `${error.shortMessage.replace(/\.$/, '')} (tried at the origin, all the store keeps: pass --url with the endpoint's URL if the channel was bought at a path${withdraw}).`,
+    { cause: error },
+  )
+}
+
+/**
+ * The chain RPC: `--rpc-url`, else the public RPC of the one known chain the keys in keys.toml
+ * are for. A `TEMPO_PRIVATE_KEY` is for no chain in particular, so it names none.
+ */
+async function rpcUrlOf(flag: string | undefined, command: string): Promise<string | undefined> {
+  if (flag !== undefined) return parseHttpUrl('--rpc-url', flag, { command })
+  const chainIds = await keyChainIds()
+  const [chain, ...others] = knownChains.filter((chain) => chainIds.includes(chain.id))
+  return chain && others.length === 0 && chainIds.length === 1
+    ? chain.rpcUrls.default.http[0]
+    : undefined
+}
+
+/** {@link rpcUrlOf}, for a command that cannot do without the chain. */
+async function requiredRpcUrl(flag: string | undefined, command: string): Promise<string> {
+  const rpcUrl = await rpcUrlOf(flag, command)
+  if (rpcUrl) return rpcUrl
+  throw new CliUsageError(`--rpc-url is needed: ${await whyNoRpcUrl()}`, { command })
+}
+
+/** Why keys.toml names no chain RPC to use. */
+async function whyNoRpcUrl() {
+  if (process.env.TEMPO_PRIVATE_KEY?.trim())
+    return 'TEMPO_PRIVATE_KEY is for no chain in particular'
+  const chainIds = await keyChainIds()
+  if (chainIds.length === 0) return `no key in ${keysTomlPath()} names a chain`
+  if (chainIds.length > 1) return `the keys in keys.toml are for chains ${chainIds.join(', ')}`
+  return `the keys in keys.toml are for chain ${chainIds[0]}, whose RPC viem-mpp does not know`
+}
+
+/** The chain ids of the keys in keys.toml (none without the file or with TEMPO_PRIVATE_KEY). */
+async function keyChainIds(): Promise<number[]> {
+  if (process.env.TEMPO_PRIVATE_KEY?.trim()) return []
+  const path = keysTomlPath()
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    return []
+  }
+  return [...new Set(parseKeysToml(text, path).map((entry) => entry.chain_id))]
+}
+
+const knownChains: readonly Chain[] = [tempo, tempoModerato, tempoDevnet]
+
+/**
+ * A client for the chain at `rpcUrl`: viem's definition of the chain with that id, or the
+ * localnet's for anvil (its expiring-nonce rules differ), or Tempo's settings with the node's id.
+ */
+async function connect(rpcUrl: string): Promise<Client> {
+  const probe = createClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) })
+  let chainId: number
+  let clientVersion: string
+  try {
+    ;[chainId, clientVersion] = await Promise.all([
+      probe.request({ method: 'eth_chainId' }).then(Number),
+      probe
+        .request({ method: 'web3_clientVersion' })
+        .then(String)
+        .catch(() => ''),
+    ])
+  } catch (error) {
+    throw new CliError(`No JSON-RPC node answers at ${redactUrl(rpcUrl)}.`, {
+      cause: error as Error,
+      metaMessages: ['Check --rpc-url.'],
+    })
+  }
+  const rpcUrls = { default: { http: [rpcUrl] } }
+  const known = knownChains.find((chain) => chain.id === chainId)
+  const chain = known
+    ? defineChain({ ...known, rpcUrls })
+    : clientVersion.startsWith('anvil/')
+      ? defineLocalnetChain({ id: chainId, rpcUrl })
+      : defineChain({ ...tempo, id: chainId, name: `Tempo chain ${chainId}`, rpcUrls })
+  return createClient({ chain, transport: http(rpcUrl) })
+}
+
+/** The account that pays on `client`'s chain, found as `mppHttp` finds it. */
+async function accountFor(client: Client) {
+  const chainId = client.chain?.id as number
+  const { account, path, passedOver } = await discoverKey({ chainId })
+  if (account) return account
+  throw new CliError(
+    `No key for chain ${chainId}: set TEMPO_PRIVATE_KEY, or add a key for chain ${chainId} to ${path}.`,
+    { metaMessages: passedOver },
+  )
+}
+
+/** The chain's time (its latest block's), else this machine's, in unix seconds. */
+async function now(client: Client | undefined) {
+  if (!client) return nowSeconds()
+  return Number((await getBlock(client, { blockTag: 'latest' })).timestamp)
+}
+
+/** The chain's time from now on, in unix seconds: this machine's clock, set to the chain's. */
+async function clockOf(client: Client) {
+  const offset = (await now(client)) - nowSeconds()
+  return () => nowSeconds() + offset
+}
+
+function nowSeconds() {
+  return Math.floor(Date.now() / 1000)
+}
+
+/** What the store says of `channelId`, if it has it. */
+async function summaryOf(store: FileChannelStore, channelId: Hex) {
+  const summaries = await listChannels({ store })
+  return summaries.find((channel) => channel.channelId.toLowerCase() === channelId.toLowerCase())
+}
+
+/** Amounts of `summary`'s currency for people, or in base units when the store lacks it. */
+function amountIn(summary: ChannelSummary | undefined) {
+  return (value: bigint) =>
+    summary ? formatAmount(value, summary.currency) : `${value} base units`
+}

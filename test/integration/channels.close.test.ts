@@ -1,0 +1,216 @@
+import { Session } from 'mppx/tempo'
+import { type Hex, parseEventLogs } from 'viem'
+import { Addresses } from 'viem/tempo'
+import { describe, expect, test } from 'vitest'
+import {
+  ChannelError,
+  type ChannelStore,
+  closeChannel,
+  listChannels,
+  memoryChannelStore,
+  session,
+} from '../../src/index.js'
+import { tip20, useLocalnet } from '../support/localnet.js'
+import { type PaidPayload, startProxy } from '../support/proxy.js'
+import { sessionHelpers } from '../support/sessions.js'
+
+const localnet = useLocalnet()
+const { accountOf, paidClient, chainClient, plain, keyOf, channelEvents, blockNumber } =
+  sessionHelpers(localnet)
+
+/** Three paid calls from dev account `index` to `url` on a new session with `store`. */
+async function threeCalls(index: number, url: string, store: ChannelStore) {
+  const provider = session({ account: accountOf(index), client: chainClient(), store })
+  const client = paidClient(url, { provider })
+  for (let i = 0; i < 3; i++) await client.getChainId()
+  const [channel] = await listChannels({ store })
+  if (!channel) throw new Error('no channel was stored')
+  return channel
+}
+
+const stateOf = (channelId: Hex) =>
+  Session.Precompile.Chain.getChannelState(plain(), channelId, Addresses.tip20ChannelReserve)
+
+/** What `closeChannel` threw; fails if it did not. */
+async function refusal(promise: Promise<unknown>) {
+  const error = await promise.then(
+    () => {
+      throw new Error('expected a ChannelError')
+    },
+    (error: unknown) => error,
+  )
+  expect(error).toBeInstanceOf(ChannelError)
+  expect((error as ChannelError).shortMessage).not.toContain('\n')
+  return error as ChannelError
+}
+
+describe('closeChannel', () => {
+  test('settles exactly what the server accepted; the payer gets the rest', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const store = memoryChannelStore()
+    const { channelId } = await threeCalls(0, rpc.url, store)
+    const payer = accountOf(0).address
+    const from = await blockNumber()
+
+    const closed = await closeChannel({
+      store,
+      channelId,
+      url: rpc.url,
+      account: accountOf(0),
+      client: chainClient(),
+    })
+    expect(closed).toEqual({
+      channelId,
+      settled: 3_000n,
+      refunded: 997_000n,
+      txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+    })
+    // The token moved out of the reserve exactly so, in the close transaction.
+    const receipt = await plain().getTransactionReceipt({ hash: closed.txHash as Hex })
+    const transfers = parseEventLogs({ abi: tip20, logs: receipt.logs, eventName: 'Transfer' })
+      .filter(({ args }) => args.from.toLowerCase() === Addresses.tip20ChannelReserve)
+      .map(({ args }) => [args.to, args.amount])
+    expect(transfers).toEqual([
+      [rpc.payee, 3_000n],
+      [payer, 997_000n],
+    ])
+    expect(await channelEvents('ChannelClosed', payer, from)).toHaveLength(1)
+    expect(await stateOf(channelId)).toEqual({ settled: 0n, deposit: 0n, closeRequestedAt: 0 })
+    expect(rpc.counters.payments.close).toBe(1)
+    // The entry is gone; closing again is refused (`unknownChannel`), nothing sent.
+    expect(await listChannels({ store })).toEqual([])
+    const again = await refusal(
+      closeChannel({
+        store,
+        channelId,
+        url: rpc.url,
+        account: accountOf(0),
+        client: chainClient(),
+      }),
+    )
+    expect(again.reason).toBe('unknownChannel')
+  })
+
+  test('the server is gone: unreachable, the channel stays in the store and on chain', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const store = memoryChannelStore()
+    const { channelId } = await threeCalls(1, rpc.url, store)
+    const before = await listChannels({ store })
+    await rpc.stop()
+
+    const error = await refusal(
+      closeChannel({
+        store,
+        channelId,
+        url: `${rpc.url}/k3y?token=s3cret`,
+        account: accountOf(1),
+        client: chainClient(),
+      }),
+    )
+    expect(error.reason).toBe('unreachable')
+    expect(error.message).not.toMatch(/k3y|s3cret/)
+    expect(await listChannels({ store })).toEqual(before)
+    expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+  })
+
+  test('a server that claims a close the chain does not show: serverLied, nothing lost', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const fakeReceipt = Session.Precompile.Protocol.serializeSessionReceipt({
+      method: 'tempo',
+      intent: 'session',
+      status: 'success',
+      timestamp: new Date().toISOString(),
+      reference: `0x${'ab'.repeat(32)}`,
+      challengeId: 'x',
+      channelId: `0x${'cd'.repeat(32)}`,
+      acceptedCumulative: '3000',
+      spent: '3000',
+      txHash: `0x${'ef'.repeat(32)}`,
+    } as never)
+    const proxy = await startProxy(rpc.url, async (payload: PaidPayload, forward) =>
+      payload.action === 'close'
+        ? new Response(null, { status: 200, headers: { 'payment-receipt': fakeReceipt } })
+        : forward(),
+    )
+    try {
+      const store = memoryChannelStore()
+      const { channelId } = await threeCalls(2, proxy.url, store)
+      const before = await listChannels({ store })
+      const error = await refusal(
+        closeChannel({
+          store,
+          channelId,
+          url: proxy.url,
+          account: accountOf(2),
+          client: chainClient(),
+        }),
+      )
+      expect(error.reason).toBe('serverLied')
+      expect(await listChannels({ store })).toEqual(before)
+      expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('a server asking for more than was signed: refused, no voucher above it signed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const closes: string[] = []
+    const proxy = await startProxy(rpc.url, async (payload: PaidPayload, forward) => {
+      if (payload.action !== 'close') return forward()
+      closes.push(payload.cumulativeAmount ?? '')
+      return Response.json(
+        {
+          type: 'https://paymentauth.org/problems/verification-failed',
+          detail: 'close voucher amount must be >= 50000 (spent)',
+        },
+        { status: 402, headers: { 'content-type': 'application/problem+json' } },
+      )
+    })
+    try {
+      const store = memoryChannelStore()
+      const { channelId } = await threeCalls(3, proxy.url, store)
+      const error = await refusal(
+        closeChannel({
+          store,
+          channelId,
+          url: proxy.url,
+          account: accountOf(3),
+          client: chainClient(),
+        }),
+      )
+      expect(error.reason).toBe('serverRefused')
+      expect(error.shortMessage).toContain('more than the 3000 signed')
+      // One close voucher, at what is settled on chain (nothing): never the 50 000 asked.
+      expect(closes).toEqual(['0'])
+      expect(await listChannels({ store })).toHaveLength(1)
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('bad input: unknown id, another payer, a closed channel — typed, nothing changed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const store = memoryChannelStore()
+    const { channelId } = await threeCalls(4, rpc.url, store)
+    const params = { store, url: rpc.url, client: chainClient() }
+
+    const unknown = await refusal(
+      closeChannel({ ...params, channelId: `0x${'11'.repeat(32)}`, account: accountOf(4) }),
+    )
+    expect(unknown.reason).toBe('unknownChannel')
+    const other = await refusal(closeChannel({ ...params, channelId, account: accountOf(5) }))
+    expect(other.reason).toBe('notPayer')
+    expect(rpc.counters.payments.close).toBe(0)
+    expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+
+    // Closed on chain behind the store's back (the provider closed it; the entry is re-added).
+    const [entry] = (await store.list?.()) ?? []
+    await closeChannel({ ...params, channelId, account: accountOf(4) })
+    if (entry) await store.forOrigin?.(rpc.url).set(entry.entry)
+    const closed = await refusal(closeChannel({ ...params, channelId, account: accountOf(4) }))
+    expect(closed.reason).toBe('closed')
+    expect(rpc.counters.payments.close).toBe(1)
+    expect(await store.forOrigin?.(rpc.url).get(keyOf(rpc.payee))).toEqual(entry?.entry)
+  })
+})
