@@ -2,6 +2,7 @@ import { Challenge, Receipt } from 'mppx'
 import { rankByAcceptPayment } from '../AcceptPayment.js'
 import { isPaymentError, PaymentFailedError, PaymentRequiredError } from '../errors.js'
 import { redactUrl } from '../internal/redactUrl.js'
+import { sendWithinOrigin, withinOrigin } from '../internal/sendWithinOrigin.js'
 import { raceSignal } from '../internal/signal.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import { classifyRejection, type Problem, type Rejection, readProblem } from '../Problem.js'
@@ -12,9 +13,6 @@ import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
 
 /** Paid attempts per request at most: a first payment, and two after recoverable rejections. */
 export const maxPaymentRounds = 3
-
-/** Hops a paid request may follow within the same origin. */
-const maxRedirects = 3
 
 export type PaymentHooks = {
   /** A 402 arrived; `challenges` are all the Payment challenges it decoded to. */
@@ -82,7 +80,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       throw new PaymentRequiredError({ reason: 'insecureTransport', origin })
     return withinDeadline(init, async (signal) => {
       const provider = await providerFor(decodeChallenges(response), origin, signal)
-      const request = paidRequest(url, init)
+      const request = paidRequest(url, init, fetchFn)
       return payUntil(signal, { url, origin, init, request, provider, first: { response } })
     })
   }
@@ -90,7 +88,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
   function presend(url: string, init: RequestInit): Promise<Response> | undefined {
     const provider = presender
     if (!provider?.challengeFor || !mayCarryCredentials(new URL(url))) return undefined
-    const request = paidRequest(url, init)
+    const request = paidRequest(url, init, fetchFn)
     let challenge: Challenge.Challenge | undefined
     try {
       challenge = provider.challengeFor(request)
@@ -356,12 +354,17 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
 }
 
 /** The request a payment is for, as the provider sees it. */
-function paidRequest(url: string, init: RequestInit): PaidRequest {
+function paidRequest(
+  url: string,
+  init: RequestInit,
+  fetchFn: PaymentFlowConfig['fetchFn'],
+): PaidRequest {
   return {
     url,
     method: init.method ?? 'POST',
     headers: new Headers(init.headers),
     body: init.body as string | undefined,
+    fetch: withinOrigin(fetchFn),
   }
 }
 
@@ -500,39 +503,6 @@ async function startPayment(
       )
       return { settled: bearer, failure }
     },
-  }
-}
-
-/**
- * Sends the request (with the credential, if any) as the caller's fetch would, except that it
- * follows no redirect to another origin: a credential must never reach a server it was not made
- * for.
- */
-async function sendWithinOrigin(
-  fetchFn: PaymentFlowConfig['fetchFn'],
-  url: string,
-  init: RequestInit,
-  credential: { header: string; value: string } | undefined,
-  signal: AbortSignal,
-) {
-  const headers = new Headers(init.headers)
-  if (credential) headers.set(credential.header, credential.value)
-  let target = url
-  for (let hop = 0; ; hop++) {
-    const response = await fetchFn(target, { ...init, headers, signal, redirect: 'manual' })
-    const redirected =
-      response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)
-    if (!redirected) return response
-    await response.body?.cancel()
-    const location = response.headers.get('location')
-    const next = location ? new URL(location, target) : undefined
-    // Only 307 and 308 resend a POST as it was.
-    const resendable = response.status === 307 || response.status === 308
-    if (!next || next.origin !== new URL(target).origin || !resendable || hop >= maxRedirects)
-      throw new Error(
-        `The request was redirected (${response.status || 'opaque'}${next ? ` to ${next.origin}` : ''}); it was not followed.`,
-      )
-    target = next.href
   }
 }
 

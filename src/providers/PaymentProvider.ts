@@ -129,6 +129,12 @@ export type PaidRequest = {
   method: string
   headers: Headers
   body: string | undefined
+  /**
+   * Sends a request of the provider's own to the endpoint (a session's top-up or close) as the
+   * transport sends its requests: through its `fetchFn`, following redirects only within the
+   * origin. Absent (a request built by hand), the global `fetch` is used the same way.
+   */
+  fetch?: ((url: string, init: RequestInit) => Promise<Response>) | undefined
 }
 
 /** A payment ready to be authorized, with its cost known. */

@@ -5,6 +5,7 @@ import { type Account, type Hash, type Hex, isAddressEqual, maxUint96 } from 'vi
 import { signTransaction, waitForTransactionReceipt } from 'viem/actions'
 import { PaymentRefusedError } from '../errors.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
+import { withinOrigin } from '../internal/sendWithinOrigin.js'
 import { raceSignal } from '../internal/signal.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import { classifyRejection, readProblem } from '../Problem.js'
@@ -167,7 +168,12 @@ type LostOpen = {
   final: boolean
 }
 
-type Endpoint = { url: string; headers: Headers }
+/** Where management requests (top-up, close) go, and how: as the paid request went. */
+type Endpoint = {
+  url: string
+  headers: Headers
+  fetch: (url: string, init: RequestInit) => Promise<Response>
+}
 
 /**
  * Pays TIP-1034 precompile session challenges (`sessionProtocol: "v2"`): opens one payment channel
@@ -417,7 +423,7 @@ export function session({
     headers.delete('content-type')
     headers.delete('content-length')
     if (paying) headers.set(Challenge.credentialHeader(paying.challenge), paying.authorization)
-    return fetch(endpoint.url, { method: 'POST', headers, signal: signal ?? null })
+    return endpoint.fetch(endpoint.url, { method: 'POST', headers, signal: signal ?? null })
   }
 
   /** Settles when the next of the channel's pending payments does. */
@@ -939,7 +945,11 @@ export function session({
       const { request, reason } = parseSessionRequest(challenge, chainId)
       if (!request) throw new Error(`Not a payable session challenge: ${reason}.`)
       const scope = scopeOf(new URL(paid.url).origin, request)
-      const endpoint = { url: paid.url, headers: paid.headers }
+      const endpoint = {
+        url: paid.url,
+        headers: paid.headers,
+        fetch: paid.fetch ?? withinOrigin(globalThis.fetch),
+      }
       for (;;) {
         if (scope.opening) {
           await raceSignal(scope.opening, signal)

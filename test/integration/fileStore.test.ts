@@ -377,12 +377,13 @@ describe('fileChannelStore lease', () => {
         const first = JSON.parse(await readFile(lock, 'utf8'))
         // Each renewal rewrites the file: wait on its changes until the first expiry is past.
         for await (const _ of watch(lock)) {
-          const current = await readFile(lock, 'utf8').then(JSON.parse, () => undefined)
+          // Caught between the renewal's truncate and its write, the file does not parse yet.
+          const current = await readFile(lock, 'utf8').then(parsed, () => undefined)
           if (current && Date.now() > first.expiresAt) return { first, current }
         }
         throw new Error('the watch ended')
       },
-      { ttl: 150 },
+      { ttl: 600 },
     )
     expect(holder.current).toMatchObject({ pid: process.pid, id: holder.first.id })
     expect(holder.current.expiresAt).toBeGreaterThan(Date.now())
@@ -456,3 +457,12 @@ test('on Node 20, viem-mpp and viem-mpp/node work, and fileChannelStore says whi
   })
   expect(existsSync(path)).toBe(false)
 })
+
+/** `text` as JSON, or `undefined` if it is not (yet) whole. */
+function parsed(text: string): { expiresAt: number } | undefined {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
