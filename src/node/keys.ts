@@ -122,7 +122,10 @@ export async function discoverKey({
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT')
       return { account: undefined, path, passedOver: [] }
-    throw new KeyDiscoveryError(`${path} cannot be read.`)
+    const { code } = error as NodeJS.ErrnoException
+    throw new KeyDiscoveryError(`${path} cannot be read${code ? ` (${code})` : ''}.`, {
+      metaMessages: ['Make it a readable file, or set TEMPO_PRIVATE_KEY instead.'],
+    })
   }
   const entries = parseKeysToml(text, path)
   const wanted = { chainId, currency, now: Math.floor(Date.now() / 1000) }

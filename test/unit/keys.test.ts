@@ -123,6 +123,22 @@ describe('discoverAccount', () => {
     expect(error.message).not.toContain(key.slice(2, 20))
   })
 
+  test('an unreadable keys.toml (a directory) is refused, saying why; TEMPO_PRIVATE_KEY still wins over it', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'viem-mpp-keys-'))
+    mkdirSync(join(home, 'wallet', 'keys.toml'), { recursive: true })
+    const error = await rejectionOf(discoverAccount({ chainId: 1337, env: { TEMPO_HOME: home } }))
+    expect(error).toBeInstanceOf(KeyDiscoveryError)
+    expect((error as KeyDiscoveryError).shortMessage).toBe(
+      `${join(home, 'wallet', 'keys.toml')} cannot be read (EISDIR).`,
+    )
+    const key = generatePrivateKey()
+    const account = await discoverAccount({
+      chainId: 1337,
+      env: { TEMPO_HOME: home, TEMPO_PRIVATE_KEY: key },
+    })
+    expect(account?.address).toBe(privateKeyToAddress(key))
+  })
+
   test('a malformed entry is refused, saying which field', async () => {
     const home = tempoHome(entry({ chain_id: 1337, key: '0x1234' }))
     const error = await rejectionOf(discoverAccount({ chainId: 1337, env: { TEMPO_HOME: home } }))
