@@ -131,13 +131,13 @@ const setupGuidance = [
   '  - a [[keys]] entry for this chain in $TEMPO_HOME/wallet/keys.toml (TEMPO_HOME defaults to',
   '    ~/.tempo), which the Tempo CLI writes: `tempo wallet login`.',
   'Or give the transport a provider:',
-  "  mppHttp(url, { provider: charge({ account, client }) })   // import { charge } from 'viem-mpp'",
+  "  mppHttp(url, { provider: tempo({ account, client }) })   // import { tempo } from 'viem-mpp'",
   'where `client` is a viem client for the chain that is not this paid transport.',
 ]
 
 const unpaidClientGuidance = [
   'Give the transport a provider whose client reads the chain through an unpaid RPC:',
-  "  mppHttp(url, { provider: charge({ account, client }) })   // import { charge } from 'viem-mpp'",
+  "  mppHttp(url, { provider: tempo({ account, client }) })   // import { tempo } from 'viem-mpp'",
 ]
 
 export type PaymentRefusedErrorType = PaymentRefusedError & { name: 'PaymentRefusedError' }
@@ -164,6 +164,8 @@ export class PaymentRefusedError extends BaseError {
   readonly fee: bigint
   /** The TIP-20 token the payment is in. */
   readonly currency: string
+  /** For `accessKeyLimit`: the access key's limit that the payment breaks (to show what is left). */
+  readonly accessKey: PaymentRefusedError.AccessKeyLimit | undefined
 
   constructor({
     reason,
@@ -211,6 +213,7 @@ export class PaymentRefusedError extends BaseError {
     this.amount = amount
     this.fee = fee
     this.currency = currency
+    this.accessKey = accessKey
   }
 }
 

@@ -11,6 +11,7 @@ import {
   AccessKeyError,
   type BrowserAccessKey,
   type ChannelEntry,
+  closeChannel,
   createAccessKey,
   loadAccessKey,
   localStorageChannelStore,
@@ -98,15 +99,19 @@ function paidClient(account: BrowserAccessKey['account']) {
   })
 }
 
-/** The channel kept in localStorage for this endpoint, and what it has spent. */
-async function showChannel(spent?: bigint) {
-  const entry = await store.forOrigin?.(new URL(config.paidRpcUrl).origin).get(
+/** The channel kept in localStorage for this endpoint, if any. */
+const storedChannel = () =>
+  store.forOrigin?.(new URL(config.paidRpcUrl).origin).get(
     entryKey({
       descriptor: { payee: config.payee, token: config.currency },
       escrow: Addresses.tip20ChannelReserve,
       chainId: config.chainId,
     } as unknown as ChannelEntry),
   )
+
+/** The channel kept in localStorage for this endpoint, and what it has spent. */
+async function showChannel(spent?: bigint) {
+  const entry = await storedChannel()
   if (!entry) {
     for (const id of ['deposit', 'spent', 'remaining', 'channel-id']) $(id).textContent = '–'
     return
@@ -157,7 +162,10 @@ function explain(error: unknown): string {
   if (refused?.reason === 'budget')
     return `This visit's budget of ${dollars(budget)} is used up: the call was not paid and nothing was signed.`
   if (refused?.reason === 'accessKeyLimit')
-    return "The access key's spending limit is used up (or it expired): nothing was paid. Forget it and allow payments again."
+    // Closing first: without the key, its channel can no longer be closed from this page.
+    return `The access key's spending limit cannot cover this payment of up to ${dollars(
+      refused.amount + refused.fee,
+    )} (fees included), or the key expired: nothing was paid. Close the channel, then forget the key and allow payments again.`
   if (refused?.reason === 'insufficientFunds')
     return "Your wallet's balance cannot cover this payment: nothing was paid."
   if (refused) return `The payment was refused (${refused.reason}): nothing was paid.`
@@ -205,6 +213,8 @@ action($('allow'), async () => {
 })
 
 action($('forget'), async () => {
+  // Without the key no voucher or cooperative close can be signed for its channel: close it first.
+  await closeChannels()
   await key?.forget()
   key = undefined
   showKey()
@@ -216,13 +226,25 @@ action($('call'), async () => {
   $('result').textContent = `block ${block}`
 })
 
-action($('close'), async () => {
-  if (!provider) return
-  const closed = await provider.close()
-  if (closed.length === 0) {
-    show('No channel was used in this visit yet: make a paid call first, then close it.', 'info')
-    return
-  }
+/**
+ * Closes the channels this visit used, and the one kept from an earlier visit (after a reload the
+ * provider has used none yet), showing what was paid and refunded. Returns how many were closed.
+ */
+async function closeChannels() {
+  if (!provider || !key) return 0
+  const closed: { settled: bigint; refunded: bigint }[] = await provider.close()
+  const entry = await storedChannel()
+  if (entry)
+    closed.push(
+      await closeChannel({
+        store,
+        channelId: entry.channelId,
+        url: config.paidRpcUrl,
+        account: key.account,
+        client: chainClient,
+      }),
+    )
+  if (closed.length === 0) return 0
   const settled = closed.reduce((sum, channel) => sum + channel.settled, 0n)
   const refunded = closed.reduce((sum, channel) => sum + channel.refunded, 0n)
   $('closed').textContent =
@@ -230,6 +252,11 @@ action($('close'), async () => {
   $('closed').dataset.settled = String(settled)
   $('closed').dataset.refunded = String(refunded)
   await Promise.all([showChannel(), showWallet()])
+  return closed.length
+}
+
+action($('close'), async () => {
+  if ((await closeChannels()) === 0) show('There is no open channel to close.', 'info')
 })
 
 key = await loadAccessKey({ root: wallet.address, chainId: config.chainId })

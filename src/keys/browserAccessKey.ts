@@ -1,6 +1,6 @@
 import { PublicKey } from 'ox'
 import { KeyAuthorization, SignatureEnvelope } from 'ox/tempo'
-import { type Account, type Address, getAddress, isAddress, isAddressEqual } from 'viem'
+import { type Account, type Address, getAddress, isAddress, isAddressEqual, maxUint128 } from 'viem'
 import { Account as TempoAccount, WebCryptoP256 } from 'viem/tempo'
 import { AccessKeyError } from './errors.js'
 import {
@@ -14,6 +14,13 @@ export const defaultAccessKeyLimit = 1_000_000n
 
 /** The default lifetime of an in-page access key, in seconds: one day. */
 export const defaultAccessKeyLifetime = 86_400
+
+/**
+ * The longest an in-page access key may live, in seconds: one year. Its authorization stays valid
+ * on chain until it expires, even once the page has forgotten it; and an expiry beyond this is
+ * most often milliseconds given for seconds.
+ */
+const maxAccessKeyLifetime = 365 * 86_400
 
 export type CreateAccessKeyParameters = {
   /**
@@ -32,7 +39,10 @@ export type CreateAccessKeyParameters = {
    * session's deposits and top-ups count, and so does a charge. @default {@link defaultAccessKeyLimit}
    */
   limit?: bigint | undefined
-  /** When the key expires, in unix seconds. @default now + {@link defaultAccessKeyLifetime} */
+  /**
+   * When the key expires, in unix seconds, at most one year ahead.
+   * @default now + {@link defaultAccessKeyLifetime}
+   */
   expiry?: number | undefined
   /** Where the key is kept. @default indexedDbAccessKeyStorage() */
   storage?: AccessKeyStorage | undefined
@@ -111,8 +121,14 @@ export async function createAccessKey({
     throw invalid(`chainId must be a positive integer, not ${chainId}.`)
   if (!isAddress(currency)) throw invalid('currency must be an address.')
   if (limit <= 0n) throw invalid(`limit must be above 0, not ${limit}.`)
+  // No TIP-20 amount exceeds uint128: a higher limit is a mistake, not "unlimited".
+  if (limit > maxUint128) throw invalid(`limit must be at most 2^128 - 1, not ${limit}.`)
   if (!Number.isSafeInteger(expiry) || expiry <= nowInSeconds())
     throw invalid(`expiry must be a future unix time in seconds, not ${expiry}.`)
+  if (expiry > nowInSeconds() + maxAccessKeyLifetime)
+    throw invalid(
+      `expiry must be at most one year ahead (a unix time in seconds, not milliseconds), not ${expiry}.`,
+    )
   if (!globalThis.crypto?.subtle)
     throw new AccessKeyError({
       reason: 'unsupportedRuntime',
@@ -219,6 +235,9 @@ function restore(
   ) as KeyAuthorization.Signed
   if (!isAddressEqual(stored.root, root)) throw new Error('The key signs for another root.')
   if (!keyAuthorization.signature) throw new Error('The key authorization is not signed.')
+  // Another script of the page may have written the record: only the root's signature counts.
+  if (!isSignedBy(keyAuthorization, root))
+    throw new Error('The key authorization is not signed by the root account.')
   if (BigInt(keyAuthorization.chainId) !== BigInt(chainId))
     throw new Error('The key authorization is for another chain.')
   if (!(stored.privateKey instanceof CryptoKey))

@@ -5,10 +5,9 @@ import { PaymentRequiredError } from '../errors.js'
 import { label } from '../flow/challenges.js'
 import { defaultMaxDeposit } from '../internal/defaultProvider.js'
 import { redactUrl } from '../internal/redactUrl.js'
+import { charge } from '../providers/charge.js'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
 import { tempo } from '../providers/tempo.js'
-import type { ChannelStore } from '../stores/ChannelStore.js'
-import { memoryChannelStore } from '../stores/memory.js'
 import { fileChannelStore } from './fileChannelStore.js'
 import { discoverKey, keysTomlPath } from './keys.js'
 
@@ -19,7 +18,8 @@ import { discoverKey, keysTomlPath } from './keys.js'
  * RPC (`chain.rpcUrls.default.http[0]`). Its channels are kept in {@link fileChannelStore}
  * (`$TEMPO_HOME/wallet/channels.db`), so a script's later runs reuse the channel its first run
  * opened; a channel holds at most `defaultMaxDeposit`. On a Node without `node:sqlite` (Node 20),
- * found when the provider is made, channels are kept in memory instead, for this process only.
+ * found when the provider is made, it pays charges only: a channel kept in memory would lock a
+ * deposit per run that no store records.
  * `mppHttp` caps each payment (a charge, a session's deposit or top-up) at `defaultMaxAmount`
  * unless `maxAmount` is given.
  *
@@ -63,22 +63,27 @@ export async function discoverProvider({
       offered: challenges.map(describeChallenge),
       keys: { path, passedOver },
     })
+  const client = createClient({ chain, transport: http(rpcUrl) })
+  // Without node:sqlite (which fileChannelStore needs), a channel could be kept in memory only: each
+  // run of a script would lock a new deposit that no store records. Charges lock nothing.
+  if (!process.getBuiltinModule?.('node:sqlite')) return chargesOnly(charge({ account, client }))
   return tempo({
     account,
-    client: createClient({ chain, transport: http(rpcUrl) }),
-    store: defaultStore(env),
+    client,
+    store: fileChannelStore(join(dirname(keysTomlPath(env)), 'channels.db')),
     maxDeposit: defaultMaxDeposit,
   })
 }
 
-/**
- * Tempo's shared channel database when this Node has `node:sqlite` (which `fileChannelStore`
- * needs, and would otherwise fail on at its first use), else a store in memory.
- */
-function defaultStore(env: Record<string, string | undefined>): ChannelStore {
-  return process.getBuiltinModule?.('node:sqlite')
-    ? fileChannelStore(join(dirname(keysTomlPath(env)), 'channels.db'))
-    : memoryChannelStore()
+/** `provider`, saying why it passes over a session: this Node cannot keep a channel. */
+function chargesOnly(provider: PaymentProvider): PaymentProvider {
+  return {
+    ...provider,
+    unsupportedReason: (challenge) =>
+      challenge.intent === 'session'
+        ? "the default provider keeps session channels in Tempo's channel database, which needs node:sqlite (Node >= 22.13); on this Node it pays charges only. Pass `provider: session({ account, client, store })` to pay sessions here."
+        : provider.unsupportedReason?.(challenge),
+  }
 }
 
 /** A challenge, the way the server offered it: `method/intent: amount of currency`. */

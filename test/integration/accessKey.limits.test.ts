@@ -74,6 +74,11 @@ test('a key authorization whose limit is below the price and the fee is refused 
   expect(refused.message).toContain(
     `Access key: remaining limit ${limit} of token ${net.currency} is below the ${price + refused.fee} the payment spends of it (amount + fee).`,
   )
+  expect(refused.accessKey).toEqual({
+    token: net.currency,
+    remaining: limit,
+    needed: price + refused.fee,
+  })
   // Only the unpaid probe reached the server; nothing moved, and the key is still not on chain.
   expect(sent).toEqual([])
   expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })

@@ -95,21 +95,33 @@ test('a charge-only server is paid with a charge', async () => {
   expect((await localnet.balanceOf(rpc.payee)) - before).toBe(1_000n)
 })
 
-test('without node:sqlite (Node 20) the default provider keeps its channel in memory and still pays', async () => {
+test('without node:sqlite (Node 20) the default provider pays charges only: no deposit locked where no store records it', async () => {
   const rpc = await localnet.startPaidRpc({ intent: ['session', 'charge'], price: 1_000n })
   vi.stubEnv('TEMPO_PRIVATE_KEY', payer(9).privateKey)
   const getBuiltinModule = process.getBuiltinModule
   vi.spyOn(process, 'getBuiltinModule').mockImplementation(((id: string) =>
     id === 'node:sqlite' ? undefined : getBuiltinModule(id)) as typeof getBuiltinModule)
+  const from = await blockNumber()
 
   const client = paidClient(rpc.url)
   expect(await client.getChainId()).toBe(1337)
   expect(await client.getChainId()).toBe(1337)
 
-  expect(rpc.counters.payments).toMatchObject({ charge: 0, open: 1, voucher: 1 })
+  expect(rpc.counters.payments).toMatchObject({ charge: 2, open: 0, voucher: 0 })
+  expect(await channelEvents('ChannelOpened', payer(9).address, from)).toEqual([])
   expect(process.getBuiltinModule).toHaveBeenCalledWith('node:sqlite')
-  // Nothing was written to Tempo's channel database.
   expect(existsSync(join(home, 'wallet', 'channels.db'))).toBe(false)
+
+  // A server offering sessions only: passed over, saying why and what to do.
+  const sessionsOnly = await localnet.startPaidRpc({ intent: 'session', price: 1_000n })
+  const error = await rejectionOf(paidClient(sessionsOnly.url).getChainId())
+  expect(error).toBeInstanceOf(PaymentRequiredError)
+  expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
+  expect((error as PaymentRequiredError).message).toContain(
+    'needs node:sqlite (Node >= 22.13); on this Node it pays charges only. Pass `provider: session({ account, client, store })` to pay sessions here.',
+  )
+  expect(sessionsOnly.counters.payments).toMatchObject({ open: 0, voucher: 0 })
+  await sessionsOnly.stop()
 })
 
 test('no key at all: PaymentRequiredError with the set-up guidance and the offered challenges', async () => {
@@ -132,7 +144,7 @@ test('no key at all: PaymentRequiredError with the set-up guidance and the offer
     '  - a [[keys]] entry for this chain in $TEMPO_HOME/wallet/keys.toml (TEMPO_HOME defaults to',
     '    ~/.tempo), which the Tempo CLI writes: `tempo wallet login`.',
     'Or give the transport a provider:',
-    "  mppHttp(url, { provider: charge({ account, client }) })   // import { charge } from 'viem-mpp'",
+    "  mppHttp(url, { provider: tempo({ account, client }) })   // import { tempo } from 'viem-mpp'",
     'where `client` is a viem client for the chain that is not this paid transport.',
   ])
   expect(rpc.counters).toMatchObject({ requests: 1, challenges: 1, forwarded: 0 })

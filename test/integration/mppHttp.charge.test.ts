@@ -467,7 +467,7 @@ describe('nothing can pay', () => {
     expect((error as PaymentRequiredError).reason).toBe('noProvider')
     expect((error as PaymentRequiredError).origin).toBe(rpc.url)
     expect(error.message).toContain('provider')
-    expect(error.message).toContain('mppHttp(url, { provider: charge({ account, client }) })')
+    expect(error.message).toContain('mppHttp(url, { provider: tempo({ account, client }) })')
     expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
   })
 

@@ -387,7 +387,7 @@ describe('nothing can pay', () => {
     const error = await rejectionOf(clientFor(server.url).request({ method: 'eth_blockNumber' }))
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noProvider')
-    expect(error.message).toContain('mppHttp(url, { provider: charge({ account, client }) })')
+    expect(error.message).toContain('mppHttp(url, { provider: tempo({ account, client }) })')
   })
 })
 
