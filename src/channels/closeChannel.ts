@@ -4,6 +4,7 @@ import { type Account, type Hex, isAddressEqual, parseEventLogs } from 'viem'
 import { getBlockNumber, getLogs } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { redactUrl } from '../internal/redactUrl.js'
+import { sendWithinOrigin } from '../internal/sendWithinOrigin.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import { readProblem } from '../Problem.js'
 import { parseSessionRequest } from '../providers/session/request.js'
@@ -29,8 +30,9 @@ export type CloseChannelParameters = {
   store: ChannelStore
   channelId: Hex
   /**
-   * A URL of the server that sold the channel (the paid endpoint). It is used for this request
-   * only, never stored; errors show its origin only.
+   * A URL of the server that sold the channel (the paid endpoint), on the origin the store
+   * records for it (another is refused: `otherOrigin`). It is used for this request only, never
+   * stored; errors show its origin only. Redirects are followed within that origin only.
    */
   url: string
   /** The payer (a local account, or the `viem/tempo` access key that signs the channel's vouchers). */
@@ -63,7 +65,12 @@ export type CloseChannelReturnType = {
  *
  * A server that is unreachable, refuses, or claims a close the chain does not show throws a
  * {@link ChannelError} (`unreachable`, `serverRefused`, `serverLied`) with the store unchanged;
- * `withdrawChannel` then gets the deposit back without the server.
+ * `withdrawChannel` then gets the deposit back without the server. A close the server did
+ * although its answer was lost (or said otherwise) is found on chain and returned as done.
+ *
+ * With a store shared between processes (`fileChannelStore`), what the store records as signed
+ * is the end of the voucher range reserved, up to 100 calls' worth above the highest voucher
+ * really signed: a server claiming to have charged that much is given a close voucher for it.
  *
  * @example
  * ```ts
@@ -83,13 +90,30 @@ export async function closeChannel({
 }: CloseChannelParameters): Promise<CloseChannelReturnType> {
   const { origin, key, entry } = await findRecord(store, channelId)
   assertPayer(entry, account, { signs: true })
+  const server = redactUrl(url)
+  // A close voucher is for the server that sold the channel only: another origin could be anyone.
+  // (Another program's row may name its origin in another spelling, or a URL.)
+  const soldAt = origin === undefined ? undefined : redactUrl(origin)
+  if (soldAt !== undefined && soldAt !== '<invalid URL>' && server !== soldAt)
+    throw new ChannelError({
+      reason: 'otherOrigin',
+      message: `Channel ${entry.channelId} was bought from ${soldAt}, not from ${server}: no close voucher is sent there.`,
+      channelId: entry.channelId,
+    })
   const state = await readState(client, entry)
   if (stateOf(state) === 'closed') throw closedError(entry.channelId)
-  const server = redactUrl(url)
 
+  // No redirect to another origin is followed: a challenge may name its own credential header,
+  // which fetch, unlike `Authorization`, would carry there.
   const send = async (headers: Headers) => {
     try {
-      return await fetchFn(url, { method: 'POST', headers, signal: AbortSignal.timeout(timeout) })
+      return await sendWithinOrigin(
+        fetchFn,
+        url,
+        { method: 'POST', headers },
+        undefined,
+        AbortSignal.timeout(timeout),
+      )
     } catch (error) {
       throw new ChannelError({
         reason: 'unreachable',
@@ -142,26 +166,27 @@ export async function closeChannel({
     return send(new Headers({ [Challenge.credentialHeader(challenge)]: authorization }))
   }
 
-  const fromBlock = await onChain(() => getBlockNumber(client, { cacheTime: 0 }), entry.channelId)
-  let answer = await closeWith(state.settled)
-  if (!answer.ok) {
-    // The server captures what it charged, and says how much that is when the voucher is below it.
-    const wanted = chargedOf(await readProblem(answer))
-    if (wanted === undefined || wanted <= state.settled)
-      throw refused(`The server at ${server} refused to close the channel (${answer.status}).`)
-    if (wanted > entry.cumulativeAmount)
-      throw refused(
-        `The server at ${server} asks for a close voucher of ${wanted}, more than the ${entry.cumulativeAmount} signed.`,
-      )
-    answer = await closeWith(wanted)
+  /** Sends the close voucher (again at the amount the server says it charged), then reads the chain. */
+  const requestClose = async (fromBlock: bigint) => {
+    let answer = await closeWith(state.settled)
     if (!answer.ok) {
-      await answer.body?.cancel()
-      throw refused(`The server at ${server} refused to close the channel (${answer.status}).`)
-    }
-  } else await answer.body?.cancel()
+      // The server captures what it charged, and says how much that is when the voucher is below it.
+      const wanted = chargedOf(await readProblem(answer))
+      if (wanted === undefined || wanted <= state.settled)
+        throw refused(`The server at ${server} refused to close the channel (${answer.status}).`)
+      if (wanted > entry.cumulativeAmount)
+        throw refused(
+          `The server at ${server} asks for a close voucher of ${wanted}, more than the ${entry.cumulativeAmount} signed.`,
+        )
+      answer = await closeWith(wanted)
+      if (!answer.ok) {
+        await answer.body?.cancel()
+        throw refused(`The server at ${server} refused to close the channel (${answer.status}).`)
+      }
+    } else await answer.body?.cancel()
 
-  const closed = await closedEvent(client, entry, fromBlock, answer)
-  if (!closed)
+    const closed = await closedEvent(client, entry, fromBlock, answer)
+    if (closed) return closed
     throw new ChannelError({
       reason: 'serverLied',
       message: `The server at ${server} answered that it closed the channel, and the chain shows no close.`,
@@ -170,6 +195,18 @@ export async function closeChannel({
         'The channel stays in the store; withdrawChannel() gets the deposit back without the server.',
       ],
     })
+  }
+
+  const fromBlock = await onChain(() => getBlockNumber(client, { cacheTime: 0 }), entry.channelId)
+  const closed = await requestClose(fromBlock).catch(async (error: unknown) => {
+    // The server may have closed the channel and lost (or garbled) its answer: the chain says.
+    const lost =
+      error instanceof ChannelError &&
+      (error.reason === 'unreachable' || error.reason === 'serverRefused')
+    const onChainClose = lost ? await closedEvent(client, entry, fromBlock, undefined) : undefined
+    if (onChainClose) return onChainClose
+    throw error
+  })
   const namespace = namespaceOf(store, origin)
   const stored = await namespace.get(key)
   if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(key)
@@ -195,9 +232,9 @@ async function closedEvent(
   client: ChannelClient,
   entry: ChannelEntry,
   fromBlock: bigint,
-  answer: Response,
+  answer: Response | undefined,
 ) {
-  const named = namedTransaction(answer)
+  const named = answer && namedTransaction(answer)
   const logs = await onChain(
     () =>
       getLogs(client, {

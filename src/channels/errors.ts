@@ -59,6 +59,7 @@ export declare namespace ChannelError {
    * - `notWithdrawable`: its deposit cannot be taken back (yet): see the message;
    * - `serverRefused`: the server did not close it (answer, missing challenge, a voucher above what was signed);
    * - `serverLied`: the server answered that it closed the channel, and the chain does not show it;
+   * - `otherOrigin`: `closeChannel`'s URL is on another origin than the one the channel was bought from;
    * - `unreachable`: the server could not be reached;
    * - `rpcUnreachable`: the chain's RPC could not be reached or failed;
    * - `unsupportedStore`: the store cannot list its entries (no `list()`).
@@ -70,6 +71,7 @@ export declare namespace ChannelError {
     | 'notWithdrawable'
     | 'serverRefused'
     | 'serverLied'
+    | 'otherOrigin'
     | 'unreachable'
     | 'rpcUnreachable'
     | 'unsupportedStore'

@@ -1,5 +1,5 @@
 import { type Address, isAddressEqual } from 'viem'
-import type { ChannelStore } from '../stores/ChannelStore.js'
+import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
 import { chainIdOf, recordsOf, refresh, summarize } from './shared.js'
 import type { ChannelClient, ChannelSummary } from './types.js'
 
@@ -36,9 +36,21 @@ export async function listChannels({
     ({ entry }) => payer === undefined || isAddressEqual(entry.descriptor.payer, payer),
   )
   const chainId = client && (await chainIdOf(client))
-  return Promise.all(
-    records.map((record) =>
-      client && record.entry.chainId === chainId ? refresh(client, record) : summarize(record),
-    ),
-  )
+  const summaries: ChannelSummary[] = new Array(records.length)
+  // A few reads at a time: a store of thousands of channels must not flood a public RPC.
+  let next = 0
+  const worker = async () => {
+    for (let index = next++; index < records.length; index = next++) {
+      const record = records[index] as ChannelRecord
+      summaries[index] =
+        client && record.entry.chainId === chainId
+          ? await refresh(client, record)
+          : summarize(record)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(maxReads, records.length) }, worker))
+  return summaries
 }
+
+/** Channels refreshed from the chain at once. */
+const maxReads = 8

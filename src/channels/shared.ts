@@ -13,10 +13,11 @@ import { getBlock, getChainId, readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { signerOf } from '../providers/session/transactions.js'
 import type { ChannelEntry, ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
+import { ChannelStoreError } from '../stores/errors.js'
 import { ChannelError } from './errors.js'
 import type { ChannelClient, ChannelState, ChannelSummary } from './types.js'
 
-const { Chain } = Session.Precompile
+const { Chain, Channel } = Session.Precompile
 
 /** A channel's state on chain, as the reserve keeps it. */
 export type OnChainState = { settled: bigint; deposit: bigint; closeRequestedAt: number }
@@ -142,7 +143,11 @@ export async function recordsOf(store: ChannelStore): Promise<ChannelRecord[]> {
   return store.list()
 }
 
-/** The stored record of `channelId`, wherever it is kept. */
+/**
+ * The stored record of `channelId`, wherever it is kept. An entry whose id is not its
+ * descriptor's is corrupt: the chain is read by the id and transactions act on the descriptor,
+ * so acting on it could close another channel than the one asked for.
+ */
 export async function findRecord(store: ChannelStore, channelId: Hex): Promise<ChannelRecord> {
   const record = (await recordsOf(store)).find(({ entry }) => sameId(entry.channelId, channelId))
   if (!record)
@@ -154,7 +159,25 @@ export async function findRecord(store: ChannelStore, channelId: Hex): Promise<C
         'List the stored channels with listChannels(), or recover them with syncChannels().',
       ],
     })
+  const { entry } = record
+  const id = descriptorId(entry)
+  if (id === undefined || !sameId(id, entry.channelId))
+    throw new ChannelStoreError({
+      reason: 'corrupt',
+      cause: new Error(
+        `The entry of channel ${entry.channelId} has ${id ? `the descriptor of ${id}` : 'no valid descriptor'}.`,
+      ),
+    })
   return record
+}
+
+/** The id of the channel `entry`'s descriptor describes; undefined if it describes none. */
+function descriptorId(entry: ChannelEntry): Hex | undefined {
+  try {
+    return Channel.computeId({ ...entry.descriptor, chainId: entry.chainId, escrow: entry.escrow })
+  } catch {
+    return undefined
+  }
 }
 
 /** The entries of `origin` (`undefined`: the store's own). */

@@ -101,8 +101,13 @@ export async function syncChannels({
       const namespace = namespaceOf(store, stored.origin)
       const summary = summarize(stored, chain)
       if (state.deposit > stored.entry.deposit) {
-        await namespace.set({ ...stored.entry, deposit: state.deposit })
-        updated.push(summary)
+        // Read again: a provider may have signed on the channel (and written it) since the list.
+        const current = await namespace.get(stored.key)
+        if (current && sameId(current.channelId, found.channelId)) {
+          if (current.deposit < state.deposit)
+            await namespace.set({ ...current, deposit: state.deposit })
+          updated.push(summary)
+        }
       }
       channels.push(summary)
       continue

@@ -1,5 +1,5 @@
-import { type Account, type Hex, parseEventLogs } from 'viem'
-import { waitForTransactionReceipt } from 'viem/actions'
+import { type Account, type Hex, type Log, parseEventLogs } from 'viem'
+import { getBlockNumber, getLogs, waitForTransactionReceipt } from 'viem/actions'
 import { Abis, Actions } from 'viem/tempo'
 import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
 import { ChannelError } from './errors.js'
@@ -58,7 +58,8 @@ export type WithdrawChannelReturnType =
  * grace period the payee can still settle the vouchers it holds; the rest comes back.
  *
  * A channel that is closed already throws {@link ChannelError} (`closed`); one of another payer,
- * `notPayer`. Call it from one process at a time per channel.
+ * `notPayer`. A step that fails because another process (or the payee's close) did it meanwhile
+ * is not an error: the call says where the channel stands, the refund read from the chain.
  *
  * @example
  * ```ts
@@ -79,6 +80,8 @@ export async function withdrawChannel({
   const record = await recordOf(store, client, channelId)
   const { entry } = record
   assertPayer(entry, account)
+  // Before the state is read: a close by another process after it is in the logs from here.
+  const fromBlock = await onChain(() => getBlockNumber(client, { cacheTime: 0 }), entry.channelId)
   const state = await readState(client, entry)
   if (stateOf(state) === 'closed') throw closedError(entry.channelId)
   const gracePeriod = await gracePeriodOf(client, entry.escrow)
@@ -113,12 +116,60 @@ export async function withdrawChannel({
     return { hash, receipt }
   }
 
+  /**
+   * Sends `label`, unless it fails because another process (or the payee, closing) did the step
+   * meanwhile: then `undefined`, and the chain says where the channel stands.
+   */
+  const sendUnlessDone = (label: 'requestClose' | 'withdraw') =>
+    send(label).catch(async (error: unknown) => {
+      if (!(error instanceof ChannelError) || error.reason !== 'notWithdrawable') throw error
+      const now = await readState(client, entry)
+      const done = label === 'requestClose' ? now.closeRequestedAt !== 0 : stateOf(now) === 'closed'
+      if (!done) throw error
+      return undefined
+    })
+
+  /**
+   * The channel is closed: by this call's `withdraw` (`sent`), or by another process's or the
+   * payee's since `fromBlock`, whose `ChannelClosed` says what came back. The entry is removed.
+   */
+  const closedResult = async (sent: { hash: Hex; receipt: { logs: Log[] } } | undefined) => {
+    const logs =
+      sent?.receipt.logs ??
+      (await onChain(
+        () => getLogs(client, { address: entry.escrow, fromBlock, toBlock: 'latest' }),
+        entry.channelId,
+      ))
+    const [closed] = parseEventLogs({
+      abi: Abis.tip20ChannelReserve,
+      logs,
+      eventName: 'ChannelClosed',
+    }).filter(({ args }) => sameId(args.channelId, entry.channelId))
+    if (record.key !== undefined) {
+      const namespace = namespaceOf(store as ChannelStore, record.origin)
+      const stored = await namespace.get(record.key)
+      if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(record.key)
+    }
+    return {
+      channelId: entry.channelId,
+      state: 'closed' as const,
+      refunded: closed?.args.refundedToPayer ?? 0n,
+      txHash: sent?.hash ?? closed?.transactionHash,
+    }
+  }
+
   if (state.closeRequestedAt === 0) {
-    const { hash } = await send('requestClose')
+    const sent = await sendUnlessDone('requestClose')
     const requested = await readState(client, entry)
+    if (stateOf(requested) === 'closed') return closedResult(undefined)
     const withdrawableAt = requested.closeRequestedAt + gracePeriod
     onProgress?.({ type: 'waiting', until: withdrawableAt, label: 'close grace period' })
-    return { channelId: entry.channelId, state: 'closeRequested', withdrawableAt, txHash: hash }
+    return {
+      channelId: entry.channelId,
+      state: 'closeRequested',
+      withdrawableAt,
+      txHash: sent?.hash,
+    }
   }
 
   const withdrawableAt = state.closeRequestedAt + gracePeriod
@@ -132,23 +183,7 @@ export async function withdrawChannel({
     }
   }
 
-  const { hash, receipt } = await send('withdraw')
-  const [closed] = parseEventLogs({
-    abi: Abis.tip20ChannelReserve,
-    logs: receipt.logs,
-    eventName: 'ChannelClosed',
-  }).filter(({ args }) => sameId(args.channelId, entry.channelId))
-  if (record.key !== undefined) {
-    const namespace = namespaceOf(store as ChannelStore, record.origin)
-    const stored = await namespace.get(record.key)
-    if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(record.key)
-  }
-  return {
-    channelId: entry.channelId,
-    state: 'closed',
-    refunded: closed?.args.refundedToPayer ?? 0n,
-    txHash: hash,
-  }
+  return closedResult(await sendUnlessDone('withdraw'))
 }
 
 /** The channel from the store, or without one from its `ChannelOpened` log (then with no key). */

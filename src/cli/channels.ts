@@ -543,8 +543,9 @@ function nowSeconds() {
   return Math.floor(Date.now() / 1000)
 }
 
-/** What the store says of `channelId`, if it has it. */
+/** What the store says of `channelId`, if it has it. A store that does not exist is not created. */
 async function summaryOf(store: FileChannelStore, channelId: Hex) {
+  if (!existsSync(store.path)) return undefined
   const summaries = await listChannels({ store })
   return summaries.find((channel) => channel.channelId.toLowerCase() === channelId.toLowerCase())
 }

@@ -71,7 +71,14 @@ export function formatError(
   const top = chain[0] as Error
   const innermost = chain.at(-1) as Error
   let line = summary(top)
-  const reason = ownError(top) ? ownDetails(top) : innermost !== top && summary(innermost)
+  // A store that cannot be used says neither which file nor why: both are added (the system's
+  // reason is all there is).
+  const { path, reason: storeReason } = top as { path?: unknown; reason?: unknown }
+  const unusable =
+    top.name === 'ChannelStoreError' && storeReason === 'unavailable' && typeof path === 'string'
+  if (unusable) line = `${line.replace(/\.$/, '')} (${path})`
+  const reason =
+    ownError(top) && !unusable ? ownDetails(top) : innermost !== top && summary(innermost)
   if (reason && reason !== line) line = `${line.replace(/\.$/, '')}: ${reason}`
   if (top instanceof CliUsageError)
     line += ` (see \`viem-mpp ${top.command ? `${top.command} ` : ''}--help\`)`

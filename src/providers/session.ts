@@ -761,7 +761,37 @@ export function session({
     endpoint: Endpoint,
     signal: AbortSignal,
   ): Promise<ChannelEntry | undefined> => {
-    if (scope.store === store) return undefined
+    if (scope.store === store || !(await store.get(scope.key))) return undefined
+    // One take-up of a recovered channel at a time, whatever the origin, in this process and
+    // (under the store's lease on the store's own entry) across processes: two origins of one
+    // payee climbing it at once would both sign on it and both adopt it.
+    const before = takingUp.get(scope.key) ?? Promise.resolve()
+    let done!: () => void
+    const turn = before.then(() => new Promise<void>((resolve) => (done = resolve)))
+    takingUp.set(scope.key, turn)
+    try {
+      await raceSignal(before, signal)
+      const release = await leaseOf(store, `\n${scope.key}`, signal)
+      try {
+        return await climbRecovered(scope, request, challenge, endpoint, signal)
+      } finally {
+        release()
+      }
+    } finally {
+      before.then(() => done())
+      if (takingUp.get(scope.key) === turn) takingUp.delete(scope.key)
+    }
+  }
+  /** Recovered channels being taken up, by key: the take-up of each waits for the one before. */
+  const takingUp = new Map<string, Promise<void>>()
+
+  const climbRecovered = async (
+    scope: Scope,
+    request: SessionRequest,
+    challenge: Challenge.Challenge,
+    endpoint: Endpoint,
+    signal: AbortSignal,
+  ): Promise<ChannelEntry | undefined> => {
     const recovered = await store.get(scope.key)
     if (!recovered || !isOurs(recovered)) return undefined
     const { deposit, settled, closeRequestedAt } = await raceSignal(
