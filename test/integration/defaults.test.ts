@@ -131,7 +131,7 @@ test.each([
       "The default provider cannot pay: the chain's RPC is this paid endpoint, and preparing a payment reads the chain through it.",
     )
     expect(error.message).toContain('Endpoint: http://127.0.0.1:')
-    expect(error.message).toContain('provider: charge({ account, client })')
+    expect(error.message).toContain('provider: tempo({ account, client })')
     expect(error.message).not.toContain('secret-api-key')
     expect(error.message).not.toContain('hunter2')
     // The one unpaid request, answered 402; no credential was made or sent.
