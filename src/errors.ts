@@ -1,4 +1,4 @@
-import { BaseError as ViemBaseError } from 'viem'
+import { type Hex, BaseError as ViemBaseError } from 'viem'
 import { defaultMaxAmount } from './internal/defaultProvider.js'
 import { redactError } from './internal/redactUrl.js'
 import type { Problem } from './Problem.js'
@@ -371,4 +371,52 @@ export class InvalidPaymentTimeoutError extends BaseError {
       name: 'InvalidPaymentTimeoutError',
     })
   }
+}
+
+export type RecoveredChannelErrorType = RecoveredChannelError & { name: 'RecoveredChannelError' }
+
+/**
+ * A channel recovered by `syncChannels` could not pay the call it was approved for: the catch-up
+ * with the server's highest voucher gave up (`tooFarBehind`: 100 stale answers; `channelGone`:
+ * the server does not know it; `spent`: spent to its deposit), or, caught up, the channel has no
+ * room for the call's voucher (`full`). Only catch-up vouchers were signed, none above what an
+ * honest server already held (one calling every one stale holds 100 prices' worth at most). Found
+ * as the cause of a `PaymentFailedError` (`settled: false`). The provider does not take that
+ * channel up again: the next call opens a new one (for `full`, tops the caught-up channel up, or
+ * replaces it), approved by the spending policy with its deposit.
+ *
+ * @example
+ * ```ts
+ * import { RecoveredChannelError } from 'viem-mpp'
+ *
+ * const gaveUp = error.walk((cause) => cause instanceof RecoveredChannelError)
+ * ```
+ */
+export class RecoveredChannelError extends BaseError {
+  /** Why the recovered channel did not pay. */
+  readonly reason: RecoveredChannelError.Reason
+  readonly channelId: Hex
+
+  constructor({ reason, channelId }: { reason: RecoveredChannelError.Reason; channelId: Hex }) {
+    super(recoveredChannelMessages[reason], {
+      metaMessages: [`Channel: ${channelId}`],
+      name: 'RecoveredChannelError',
+    })
+    this.reason = reason
+    this.channelId = channelId
+  }
+}
+
+export declare namespace RecoveredChannelError {
+  type Reason = 'tooFarBehind' | 'channelGone' | 'spent' | 'full'
+}
+
+const recoveredChannelMessages: Record<RecoveredChannelError.Reason, string> = {
+  tooFarBehind:
+    'The server called 100 catch-up vouchers on the recovered channel stale: it is left unclaimed, and the next call opens a new channel.',
+  channelGone:
+    'The server does not know the recovered channel: it is left unclaimed, and the next call opens a new channel.',
+  spent:
+    'The recovered channel is spent to its deposit: it is left unclaimed, and the next call opens a new channel.',
+  full: 'The recovered channel, caught up with the server, has no room for the call: the next call tops it up or replaces it.',
 }

@@ -26,6 +26,8 @@ export {
   type PaymentRefusedErrorType,
   PaymentRequiredError,
   type PaymentRequiredErrorType,
+  RecoveredChannelError,
+  type RecoveredChannelErrorType,
 } from './errors.js'
 export { maxPaymentRounds, type PaymentHooks } from './flow/paymentFlow.js'
 export type { PaymentEvent } from './flow/policy.js'

@@ -3,8 +3,9 @@ import { entryKey, type ChannelStore as MppxChannelStore } from 'mppx/client'
 import { Proof, Session } from 'mppx/tempo'
 import { type Account, type Hash, type Hex, isAddressEqual, maxUint96 } from 'viem'
 import { signTransaction, waitForTransactionReceipt } from 'viem/actions'
-import { PaymentRefusedError } from '../errors.js'
+import { PaymentRefusedError, RecoveredChannelError } from '../errors.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
+import { redactErrorInPlace } from '../internal/redactUrl.js'
 import { withinOrigin } from '../internal/sendWithinOrigin.js'
 import { raceSignal } from '../internal/signal.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
@@ -198,6 +199,10 @@ type Endpoint = {
  *   says it is still funded, it is kept for `close()`, and while it is, a second such `410` is
  *   not answered with a third channel. An open whose answer was lost is looked up on chain
  *   before any other is opened.
+ * - A channel `syncChannels` recovered is taken up by the first endpoint it fits, quoted as one
+ *   voucher: only once the spending policy approves it are the vouchers signed that find the
+ *   server's highest one, then the call's above it. If that search gives up, the call fails
+ *   (`RecoveredChannelError`) and the next one opens a new channel.
  * - What the server claims never raises what is signed: a receipt's `acceptedCumulative` or
  *   `spent` above the vouchers signed moves neither the next voucher nor the close, and a
  *   voucher the server rejects is signed again at the same amount, so a server that rejects
@@ -748,87 +753,195 @@ export function session({
    * A channel recovered from the chain (`syncChannels`) is kept in the store's own entries, since
    * logs name no origin: the first endpoint whose scope (payee, token, reserve, chain) it fits
    * takes it up, moving it to its origin's entries. Its vouchers restart from what is settled on
-   * chain, below what the server holds, so the server's highest voucher is found first: vouchers
-   * one price apart, sent as management requests, until one is accepted (the server's own, or one
-   * price above it at most). After `maxUnaccepted` stale ones (a server holding no more than that
-   * many prices), the channel stays unclaimed and a new one is opened. A server that does not know the
-   * channel (`410`), or a channel spent to its deposit, is left where it is: a new one is opened.
+   * chain, below what the server holds, so the server's highest voucher has to be found with
+   * signed vouchers: that is done once the spending policy has approved the call, in `authorize`.
+   * Here only what needs no signature is checked (a channel of this payer and signer, open on
+   * chain, not spent to its deposit); the payment holds the scope's opening, and the take-up of
+   * the recovered channel, until it settles.
    */
-  const takeUpRecovered = async (
+  const recoveredPayment = async (
     scope: Scope,
     request: SessionRequest,
     challenge: Challenge.Challenge,
     endpoint: Endpoint,
+    finish: () => void,
     signal: AbortSignal,
-  ): Promise<ChannelEntry | undefined> => {
+  ): Promise<PreparedPayment | undefined> => {
     if (scope.store === store || !(await store.get(scope.key))) return undefined
-    // One take-up of a recovered channel at a time, whatever the origin, in this process and
-    // (under the store's lease on the store's own entry) across processes: two origins of one
-    // payee climbing it at once would both sign on it and both adopt it.
-    const before = takingUp.get(scope.key) ?? Promise.resolve()
+    const release = await takeUpTurn(scope.key, signal)
+    try {
+      const recovered = await store.get(scope.key)
+      if (!recovered || !isOurs(recovered) || passedOver.has(recovered.channelId)) {
+        release()
+        return undefined
+      }
+      const { deposit, settled, closeRequestedAt } = await raceSignal(
+        Chain.getChannelState(client, recovered.channelId, recovered.escrow),
+        signal,
+      )
+      const from = bigintMax(recovered.cumulativeAmount, settled)
+      if (deposit === 0n || closeRequestedAt !== 0 || from + request.amount > deposit) {
+        release()
+        return undefined
+      }
+      return takeUpPayment(
+        scope,
+        { ...recovered, cumulativeAmount: from, deposit },
+        request,
+        challenge,
+        endpoint,
+        () => {
+          release()
+          finish()
+        },
+        signal,
+      )
+    } catch (error) {
+      release()
+      throw error
+    }
+  }
+
+  /**
+   * One take-up of a recovered channel at a time, whatever the origin, in this process and (under
+   * the store's lease on the store's own entry) across processes: two origins of one payee taking
+   * it up at once would both sign on it and both adopt it. Held until the returned function is
+   * called.
+   */
+  const takeUpTurn = async (key: string, signal: AbortSignal) => {
+    const before = takingUp.get(key) ?? Promise.resolve()
     let done!: () => void
     const turn = before.then(() => new Promise<void>((resolve) => (done = resolve)))
-    takingUp.set(scope.key, turn)
+    takingUp.set(key, turn)
+    let left = false
+    const leave = () => {
+      if (left) return
+      left = true
+      before.then(() => done())
+      if (takingUp.get(key) === turn) takingUp.delete(key)
+    }
     try {
       await raceSignal(before, signal)
-      const release = await leaseOf(store, `\n${scope.key}`, signal)
-      try {
-        return await climbRecovered(scope, request, challenge, endpoint, signal)
-      } finally {
-        release()
+      const unlease = await leaseOf(store, `\n${key}`, signal)
+      return () => {
+        if (left) return
+        unlease()
+        leave()
       }
-    } finally {
-      before.then(() => done())
-      if (takingUp.get(scope.key) === turn) takingUp.delete(scope.key)
+    } catch (error) {
+      leave()
+      throw error
     }
   }
   /** Recovered channels being taken up, by key: the take-up of each waits for the one before. */
   const takingUp = new Map<string, Promise<void>>()
+  /**
+   * Recovered channels whose catch-up gave up in this provider: left unclaimed (for
+   * `closeChannel`/`withdrawChannel`), and not climbed again, so that the next call opens.
+   */
+  const passedOver = new Set<Hex>()
 
-  const climbRecovered = async (
+  /**
+   * Pays the call on a recovered channel, approved at one price. `authorize` first finds the
+   * server's highest voucher: vouchers one price apart from what is settled, sent as management
+   * requests, until one is accepted (the server's own, or one price above it at most). It then
+   * adopts the channel (moves it to the origin's entries) and signs the call's voucher one price
+   * above. After `maxUnaccepted` stale answers (a server holding no more than that many prices),
+   * a `410`, or the deposit reached, the channel is left unclaimed and the call fails
+   * (`RecoveredChannelError`), its own voucher unsigned: the next call opens a new channel,
+   * approved with its deposit. Re-signing the same amounts on a later take-up (another provider)
+   * gives a server nothing more.
+   */
+  const takeUpPayment = (
     scope: Scope,
+    recovered: ChannelEntry,
     request: SessionRequest,
     challenge: Challenge.Challenge,
     endpoint: Endpoint,
+    finish: () => void,
     signal: AbortSignal,
-  ): Promise<ChannelEntry | undefined> => {
-    const recovered = await store.get(scope.key)
-    if (!recovered || !isOurs(recovered)) return undefined
-    const { deposit, settled, closeRequestedAt } = await raceSignal(
-      Chain.getChannelState(client, recovered.channelId, recovered.escrow),
-      signal,
-    )
-    if (deposit === 0n || closeRequestedAt !== 0) return undefined
-    let cumulativeAmount = bigintMax(recovered.cumulativeAmount, settled)
-    for (let step = 0n; ; step++) {
-      // Spent to its deposit: left for close(), a new channel is opened.
-      const next = cumulativeAmount + request.amount
-      if (next > deposit) return undefined
-      // Too far behind to catch up (or a server calling every voucher stale): the channel is
-      // left for closeChannel()/withdrawChannel() and a new one opened. Re-signing the same
-      // amounts on a later take-up gives such a server nothing more.
-      if (step === maxUnaccepted) return undefined
-      const signature = await signVoucher(client, account, recovered, next)
-      const authorization = credential(challenge, {
-        action: 'voucher',
-        channelId: recovered.channelId,
-        descriptor: recovered.descriptor,
-        cumulativeAmount: next.toString(),
-        signature,
-      })
-      const answer = await manage(endpoint, { challenge, authorization }, signal)
-      const problem = await readProblem(answer)
-      const rejection = classifyRejection(answer.status, problem)
-      if (rejection === 'channelGone') return undefined
-      if (answer.ok) cumulativeAmount = next
-      // Accepted, or refused for another reason than a stale voucher: the flow takes it from there.
-      if (answer.status !== 402 || rejection !== 'staleVoucher') break
-      cumulativeAmount = next
+  ): PreparedPayment => {
+    const { channelId, deposit } = recovered
+    const giveUp = (reason: RecoveredChannelError.Reason) => {
+      if (reason !== 'full') passedOver.add(channelId)
+      // Kept as it is, class included, for the caller to find it under the flow's error.
+      return redactErrorInPlace(new RecoveredChannelError({ reason, channelId }))
     }
-    const entry = { ...recovered, cumulativeAmount, deposit }
-    await scope.store.set(entry)
-    await store.delete(scope.key)
-    return entry
+    /** The call's voucher, once the channel is adopted. */
+    let paying: { channel: Channel; next: bigint; settle: () => void } | undefined
+
+    /** The server's highest voucher on the channel, found one price at a time. */
+    const catchUp = async () => {
+      let cumulativeAmount = recovered.cumulativeAmount
+      for (let step = 0n; ; step++) {
+        const next = cumulativeAmount + request.amount
+        if (next > deposit) throw giveUp('spent')
+        if (step === maxUnaccepted) throw giveUp('tooFarBehind')
+        const signature = await signVoucher(client, account, recovered, next)
+        const authorization = credential(challenge, {
+          action: 'voucher',
+          channelId,
+          descriptor: recovered.descriptor,
+          cumulativeAmount: next.toString(),
+          signature,
+        })
+        const answer = await manage(endpoint, { challenge, authorization }, signal)
+        const problem = await readProblem(answer)
+        const rejection = classifyRejection(answer.status, problem)
+        if (rejection === 'channelGone') throw giveUp('channelGone')
+        // Accepted, or refused for another reason than a stale voucher: the call's voucher goes
+        // above it, and a rejection of that is recovered from as on any channel.
+        if (answer.ok || answer.status !== 402 || rejection !== 'staleVoucher') {
+          if (answer.ok) cumulativeAmount = next
+          return cumulativeAmount
+        }
+        cumulativeAmount = next
+      }
+    }
+
+    const authorize = async () => {
+      const found = await catchUp()
+      // Past the deadline, the call is rolled back: the channel is not adopted for it.
+      signal.throwIfAborted()
+      const channel = startChannel(scope, { ...recovered, cumulativeAmount: found }, endpoint)
+      // In a shared store, the calls' block is reserved at once: the scope's lease is held.
+      if (channel.blockEnd !== undefined) channel.blockEnd = found + request.amount * blockCalls
+      await persist(channel)
+      await store.delete(scope.key)
+      paidWith.set(challenge, { scope, channel })
+      signal.throwIfAborted()
+      const next = found + request.amount
+      if (next > bigintMin(channel.entry.deposit, channelCap)) throw giveUp('full')
+      channel.reserved = next
+      paying = { channel, next, settle: track(channel) }
+      return voucherCredential(channel, challenge, next)
+    }
+    let authorizing: Promise<string> | undefined
+    return {
+      quote: quoteOf(request, { amount: request.amount, deposit: 0n, fee: 0n }),
+      authorize() {
+        authorizing = authorize()
+        return authorizing
+      },
+      async commit(receipt) {
+        try {
+          if (paying) await accept(paying.channel, receipt, challenge, endpoint.url, paying.next)
+        } finally {
+          paying?.settle()
+          finish()
+        }
+      },
+      async rollback() {
+        // A flow that gave up waiting does not wait for the catch-up: the scope stays held until
+        // it has ended, so that no other call takes the channel up meanwhile.
+        await authorizing?.catch(() => {})
+        if (paying) {
+          giveBack(paying.channel, paying.next, request.amount)
+          paying.settle()
+        }
+        finish()
+      },
+    }
   }
 
   /**
@@ -883,10 +996,20 @@ export function session({
       release = await leaseOf(store, scope.id, signal)
       await findLostOpen(scope, signal)
       if (!scope.channel) {
-        const stored =
-          (await scope.store.get(scope.key)) ??
-          (await takeUpRecovered(scope, request, challenge, endpoint, signal))
-        if (stored && isOurs(stored)) startChannel(scope, stored, endpoint)
+        const stored = await scope.store.get(scope.key)
+        if (stored) {
+          if (isOurs(stored)) startChannel(scope, stored, endpoint)
+        } else {
+          const recovered = await recoveredPayment(
+            scope,
+            request,
+            challenge,
+            endpoint,
+            finish,
+            signal,
+          )
+          if (recovered) return recovered
+        }
       }
       if (scope.channel) {
         finish()

@@ -7,6 +7,8 @@ import {
   closeChannel,
   listChannels,
   memoryChannelStore,
+  PaymentFailedError,
+  RecoveredChannelError,
   session,
   syncChannels,
 } from '../../src/index.js'
@@ -96,7 +98,7 @@ describe('syncChannels', () => {
     }
   })
 
-  test('a server that calls every catch-up voucher stale: 100 signed at most, then a new channel', async () => {
+  test('a server that calls every catch-up voucher stale: 100 signed at most, that call fails unpaid, the next opens a new channel', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const account = accountOf(3)
     const from = await blockNumber()
@@ -121,10 +123,16 @@ describe('syncChannels', () => {
       const client = paidClient(proxy.url, {
         provider: session({ account, client: chainClient(), store }),
       })
-      // The catch-up gives up after 100 vouchers; the call pays on a new channel (whose first
-      // voucher rides in the open, which the proxy lets through).
-      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      // The catch-up gives up after 100 vouchers: the call fails, its own voucher unsigned.
+      const error = await client.getChainId().catch((error: unknown) => error)
+      expect(error).toBeInstanceOf(PaymentFailedError)
+      expect(error).toMatchObject({ settled: false })
+      expect((error as PaymentFailedError).walk()).toBeInstanceOf(RecoveredChannelError)
       expect(vouchers).toEqual(Array.from({ length: 100 }, (_, i) => String((i + 1) * 1000)))
+      // The next call pays on a new channel (whose first voucher rides in the open, which the
+      // proxy lets through), without climbing again.
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(vouchers).toHaveLength(100)
       const opened = await channelEvents('ChannelOpened', account.address, from)
       expect(opened).toHaveLength(2)
       // The recovered channel is left unclaimed, as synced; the new one belongs to the origin.

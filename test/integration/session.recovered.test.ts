@@ -1,0 +1,289 @@
+import type { LocalAccount } from 'viem'
+import { describe, expect, test } from 'vitest'
+import {
+  type ChannelStore,
+  listChannels,
+  memoryChannelStore,
+  PaymentFailedError,
+  type PaymentQuote,
+  PaymentRefusedError,
+  RecoveredChannelError,
+  session,
+  syncChannels,
+} from '../../src/index.js'
+import { useLocalnet } from '../support/localnet.js'
+import { type PaidPayload, startProxy } from '../support/proxy.js'
+import { recording, sessionHelpers } from '../support/sessions.js'
+
+const localnet = useLocalnet()
+const { accountOf, paidClient, chainClient, channelEvents, blockNumber, keyOf } =
+  sessionHelpers(localnet)
+
+/**
+ * A channel of dev account `index` that three calls paid on (the server holds 3000), recovered
+ * by `syncChannels` into a new store, and a proxy in front of the server that records every
+ * credential it is sent.
+ */
+async function recoveredChannel(index: number) {
+  const rpc = await localnet.startPaidRpc({ intent: 'session' })
+  const account = accountOf(index)
+  const from = await blockNumber()
+  const first = paidClient(rpc.url, {
+    provider: session({ account, client: chainClient(), store: memoryChannelStore() }),
+  })
+  for (let i = 0; i < 3; i++) await first.getChainId()
+  const store = memoryChannelStore()
+  const { added } = await syncChannels({ store, client: chainClient(), payer: account.address })
+  const [channel] = added
+  if (!channel) throw new Error('nothing recovered')
+  const credentials: PaidPayload[] = []
+  const proxy = await startProxy(rpc.url, async (payload, forward) => {
+    credentials.push(payload)
+    return forward()
+  })
+  const { account: signer, signed } = recording(account as LocalAccount)
+  const provider = session({ account: signer, client: chainClient(), store })
+  return { rpc, account, from, store, channel, credentials, proxy, signed, provider }
+}
+
+/** The store's records, as `list()` gives them. */
+const recordsOf = async (store: ChannelStore) => (await store.list?.()) ?? []
+
+describe('a recovered channel, refused by the spending policy', () => {
+  test('onPaymentRequired refuses: nothing signed, nothing sent, the entry still unclaimed', async () => {
+    const { rpc, store, channel, credentials, proxy, signed, provider } = await recoveredChannel(5)
+    try {
+      const quotes: PaymentQuote[] = []
+      const client = paidClient(proxy.url, {
+        provider,
+        onPaymentRequired: ({ quote }) => {
+          quotes.push(quote)
+          return false
+        },
+      })
+      const error = await client.getChainId().catch((error: unknown) => error)
+      expect(error).toBeInstanceOf(PaymentRefusedError)
+      expect((error as PaymentRefusedError).reason).toBe('onPaymentRequired')
+      // What was asked about: one call's voucher, no deposit, no fee.
+      expect(quotes).toHaveLength(1)
+      expect(quotes[0]).toMatchObject({ amount: 1000n, deposit: 0n, fee: 0n })
+      expect(signed).toEqual([])
+      expect(credentials).toEqual([])
+      expect(await recordsOf(store)).toEqual([
+        {
+          origin: undefined,
+          key: keyOf(rpc.payee),
+          entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
+        },
+      ])
+      // Refused again: the same, and the store still as synced.
+      await expect(client.getChainId()).rejects.toBeInstanceOf(PaymentRefusedError)
+      expect(signed).toEqual([])
+      expect(credentials).toEqual([])
+      expect(await listChannels({ store })).toEqual([
+        expect.objectContaining({ channelId: channel.channelId, origin: undefined }),
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('maxAmount below the price: nothing signed, nothing sent, the entry still unclaimed', async () => {
+    const { rpc, store, channel, credentials, proxy, signed, provider } = await recoveredChannel(6)
+    try {
+      const client = paidClient(proxy.url, { provider, maxAmount: 999n })
+      const error = await client.getChainId().catch((error: unknown) => error)
+      expect(error).toBeInstanceOf(PaymentRefusedError)
+      expect(error).toMatchObject({ reason: 'maxAmount', amount: 1000n })
+      expect((error as PaymentRefusedError).metaMessages).toContain('Limit: 999')
+      expect(signed).toEqual([])
+      expect(credentials).toEqual([])
+      expect(await recordsOf(store)).toEqual([
+        {
+          origin: undefined,
+          key: keyOf(rpc.payee),
+          entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
+        },
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
+describe('a recovered channel, approved', () => {
+  test('the catch-up and the call voucher are signed after approval; no new channel; closes exact', async () => {
+    const { rpc, account, from, store, channel, credentials, proxy, signed, provider } =
+      await recoveredChannel(7)
+    try {
+      const approved: number[] = []
+      const client = paidClient(proxy.url, {
+        provider,
+        onPaymentRequired: () => {
+          // Asked before anything is signed.
+          approved.push(signed.length)
+        },
+      })
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(approved).toEqual([0])
+      // 1000 and 2000 stale, 3000 the server's own, then this call's 4000.
+      expect(credentials.map(({ action, cumulativeAmount }) => [action, cumulativeAmount])).toEqual(
+        [
+          ['voucher', '1000'],
+          ['voucher', '2000'],
+          ['voucher', '3000'],
+          ['voucher', '4000'],
+        ],
+      )
+      expect(signed).toEqual(['sign', 'sign', 'sign', 'sign'])
+      // Only the channel opened before the store was lost.
+      expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(1)
+      expect(await recordsOf(store)).toEqual([
+        {
+          origin: new URL(proxy.url).origin,
+          key: keyOf(rpc.payee),
+          entry: expect.objectContaining({
+            channelId: channel.channelId,
+            cumulativeAmount: 4000n,
+          }),
+        },
+      ])
+      // The next call is a plain voucher on it.
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(credentials.at(-1)).toMatchObject({ action: 'voucher', cumulativeAmount: '5000' })
+      expect(await provider.close()).toEqual([
+        expect.objectContaining({
+          channelId: channel.channelId,
+          settled: 5000n,
+          refunded: 995_000n,
+        }),
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('budget counts the call once: a budget of one price pays it, the next call is refused unsigned', async () => {
+    const { proxy, credentials, signed, provider } = await recoveredChannel(8)
+    try {
+      const client = paidClient(proxy.url, { provider, budget: 1000n })
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(signed).toHaveLength(4)
+      expect(credentials).toHaveLength(4)
+      const error = await client.getChainId().catch((error: unknown) => error)
+      expect(error).toMatchObject({ reason: 'budget', amount: 1000n })
+      expect((error as PaymentRefusedError).metaMessages).toContain('Limit: 0')
+      expect(error).toBeInstanceOf(PaymentRefusedError)
+      expect(signed).toHaveLength(4)
+      expect(credentials).toHaveLength(4)
+    } finally {
+      await proxy.stop()
+    }
+  })
+  test('two calls at once on one origin: one catch-up, the other waits and pays the next voucher', async () => {
+    const { account, from, credentials, proxy, signed, provider } = await recoveredChannel(4)
+    try {
+      const client = paidClient(proxy.url, { provider })
+      // Two different requests: viem would send two identical ones as one.
+      const [chainId, block] = await Promise.all([client.getChainId(), client.getBlockNumber()])
+      expect(chainId).toBe(localnet.net.chain.id)
+      expect(typeof block).toBe('bigint')
+      expect(credentials.map(({ cumulativeAmount }) => cumulativeAmount)).toEqual([
+        '1000',
+        '2000',
+        '3000',
+        '4000',
+        '5000',
+      ])
+      expect(signed).toHaveLength(5)
+      expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(1)
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
+describe('a recovered channel the catch-up gives up on', () => {
+  test('every catch-up voucher stale: the call fails unpaid, the next one opens a new channel', async () => {
+    const { rpc, account, from, store, channel, proxy, provider } = await recoveredChannel(9)
+    const vouchers: string[] = []
+    const hostile = await startProxy(proxy.url, async (payload, forward) => {
+      if (payload.action !== 'voucher') return forward()
+      vouchers.push(payload.cumulativeAmount ?? '')
+      return Response.json(
+        {
+          type: 'https://paymentauth.org/problems/verification-failed',
+          detail: 'voucher cumulativeAmount must be strictly greater than highest accepted voucher',
+        },
+        { status: 402, headers: { 'content-type': 'application/problem+json' } },
+      )
+    })
+    try {
+      const client = paidClient(hostile.url, { provider })
+      const error = await client.getChainId().catch((error: unknown) => error)
+      expect(error).toBeInstanceOf(PaymentFailedError)
+      expect(error).toMatchObject({ settled: false })
+      const cause = (error as PaymentFailedError).walk()
+      expect(cause).toBeInstanceOf(RecoveredChannelError)
+      expect(cause).toMatchObject({ reason: 'tooFarBehind', channelId: channel.channelId })
+      expect(vouchers).toEqual(Array.from({ length: 100 }, (_, i) => String((i + 1) * 1000)))
+      // Not climbed again: the next call opens a channel (its voucher rides in the open).
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(vouchers).toHaveLength(100)
+      const opened = await channelEvents('ChannelOpened', account.address, from)
+      expect(opened).toHaveLength(2)
+      const records = await recordsOf(store)
+      expect(records).toEqual(
+        expect.arrayContaining([
+          {
+            origin: undefined,
+            key: keyOf(rpc.payee),
+            entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
+          },
+          {
+            origin: new URL(hostile.url).origin,
+            key: keyOf(rpc.payee),
+            entry: expect.objectContaining({ channelId: opened[1]?.args.channelId }),
+          },
+        ]),
+      )
+      expect(records).toHaveLength(2)
+    } finally {
+      await Promise.all([hostile.stop(), proxy.stop()])
+    }
+  })
+  test('the server does not know the channel (410): the call fails unpaid, the next one opens', async () => {
+    const { rpc, account, from, store, channel, proxy, provider } = await recoveredChannel(3)
+    const vouchers: string[] = []
+    const forgetful = await startProxy(proxy.url, async (payload, forward) => {
+      if (payload.action !== 'voucher') return forward()
+      vouchers.push(payload.cumulativeAmount ?? '')
+      return Response.json(
+        { type: 'https://paymentauth.org/problems/session/channel-not-found', detail: 'unknown' },
+        { status: 410, headers: { 'content-type': 'application/problem+json' } },
+      )
+    })
+    try {
+      const client = paidClient(forgetful.url, { provider })
+      const error = await client.getChainId().catch((error: unknown) => error)
+      expect(error).toBeInstanceOf(PaymentFailedError)
+      expect(error).toMatchObject({ settled: false })
+      expect((error as PaymentFailedError).walk()).toMatchObject({ reason: 'channelGone' })
+      expect(vouchers).toEqual(['1000'])
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(vouchers).toEqual(['1000'])
+      expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(2)
+      expect(await recordsOf(store)).toEqual(
+        expect.arrayContaining([
+          {
+            origin: undefined,
+            key: keyOf(rpc.payee),
+            entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
+          },
+        ]),
+      )
+    } finally {
+      await Promise.all([forgetful.stop(), proxy.stop()])
+    }
+  })
+})
