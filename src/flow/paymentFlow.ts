@@ -61,6 +61,8 @@ export type PaymentFlowConfig = PaymentHooks & {
  */
 export function createPaymentFlow(config: PaymentFlowConfig) {
   const { getProvider, policy, fetchFn, chainId, paymentTimeout } = config
+  // What providers send their own requests (a top-up, a close) with: made once, not per request.
+  const providerFetch = withinOrigin(fetchFn)
   // The provider that has paid here and can pay before the server asks. Until one has, requests
   // go out as they are: the transport checks `presending` and nothing else.
   let presender: PaymentProvider | undefined
@@ -80,7 +82,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       throw new PaymentRequiredError({ reason: 'insecureTransport', origin })
     return withinDeadline(init, async (signal) => {
       const provider = await providerFor(decodeChallenges(response), origin, signal)
-      const request = paidRequest(url, init, fetchFn)
+      const request = paidRequest(url, init, providerFetch)
       return payUntil(signal, { url, origin, init, request, provider, first: { response } })
     })
   }
@@ -88,7 +90,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
   function presend(url: string, init: RequestInit): Promise<Response> | undefined {
     const provider = presender
     if (!provider?.challengeFor || !mayCarryCredentials(new URL(url))) return undefined
-    const request = paidRequest(url, init, fetchFn)
+    const request = paidRequest(url, init, providerFetch)
     let challenge: Challenge.Challenge | undefined
     try {
       challenge = provider.challengeFor(request)
@@ -354,17 +356,13 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
 }
 
 /** The request a payment is for, as the provider sees it. */
-function paidRequest(
-  url: string,
-  init: RequestInit,
-  fetchFn: PaymentFlowConfig['fetchFn'],
-): PaidRequest {
+function paidRequest(url: string, init: RequestInit, fetch: PaidRequest['fetch']): PaidRequest {
   return {
     url,
     method: init.method ?? 'POST',
     headers: new Headers(init.headers),
     body: init.body as string | undefined,
-    fetch: withinOrigin(fetchFn),
+    fetch,
   }
 }
 
