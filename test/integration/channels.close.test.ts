@@ -2,47 +2,16 @@ import { Session } from 'mppx/tempo'
 import { type Hex, parseEventLogs } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
-import {
-  ChannelError,
-  type ChannelStore,
-  closeChannel,
-  listChannels,
-  memoryChannelStore,
-  session,
-} from '../../src/index.js'
+import { closeChannel, listChannels, memoryChannelStore } from '../../src/index.js'
+import { channelHelpers, channelRefusal } from '../support/channels.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { type PaidPayload, startProxy } from '../support/proxy.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
-const { accountOf, paidClient, chainClient, plain, keyOf, channelEvents, blockNumber } =
+const { accountOf, chainClient, plain, keyOf, channelEvents, blockNumber } =
   sessionHelpers(localnet)
-
-/** Three paid calls from dev account `index` to `url` on a new session with `store`. */
-async function threeCalls(index: number, url: string, store: ChannelStore) {
-  const provider = session({ account: accountOf(index), client: chainClient(), store })
-  const client = paidClient(url, { provider })
-  for (let i = 0; i < 3; i++) await client.getChainId()
-  const [channel] = await listChannels({ store })
-  if (!channel) throw new Error('no channel was stored')
-  return channel
-}
-
-const stateOf = (channelId: Hex) =>
-  Session.Precompile.Chain.getChannelState(plain(), channelId, Addresses.tip20ChannelReserve)
-
-/** What `closeChannel` threw; fails if it did not. */
-async function refusal(promise: Promise<unknown>) {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a ChannelError')
-    },
-    (error: unknown) => error,
-  )
-  expect(error).toBeInstanceOf(ChannelError)
-  expect((error as ChannelError).shortMessage).not.toContain('\n')
-  return error as ChannelError
-}
+const { threeCalls, stateOf } = channelHelpers(localnet)
 
 describe('closeChannel', () => {
   test('settles exactly what the server accepted; the payer gets the rest', async () => {
@@ -79,7 +48,7 @@ describe('closeChannel', () => {
     expect(rpc.counters.payments.close).toBe(1)
     // The entry is gone; closing again is refused (`unknownChannel`), nothing sent.
     expect(await listChannels({ store })).toEqual([])
-    const again = await refusal(
+    const again = await channelRefusal(
       closeChannel({
         store,
         channelId,
@@ -98,7 +67,7 @@ describe('closeChannel', () => {
     const before = await listChannels({ store })
     await rpc.stop()
 
-    const error = await refusal(
+    const error = await channelRefusal(
       closeChannel({
         store,
         channelId,
@@ -136,7 +105,7 @@ describe('closeChannel', () => {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(2, proxy.url, store)
       const before = await listChannels({ store })
-      const error = await refusal(
+      const error = await channelRefusal(
         closeChannel({
           store,
           channelId,
@@ -170,7 +139,7 @@ describe('closeChannel', () => {
     try {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(3, proxy.url, store)
-      const error = await refusal(
+      const error = await channelRefusal(
         closeChannel({
           store,
           channelId,
@@ -195,11 +164,13 @@ describe('closeChannel', () => {
     const { channelId } = await threeCalls(4, rpc.url, store)
     const params = { store, url: rpc.url, client: chainClient() }
 
-    const unknown = await refusal(
+    const unknown = await channelRefusal(
       closeChannel({ ...params, channelId: `0x${'11'.repeat(32)}`, account: accountOf(4) }),
     )
     expect(unknown.reason).toBe('unknownChannel')
-    const other = await refusal(closeChannel({ ...params, channelId, account: accountOf(5) }))
+    const other = await channelRefusal(
+      closeChannel({ ...params, channelId, account: accountOf(5) }),
+    )
     expect(other.reason).toBe('notPayer')
     expect(rpc.counters.payments.close).toBe(0)
     expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
@@ -208,7 +179,9 @@ describe('closeChannel', () => {
     const [entry] = (await store.list?.()) ?? []
     await closeChannel({ ...params, channelId, account: accountOf(4) })
     if (entry) await store.forOrigin?.(rpc.url).set(entry.entry)
-    const closed = await refusal(closeChannel({ ...params, channelId, account: accountOf(4) }))
+    const closed = await channelRefusal(
+      closeChannel({ ...params, channelId, account: accountOf(4) }),
+    )
     expect(closed.reason).toBe('closed')
     expect(rpc.counters.payments.close).toBe(1)
     expect(await store.forOrigin?.(rpc.url).get(keyOf(rpc.payee))).toEqual(entry?.entry)

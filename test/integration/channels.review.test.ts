@@ -1,11 +1,8 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Session } from 'mppx/tempo'
-import { createClient, custom, type Hex, http } from 'viem'
-import { Addresses } from 'viem/tempo'
+import { createClient, custom, http } from 'viem'
 import { describe, expect, test } from 'vitest'
 import {
-  ChannelError,
   type ChannelStore,
   ChannelStoreError,
   closeChannel,
@@ -15,38 +12,15 @@ import {
   syncChannels,
   withdrawChannel,
 } from '../../src/index.js'
+import { channelHelpers, channelRefusal } from '../support/channels.js'
 import { useLocalnet } from '../support/localnet.js'
 import { type PaidPayload, startProxy } from '../support/proxy.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
-const { accountOf, paidClient, chainClient, plain, channelEvents, blockNumber, keyOf } =
+const { accountOf, paidClient, chainClient, channelEvents, blockNumber, keyOf } =
   sessionHelpers(localnet)
-
-/** Three paid calls from dev account `index` to `url` on a new session with `store`. */
-async function threeCalls(index: number, url: string, store: ChannelStore) {
-  const provider = session({ account: accountOf(index), client: chainClient(), store })
-  const client = paidClient(url, { provider })
-  for (let i = 0; i < 3; i++) await client.getChainId()
-  const [channel] = await listChannels({ store })
-  if (!channel) throw new Error('no channel was stored')
-  return channel
-}
-
-const stateOf = (channelId: Hex) =>
-  Session.Precompile.Chain.getChannelState(plain(), channelId, Addresses.tip20ChannelReserve)
-
-async function refusal(promise: Promise<unknown>) {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a ChannelError')
-    },
-    (error: unknown) => error,
-  )
-  expect(error).toBeInstanceOf(ChannelError)
-  expect((error as ChannelError).shortMessage).not.toContain('\n')
-  return error as ChannelError
-}
+const { threeCalls, stateOf } = channelHelpers(localnet)
 
 /** A loopback server that records the headers of every request it gets and answers 404. */
 async function startRecorder() {
@@ -82,7 +56,7 @@ describe('closeChannel, hostile', () => {
       return forward()
     })
     try {
-      const error = await refusal(
+      const error = await channelRefusal(
         closeChannel({
           store,
           channelId,
@@ -139,7 +113,7 @@ describe('closeChannel, hostile', () => {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(1, url, store)
       hostile = true
-      await refusal(
+      await channelRefusal(
         closeChannel({ store, channelId, url, account: accountOf(1), client: chainClient() }),
       )
       expect(elsewhere.seen.filter((headers) => headers['x-pay'] !== undefined)).toEqual([])

@@ -1,9 +1,7 @@
-import { Session } from 'mppx/tempo'
 import { createClient, type Hex, http, parseEventLogs } from 'viem'
 import { Abis, Addresses } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
 import {
-  ChannelError,
   type ChannelProgress,
   type ChannelStore,
   charge,
@@ -12,38 +10,21 @@ import {
   session,
   withdrawChannel,
 } from '../../src/index.js'
+import { channelHelpers, channelRefusal } from '../support/channels.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 const { accountOf, paidClient, chainClient, plain, channelEvents, blockNumber } =
   sessionHelpers(localnet)
+const { threeCalls, stateOf } = channelHelpers(localnet)
 
 /** Three paid calls from dev account `index` on a new session with `store`; the server stops. */
 async function threeCallsThenServerGone(index: number, store: ChannelStore) {
   const rpc = await localnet.startPaidRpc({ intent: 'session' })
-  const provider = session({ account: accountOf(index), client: chainClient(), store })
-  const client = paidClient(rpc.url, { provider })
-  for (let i = 0; i < 3; i++) await client.getChainId()
+  const channel = await threeCalls(index, rpc.url, store)
   await rpc.stop()
-  const [channel] = await listChannels({ store })
-  if (!channel) throw new Error('no channel was stored')
   return channel
-}
-
-const stateOf = (channelId: Hex) =>
-  Session.Precompile.Chain.getChannelState(plain(), channelId, Addresses.tip20ChannelReserve)
-
-async function refusal(promise: Promise<unknown>) {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a ChannelError')
-    },
-    (error: unknown) => error,
-  )
-  expect(error).toBeInstanceOf(ChannelError)
-  expect((error as ChannelError).shortMessage).not.toContain('\n')
-  return error as ChannelError
 }
 
 describe('withdrawChannel', () => {
@@ -100,8 +81,10 @@ describe('withdrawChannel', () => {
     expect(await listChannels({ store })).toEqual([])
 
     // A fourth call: refused, typed; still one requestClose and one withdraw on chain.
-    expect((await refusal(withdrawChannel(params))).reason).toBe('unknownChannel')
-    expect((await refusal(withdrawChannel({ ...params, store: undefined }))).reason).toBe('closed')
+    expect((await channelRefusal(withdrawChannel(params))).reason).toBe('unknownChannel')
+    expect((await channelRefusal(withdrawChannel({ ...params, store: undefined }))).reason).toBe(
+      'closed',
+    )
     const logs = await plain().getLogs({
       address: Addresses.tip20ChannelReserve,
       fromBlock: from + 1n,
@@ -127,11 +110,11 @@ describe('withdrawChannel', () => {
     const store = memoryChannelStore()
     const { channelId } = await threeCallsThenServerGone(2, store)
     const from = await blockNumber()
-    const other = await refusal(
+    const other = await channelRefusal(
       withdrawChannel({ store, channelId, account: accountOf(3), client: chainClient() }),
     )
     expect(other.reason).toBe('notPayer')
-    const unknown = await refusal(
+    const unknown = await channelRefusal(
       withdrawChannel({
         channelId: `0x${'22'.repeat(32)}`,
         account: accountOf(2),
@@ -143,7 +126,7 @@ describe('withdrawChannel', () => {
       chain: localnet.net.chain,
       transport: http('http://127.0.0.1:9/k3y', { retryCount: 0 }),
     })
-    const unreachable = await refusal(
+    const unreachable = await channelRefusal(
       withdrawChannel({ store, channelId, account: accountOf(2), client: deadRpc }),
     )
     expect(unreachable.reason).toBe('rpcUnreachable')
