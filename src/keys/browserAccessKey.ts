@@ -137,14 +137,15 @@ export async function createAccessKey({
   const keys = storage ?? indexedDbAccessKeyStorage()
 
   const keyPair = await WebCryptoP256.createKeyPair({ extractable: false })
-  const keyAuthorization = await TempoAccount.signKeyAuthorization(sign, {
-    key: { publicKey: PublicKey.toHex(keyPair.publicKey), type: 'p256' },
+  const publicKey = PublicKey.toHex(keyPair.publicKey)
+  const keyAuthorization = (await TempoAccount.signKeyAuthorization(sign, {
+    key: { publicKey, type: 'p256' },
     chainId: BigInt(chainId),
     expiry,
     limits: [{ token: getAddress(currency), limit }],
-  })
+  })) as KeyAuthorization.Signed
   // A wallet that signed with another account would leave a key no payment could use.
-  if (!isSignedBy(keyAuthorization as KeyAuthorization.Signed, root.address))
+  if (!isSignedBy(keyAuthorization, root.address))
     throw new AccessKeyError({
       reason: 'rootCannotSign',
       details: "The wallet's signature is not the root account's.",
@@ -152,8 +153,8 @@ export async function createAccessKey({
   const stored: StoredAccessKey = {
     root: getAddress(root.address),
     privateKey: keyPair.privateKey,
-    publicKey: PublicKey.toHex(keyPair.publicKey),
-    keyAuthorization: KeyAuthorization.serialize(keyAuthorization as KeyAuthorization.Signed),
+    publicKey,
+    keyAuthorization: KeyAuthorization.serialize(keyAuthorization),
   }
   const id = idOf(stored.root, chainId)
   await keys.set(id, stored)
@@ -216,9 +217,9 @@ export async function forgetAccessKey({ root, chainId, storage }: LoadAccessKeyP
 /** The root account, as the local account viem/tempo signs key authorizations with. */
 function signerOf(root: Account) {
   const refuse = (details: string) => new AccessKeyError({ reason: 'rootCannotSign', details })
-  if (root.type !== 'local') return throwing(refuse(`It is a ${root.type} account.`))
-  if (root.source === 'accessKey') return throwing(refuse('It is itself an access key.'))
-  if (!root.sign) return throwing(refuse('It has no sign({ hash }).'))
+  if (root.type !== 'local') throw refuse(`It is a ${root.type} account.`)
+  if (root.source === 'accessKey') throw refuse('It is itself an access key.')
+  if (!root.sign) throw refuse('It has no sign({ hash }).')
   return root
 }
 
@@ -272,9 +273,5 @@ function isSignedBy(keyAuthorization: KeyAuthorization.Signed, address: Address)
 const idOf = (root: Address, chainId: number) => `accessKey:${chainId}:${root.toLowerCase()}`
 
 const invalid = (details: string) => new AccessKeyError({ reason: 'invalidParameter', details })
-
-const throwing = (error: Error): never => {
-  throw error
-}
 
 const nowInSeconds = () => Math.floor(Date.now() / 1000)

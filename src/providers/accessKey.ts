@@ -51,14 +51,16 @@ export type KeySpend = {
  * against the fee token's limit). A key on chain is judged by the keychain; a key not yet on
  * chain, by the key authorization that would provision it. Called once the payment's fee is
  * known, before anything is signed, so that nothing fails on chain after a fee was spent. Any
- * other account passes.
+ * other account passes. `keychain` is the key's entry as `begin` read it for this payment, if it
+ * did (see `prepareInTurn`), so that it is not read twice.
  */
 export async function assertAccessKeyCanPay(
   client: Client & { chain: { id: number } },
   account: Account,
   spend: KeySpend,
+  keychain?: KeychainEntry,
 ) {
-  await accessKeyOf(account, client.chain.id)?.assertCanPay(client, spend)
+  await accessKeyOf(account, client.chain.id)?.assertCanPay(client, spend, keychain)
 }
 
 /**
@@ -82,23 +84,24 @@ export function payerOf(account: Account, keyAuthorization: KeyAuthorization | u
 }
 
 /**
- * Prepares a payment transaction of `account` in the key's `turn`, with the turn's key
+ * Prepares a payment transaction of `account` in the key's turn (`begun`), with the turn's key
  * authorization if it carries one. A transaction prepared without it although the turn carried
  * it means the node refused it: the key landed since the keychain was read (another payer of the
- * same key), so it is known provisioned and the turn ends. Returns the transaction and the turn
- * left.
+ * same key), so it is known provisioned, the turn ends, and the keychain read is stale. Returns
+ * the transaction and what is left of `begun`.
  */
 export async function prepareInTurn<prepared extends { transaction: object }>(
   account: Account,
-  turn: KeyTurn | undefined,
+  begun: KeyBegun | undefined,
   prepare: (payer: Account) => Promise<prepared>,
-): Promise<{ prepared: prepared; turn: KeyTurn | undefined }> {
+): Promise<{ prepared: prepared } & Partial<KeyBegun>> {
+  const turn = begun?.turn
   const prepared = await prepare(payerOf(account, turn?.keyAuthorization))
   if (!turn || (prepared.transaction as { keyAuthorization?: unknown }).keyAuthorization)
-    return { prepared, turn }
+    return { prepared, ...begun }
   await turn.provisioned()
   turn.end()
-  return { prepared, turn: undefined }
+  return { prepared }
 }
 
 /**
@@ -125,7 +128,27 @@ export function accessKeyOf(account: Account, chainId: number) {
 }
 
 type KeyState = ReturnType<typeof createKeyState>
-export type KeyTurn = NonNullable<Awaited<ReturnType<KeyState['begin']>>>
+
+/** The key's entry in the keychain, as `Actions.accessKey.getMetadata` reads it. */
+export type KeychainEntry = Actions.accessKey.getMetadata.ReturnValue
+
+/** A payment's place in its key's line, while it attaches the key's authorization. */
+export type KeyTurn = {
+  keyAuthorization: KeyAuthorization
+  /** The chain has the key now: later payments neither wait nor attach it. */
+  provisioned(): Promise<void>
+  /** Whether the key was registered is unknown: read the chain next time. */
+  unknown(): void
+  /** Lets the next payment of this key go (idempotent). */
+  end(): void
+}
+
+/**
+ * What `begin` gives a payment: its `turn`, if it attaches the key's authorization, and the
+ * keychain entry `begin` read to know that, if it read one, for the payment's limit check to use
+ * rather than read it again.
+ */
+export type KeyBegun = { turn?: KeyTurn | undefined; keychain?: KeychainEntry | undefined }
 
 /**
  * An access key's registration on chain, and the gate of its payments (charges, channel opens
@@ -156,13 +179,9 @@ function createKeyState(
     const value = await givenAuthorization()
     return value && expiryOf(value) === undefined ? value : undefined
   }
-  const isRegistered = async (client: Client) => {
-    const { address } = await Actions.accessKey.getMetadata(client, {
-      account: key.address,
-      accessKey: key.accessKey,
-    })
-    return isAddressEqual(address, key.accessKey)
-  }
+  const readKeychain = (client: Client) =>
+    Actions.accessKey.getMetadata(client, { account: key.address, accessKey: key.accessKey })
+  const isOnChain = ({ address }: KeychainEntry) => isAddressEqual(address, key.accessKey)
   const markRegistered = async () => {
     registered = true
     // viem, used elsewhere with this account, would otherwise attach it by itself.
@@ -172,9 +191,10 @@ function createKeyState(
   return {
     /**
      * Waits for this key's turn when its authorization must be attached, and returns it with the
-     * hooks that end the turn; `undefined` when the payment needs neither.
+     * hooks that end the turn, and the keychain entry read meanwhile; `undefined` when the
+     * payment needs neither wait nor read.
      */
-    async begin(client: Client, signal: AbortSignal) {
+    async begin(client: Client, signal: AbortSignal): Promise<KeyBegun | undefined> {
       if (registered === true) return undefined
       const keyAuthorization = await authorizationOf()
       if (!keyAuthorization) return undefined
@@ -183,9 +203,13 @@ function createKeyState(
       queue = new Promise<void>((resolve) => {
         end = resolve
       })
+      let keychain: KeychainEntry | undefined
       try {
         await raceSignal(ahead, signal)
-        registered ??= await isRegistered(client)
+        if (registered === undefined) {
+          keychain = await readKeychain(client)
+          registered = isOnChain(keychain)
+        }
         if (registered) await markRegistered()
       } catch (error) {
         end()
@@ -193,26 +217,25 @@ function createKeyState(
       }
       if (registered) {
         end()
-        return undefined
+        return { keychain }
       }
-      return {
+      const turn: KeyTurn = {
         keyAuthorization,
-        /** The chain has the key now: later payments neither wait nor attach it. */
         provisioned: () => markRegistered(),
-        /** Whether the key was registered is unknown: read the chain next time. */
         unknown() {
           registered = undefined
         },
-        /** Lets the next payment of this key go (idempotent). */
         end,
       }
+      return { turn, keychain }
     },
     /**
      * Refuses a payment the key cannot make: judged by the keychain when the key is on chain,
      * else by the authorization that would provision it (none given: nothing to judge by, and
-     * the server's answer decides, as `recover`).
+     * the server's answer decides, as `recover`). The keychain entry is read unless `keychain`
+     * is the one `begin` read for this payment.
      */
-    async assertCanPay(client: Client, spend: KeySpend) {
+    async assertCanPay(client: Client, spend: KeySpend, keychain?: KeychainEntry) {
       const refuse = (accessKey: PaymentRefusedError.AccessKeyLimit) => {
         throw new PaymentRefusedError({
           reason: 'accessKeyLimit',
@@ -223,12 +246,9 @@ function createKeyState(
           accessKey,
         })
       }
-      const metadata = await Actions.accessKey.getMetadata(client, {
-        account: key.address,
-        accessKey: key.accessKey,
-      })
+      const metadata = keychain ?? (await readKeychain(client))
       if (metadata.isRevoked) return refuse({ revoked: true })
-      if (isAddressEqual(metadata.address, key.accessKey)) {
+      if (isOnChain(metadata)) {
         // A keychain expiry of 0 is none.
         if (metadata.expiry > 0n && metadata.expiry <= BigInt(nowInSeconds()))
           return refuse({ expiredAt: metadata.expiry })
@@ -266,7 +286,7 @@ function createKeyState(
      * again (the node refuses it with `KeyAlreadyExists`; anvil drops the transaction).
      */
     async recover(client: Client) {
-      if (await isRegistered(client)) {
+      if (isOnChain(await readKeychain(client))) {
         await markRegistered()
         return false
       }

@@ -17,7 +17,7 @@ import { Actions, TokenId } from 'viem/tempo'
 import { z } from 'zod'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
-import { assertAffordable } from './funds.js'
+import { assertAffordable, maxFeeOf } from './funds.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
@@ -66,8 +66,6 @@ const chargeRequestSchema = z
 
 type ChargeRequest = z.infer<typeof chargeRequestSchema>
 
-/** Fees are priced in USD per 10^18 gas; fee tokens have 6 decimals. */
-const feeUnitsPerToken = 10n ** 12n
 /** mppx's pull-mode client adds this much gas for the sender's signature and key checks. */
 const signatureGas = 5_000n
 /** How far ahead a payment transaction may be valid, as mppx signs it. */
@@ -168,8 +166,7 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
       delete transaction.feeToken
       transaction.feePayer = true
     }
-    const feePerGas = transaction.maxFeePerGas ?? transaction.gasPrice ?? 0n
-    const fee = sponsored ? 0n : ceilDiv(transaction.gas * feePerGas, feeUnitsPerToken)
+    const fee = sponsored ? 0n : maxFeeOf(transaction)
     return { transaction, fee, feeToken }
   }
 
@@ -229,9 +226,10 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
         })
         return { to, data }
       })
-      let turn = await key?.begin(client, signal)
+      const begun = await key?.begin(client, signal)
+      let turn = begun?.turn
       try {
-        const inTurn = await prepareInTurn(account, turn, (payer) =>
+        const inTurn = await prepareInTurn(account, begun, (payer) =>
           build(request, calls, expires, payer),
         )
         turn = inTurn.turn
@@ -245,6 +243,7 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
           fee,
           feeToken,
           calls,
+          keychain: inTurn.keychain,
         })
         const payer = payerOf(account, turn?.keyAuthorization)
         return {
@@ -343,7 +342,3 @@ function attributionMemo({ id, realm }: Challenge.Challenge): Hex {
 }
 
 const nowInSeconds = () => Math.floor(Date.now() / 1000)
-
-function ceilDiv(numerator: bigint, denominator: bigint) {
-  return (numerator + denominator - 1n) / denominator
-}

@@ -9,7 +9,27 @@ import {
 import { readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
-import { assertAccessKeyCanPay, type KeyCall } from './accessKey.js'
+import { assertAccessKeyCanPay, type KeyCall, type KeychainEntry } from './accessKey.js'
+
+/** Fees are priced in USD per 10^18 gas; fee tokens have 6 decimals. */
+const feeUnitsPerToken = 10n ** 12n
+
+/**
+ * The most a prepared transaction's fee can cost, in base units of its fee token:
+ * `gas × maxFeePerGas` (or `gasPrice`), rounded up.
+ */
+export function maxFeeOf({
+  gas = 0n,
+  maxFeePerGas,
+  gasPrice,
+}: {
+  gas?: bigint | undefined
+  maxFeePerGas?: bigint | undefined
+  gasPrice?: bigint | undefined
+}) {
+  const feeUnits = gas * (maxFeePerGas ?? gasPrice ?? 0n)
+  return (feeUnits + feeUnitsPerToken - 1n) / feeUnitsPerToken
+}
 
 /**
  * Refuses, before anything is signed, a payment transaction the payer cannot make: one whose
@@ -28,6 +48,7 @@ export async function assertAffordable(
     fee,
     feeToken,
     calls,
+    keychain,
   }: {
     account: Account
     token: Address
@@ -37,15 +58,16 @@ export async function assertAffordable(
     feeToken: Address | undefined
     /** The transaction's calls, for the access key's call scopes. */
     calls: readonly KeyCall[]
+    /** The access key's keychain entry, if read for this payment already (`KeyBegun`). */
+    keychain?: KeychainEntry | undefined
   },
 ) {
-  await assertAccessKeyCanPay(client, account, {
-    amount: spends,
-    currency: token,
-    fee,
-    feeToken,
-    calls,
-  })
+  await assertAccessKeyCanPay(
+    client,
+    account,
+    { amount: spends, currency: token, fee, feeToken, calls },
+    keychain,
+  )
   const sameToken = !!feeToken && isAddressEqual(feeToken, token)
   const needs = [{ token, needed: spends + (sameToken ? fee : 0n) }]
   if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })

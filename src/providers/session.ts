@@ -12,7 +12,7 @@ import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import { classifyRejection, readProblem } from '../Problem.js'
 import type { ChannelEntry, ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
-import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
+import { accessKeyOf, type KeychainEntry, payerOf, prepareInTurn } from './accessKey.js'
 import { assertAffordable } from './funds.js'
 import type {
   PaidRequest,
@@ -608,49 +608,36 @@ export function session({
     signal: AbortSignal,
   ) => {
     const calls = [{ to: request.escrow, data }]
-    let turn = await key?.begin(client, signal)
-    try {
-      const ready = await raceSignal(prepareInTurn(account, turn, prepare), signal).catch(
-        async (error: unknown) => {
-          await assertDepositAffordable(request, spends, calls)
-          throw error
-        },
-      )
-      turn = ready.turn
-      await assertAffordable(client, {
+    const affordable = (fee: bigint, feeToken: Hex | undefined, keychain?: KeychainEntry) =>
+      assertAffordable(client, {
         account,
         token: request.currency,
         spends,
         amount: request.amount,
-        fee: ready.prepared.fee,
-        feeToken: ready.prepared.feeToken,
+        fee,
+        feeToken,
         calls,
+        keychain,
       })
+    const begun = await key?.begin(client, signal)
+    let turn = begun?.turn
+    try {
+      const ready = await raceSignal(prepareInTurn(account, begun, prepare), signal).catch(
+        async (error: unknown) => {
+          // A deposit the balance cannot cover fails the estimate first, with an error that does
+          // not say so: it is refused, typed, instead.
+          await affordable(0n, undefined, begun?.keychain)
+          throw error
+        },
+      )
+      turn = ready.turn
+      await affordable(ready.prepared.fee, ready.prepared.feeToken, ready.keychain)
       return ready
     } catch (error) {
       turn?.end()
       throw error
     }
   }
-
-  /**
-   * Refuses, typed, a deposit the payer's balance cannot cover: the transaction's estimate fails
-   * for it first, with an error that does not say so.
-   */
-  const assertDepositAffordable = (
-    request: SessionRequest,
-    deposit: bigint,
-    calls: readonly KeyCall[],
-  ) =>
-    assertAffordable(client, {
-      account,
-      token: request.currency,
-      spends: deposit,
-      amount: request.amount,
-      fee: 0n,
-      feeToken: undefined,
-      calls,
-    })
 
   /** The deposit of a new channel: the preferred one, else the server's, capped by `maxDeposit`. */
   const openingDeposit = (request: SessionRequest) => {

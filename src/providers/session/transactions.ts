@@ -13,6 +13,7 @@ import {
 import { prepareTransactionRequest, signTransaction } from 'viem/actions'
 import { Abis, Transaction } from 'viem/tempo'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
+import { maxFeeOf } from '../funds.js'
 import type { SessionRequest } from './request.js'
 
 const { Channel, Voucher } = Session.Precompile
@@ -20,8 +21,6 @@ const { Channel, Voucher } = Session.Precompile
 export type ChainClient = Client<Transport, Chain>
 export type Descriptor = ChannelEntry['descriptor']
 
-/** Fees are priced in USD per 10^18 gas; fee tokens have 6 decimals. */
-const feeUnitsPerToken = 10n ** 12n
 /**
  * How long a channel transaction stays valid (s), as the charge's: an open whose answer is lost
  * is known not to have landed once this has passed.
@@ -66,8 +65,7 @@ export async function prepareChannelTransaction(
     maxFeePerGas?: bigint
     gasPrice?: bigint
   }
-  const feePerGas = transaction.maxFeePerGas ?? transaction.gasPrice ?? 0n
-  const fee = request.feePayer ? 0n : ceilDiv((transaction.gas ?? 0n) * feePerGas, feeUnitsPerToken)
+  const fee = request.feePayer ? 0n : maxFeeOf(transaction)
   return { transaction, fee, feeToken }
 }
 
@@ -187,8 +185,4 @@ export function signVoucher(
 export function randomValidAfter() {
   const latest = BigInt(Math.floor(Date.now() / 1000) - 60)
   return Number(BigInt(OxHex.random(8)) % latest)
-}
-
-function ceilDiv(numerator: bigint, denominator: bigint) {
-  return (numerator + denominator - 1n) / denominator
 }
