@@ -1,8 +1,6 @@
 import { Challenge, Credential } from 'mppx'
 import { Proof, Session } from 'mppx/tempo'
-import { type Account, type Hex, isAddressEqual, parseEventLogs } from 'viem'
-import { getBlockNumber, getLogs } from 'viem/actions'
-import { Abis } from 'viem/tempo'
+import { type Account, type Hex, isAddressEqual } from 'viem'
 import { redactUrl } from '../internal/redactUrl.js'
 import { sendWithinOrigin } from '../internal/sendWithinOrigin.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
@@ -14,10 +12,12 @@ import { ChannelError } from './errors.js'
 import {
   assertPayer,
   closedError,
+  closedEvents,
   findRecord,
-  namespaceOf,
-  onChain,
+  latestBlock,
   readState,
+  removeRecord,
+  reserveLogs,
   sameId,
   stateOf,
 } from './shared.js'
@@ -88,7 +88,8 @@ export async function closeChannel({
   fetch: fetchFn = globalThis.fetch,
   timeout = 30_000,
 }: CloseChannelParameters): Promise<CloseChannelReturnType> {
-  const { origin, key, entry } = await findRecord(store, channelId)
+  const record = await findRecord(store, channelId)
+  const { origin, entry } = record
   assertPayer(entry, account, { signs: true })
   const server = redactUrl(url)
   // A close voucher is for the server that sold the channel only: another origin could be anyone.
@@ -197,7 +198,7 @@ export async function closeChannel({
     })
   }
 
-  const fromBlock = await onChain(() => getBlockNumber(client, { cacheTime: 0 }), entry.channelId)
+  const fromBlock = await latestBlock(client, entry.channelId)
   const closed = await requestClose(fromBlock).catch(async (error: unknown) => {
     // The server may have closed the channel and lost (or garbled) its answer: the chain says.
     const lost =
@@ -207,9 +208,7 @@ export async function closeChannel({
     if (onChainClose) return onChainClose
     throw error
   })
-  const namespace = namespaceOf(store, origin)
-  const stored = await namespace.get(key)
-  if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(key)
+  await removeRecord(store, record)
   return {
     channelId: entry.channelId,
     settled: closed.settledToPayee,
@@ -235,20 +234,7 @@ async function closedEvent(
   answer: Response | undefined,
 ) {
   const named = answer && namedTransaction(answer)
-  const logs = await onChain(
-    () =>
-      getLogs(client, {
-        address: entry.escrow,
-        fromBlock,
-        toBlock: 'latest',
-      }),
-    entry.channelId,
-  )
-  const closes = parseEventLogs({
-    abi: Abis.tip20ChannelReserve,
-    logs,
-    eventName: 'ChannelClosed',
-  }).filter(({ args }) => sameId(args.channelId, entry.channelId))
+  const closes = closedEvents(await reserveLogs(client, entry, fromBlock), entry.channelId)
   const event =
     closes.find(({ transactionHash }) => named && sameId(transactionHash, named)) ?? closes[0]
   if (!event) return undefined

@@ -1,6 +1,6 @@
 import { type Address, isAddressEqual } from 'viem'
 import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
-import { chainIdOf, recordsOf, refresh, summarize } from './shared.js'
+import { chainIdOf, chainReader, recordsOf, summarize } from './shared.js'
 import type { ChannelClient, ChannelSummary } from './types.js'
 
 export type ListChannelsParameters = {
@@ -36,6 +36,7 @@ export async function listChannels({
     ({ entry }) => payer === undefined || isAddressEqual(entry.descriptor.payer, payer),
   )
   const chainId = client && (await chainIdOf(client))
+  const read = client && chainReader(client)
   const summaries: ChannelSummary[] = new Array(records.length)
   // A few reads at a time: a store of thousands of channels must not flood a public RPC.
   let next = 0
@@ -43,8 +44,8 @@ export async function listChannels({
     for (let index = next++; index < records.length; index = next++) {
       const record = records[index] as ChannelRecord
       summaries[index] =
-        client && record.entry.chainId === chainId
-          ? await refresh(client, record)
+        read && record.entry.chainId === chainId
+          ? summarize(record, await read(record.entry))
           : summarize(record)
     }
   }

@@ -1,9 +1,9 @@
 import { Session } from 'mppx/tempo'
 import { type Address, getAbiItem, type Hex } from 'viem'
-import { getBlockNumber, getLogs } from 'viem/actions'
+import { getLogs } from 'viem/actions'
 import { Abis, Addresses } from 'viem/tempo'
 import type { ChannelEntry } from '../stores/ChannelStore.js'
-import { chainIdOf, onChain, sameId } from './shared.js'
+import { chainIdOf, latestBlock, onChain, sameId } from './shared.js'
 import type { ChannelClient, ChannelProgress } from './types.js'
 
 const { Channel } = Session.Precompile
@@ -39,7 +39,7 @@ export async function openedChannels(
   },
 ): Promise<OpenedChannel[]> {
   const chainId = await chainIdOf(client)
-  const latest = await onChain(() => getBlockNumber(client, { cacheTime: 0 }))
+  const latest = await latestBlock(client)
   const found: OpenedChannel[] = []
   for (let from = fromBlock; from <= latest; from += logRange) {
     const to = from + logRange - 1n < latest ? from + logRange - 1n : latest

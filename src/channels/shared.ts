@@ -1,15 +1,18 @@
 import { Session } from 'mppx/tempo'
 import {
   type Account,
+  type Address,
   BaseError,
   getAddress,
   type Hex,
   HttpRequestError,
   isAddressEqual,
+  type Log,
+  parseEventLogs,
   RpcRequestError,
   TimeoutError,
 } from 'viem'
-import { getBlock, getChainId, readContract } from 'viem/actions'
+import { getBlock, getBlockNumber, getChainId, getLogs, readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { signerOf } from '../providers/session/transactions.js'
 import type { ChannelEntry, ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
@@ -71,6 +74,38 @@ export async function gracePeriodOf(client: ChannelClient, escrow: Hex): Promise
   return Number(seconds)
 }
 
+/** The latest block's number, never a cached one: logs are read from it on. */
+export function latestBlock(client: ChannelClient, channelId?: Hex | undefined): Promise<bigint> {
+  return onChain(() => getBlockNumber(client, { cacheTime: 0 }), channelId)
+}
+
+/** The reserve's logs since `fromBlock`, for the close of `entry`'s channel done meanwhile. */
+export function reserveLogs(client: ChannelClient, entry: ChannelEntry, fromBlock: bigint) {
+  return onChain(
+    () => getLogs(client, { address: entry.escrow, fromBlock, toBlock: 'latest' }),
+    entry.channelId,
+  )
+}
+
+/** The `ChannelClosed` events of `channelId` among `logs`. */
+export function closedEvents(logs: Log[], channelId: Hex) {
+  return parseEventLogs({
+    abi: Abis.tip20ChannelReserve,
+    logs,
+    eventName: 'ChannelClosed',
+  }).filter(({ args }) => sameId(args.channelId, channelId))
+}
+
+/** Removes `record`'s entry, unless its key holds another channel by now. */
+export async function removeRecord(
+  store: ChannelStore,
+  { origin, key, entry }: Pick<ChannelRecord, 'origin' | 'key' | 'entry'>,
+) {
+  const namespace = namespaceOf(store, origin)
+  const stored = await namespace.get(key)
+  if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(key)
+}
+
 /** The client's chain id: its chain's, else the node's. */
 export function chainIdOf(client: ChannelClient): Promise<number> {
   return client.chain ? Promise.resolve(client.chain.id) : onChain(() => getChainId(client))
@@ -82,6 +117,7 @@ export async function chainTime(client: ChannelClient): Promise<number> {
   return Number(timestamp)
 }
 
+/** Where the channel stands: a closed (or withdrawn) channel's deposit reads 0. */
 export function stateOf({ deposit, closeRequestedAt }: OnChainState): ChannelState {
   if (deposit === 0n) return 'closed'
   return closeRequestedAt === 0 ? 'open' : 'closeRequested'
@@ -119,17 +155,26 @@ export function summarize(
   }
 }
 
-/** A stored channel refreshed from the chain. */
-export async function refresh(
-  client: ChannelClient,
-  record: Pick<ChannelRecord, 'origin' | 'entry'>,
-): Promise<ChannelSummary> {
-  const state = await readState(client, record.entry)
-  const gracePeriod =
-    stateOf(state) === 'closeRequested'
-      ? await gracePeriodOf(client, record.entry.escrow)
-      : undefined
-  return summarize(record, { state, gracePeriod })
+/**
+ * A reader of channels' state on chain, with the reserve's grace period once a close is
+ * requested, for {@link summarize}. The grace period, a constant of the reserve's, is read once
+ * per reserve however many channels ask.
+ */
+export function chainReader(client: ChannelClient) {
+  const gracePeriods = new Map<string, Promise<number>>()
+  const gracePeriod = (escrow: Address) => {
+    const seconds = gracePeriods.get(escrow.toLowerCase()) ?? gracePeriodOf(client, escrow)
+    gracePeriods.set(escrow.toLowerCase(), seconds)
+    return seconds
+  }
+  return async (entry: ChannelEntry) => {
+    const state = await readState(client, entry)
+    return {
+      state,
+      gracePeriod:
+        stateOf(state) === 'closeRequested' ? await gracePeriod(entry.escrow) : undefined,
+    }
+  }
 }
 
 /** Every entry of `store`, in every origin. */
@@ -211,4 +256,4 @@ export function sameId(a: Hex, b: Hex) {
   return a.toLowerCase() === b.toLowerCase()
 }
 
-export const bigintMax = (a: bigint, b: bigint) => (a > b ? a : b)
+const bigintMax = (a: bigint, b: bigint) => (a > b ? a : b)

@@ -2,15 +2,7 @@ import { entryKey } from 'mppx/client'
 import { type Address, isAddressEqual } from 'viem'
 import type { ChannelEntry, ChannelStore } from '../stores/ChannelStore.js'
 import { openedChannels } from './opened.js'
-import {
-  gracePeriodOf,
-  namespaceOf,
-  readState,
-  recordsOf,
-  sameId,
-  stateOf,
-  summarize,
-} from './shared.js'
+import { chainReader, namespaceOf, recordsOf, sameId, stateOf, summarize } from './shared.js'
 import type { ChannelClient, ChannelProgress, ChannelSummary } from './types.js'
 
 export type SyncChannelsParameters = {
@@ -73,14 +65,7 @@ export async function syncChannels({
       authorizedSigner === undefined ||
       isAddressEqual(entry.descriptor.authorizedSigner, authorizedSigner),
   )
-  const gracePeriods = new Map<Address, number>()
-  const gracePeriod = async (escrow: Address) => {
-    const known = gracePeriods.get(escrow)
-    if (known !== undefined) return known
-    const seconds = await gracePeriodOf(client, escrow)
-    gracePeriods.set(escrow, seconds)
-    return seconds
-  }
+  const read = chainReader(client)
 
   const added: ChannelSummary[] = []
   const updated: ChannelSummary[] = []
@@ -89,13 +74,9 @@ export async function syncChannels({
   const taken = new Set(records.filter(({ origin }) => origin === undefined).map(({ key }) => key))
   // Newest first, so that of several unknown channels to one payee the newest is written.
   for (const { entry: found } of [...opened].reverse()) {
-    const state = await readState(client, found)
+    const chain = await read(found)
+    const { state } = chain
     if (stateOf(state) === 'closed') continue
-    const chain = {
-      state,
-      gracePeriod:
-        stateOf(state) === 'closeRequested' ? await gracePeriod(found.escrow) : undefined,
-    }
     const stored = records.find(({ entry }) => sameId(entry.channelId, found.channelId))
     if (stored) {
       const namespace = namespaceOf(store, stored.origin)

@@ -1,6 +1,6 @@
-import { type Account, type Hex, type Log, parseEventLogs } from 'viem'
-import { getBlockNumber, getLogs, waitForTransactionReceipt } from 'viem/actions'
-import { Abis, Actions } from 'viem/tempo'
+import type { Account, Hex, Log } from 'viem'
+import { waitForTransactionReceipt, writeContract } from 'viem/actions'
+import { Actions } from 'viem/tempo'
 import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
 import { ChannelError } from './errors.js'
 import { openedChannels } from './opened.js'
@@ -8,12 +8,14 @@ import {
   assertPayer,
   chainTime,
   closedError,
+  closedEvents,
   findRecord,
   gracePeriodOf,
-  namespaceOf,
+  latestBlock,
   onChain,
   readState,
-  sameId,
+  removeRecord,
+  reserveLogs,
   stateOf,
 } from './shared.js'
 import type { ChannelClient, ChannelProgress } from './types.js'
@@ -81,16 +83,23 @@ export async function withdrawChannel({
   const { entry } = record
   assertPayer(entry, account)
   // Before the state is read: a close by another process after it is in the logs from here.
-  const fromBlock = await onChain(() => getBlockNumber(client, { cacheTime: 0 }), entry.channelId)
+  const fromBlock = await latestBlock(client, entry.channelId)
   const state = await readState(client, entry)
   if (stateOf(state) === 'closed') throw closedError(entry.channelId)
   const gracePeriod = await gracePeriodOf(client, entry.escrow)
 
   const send = async (label: 'requestClose' | 'withdraw') => {
-    const action =
+    const { call } =
       label === 'requestClose' ? Actions.channel.requestClose : Actions.channel.withdraw
+    // viem's actions always call the canonical reserve: the channel's own is named here.
     const hash = await onChain(
-      () => action(client, { account, channel: entry.descriptor } as never),
+      () =>
+        writeContract(client, {
+          account,
+          chain: client.chain,
+          ...call({ channel: entry.descriptor }),
+          address: entry.escrow,
+        } as never),
       entry.channelId,
     ).catch((error: unknown) => {
       if (error instanceof ChannelError) throw error
@@ -134,22 +143,9 @@ export async function withdrawChannel({
    * payee's since `fromBlock`, whose `ChannelClosed` says what came back. The entry is removed.
    */
   const closedResult = async (sent: { hash: Hex; receipt: { logs: Log[] } } | undefined) => {
-    const logs =
-      sent?.receipt.logs ??
-      (await onChain(
-        () => getLogs(client, { address: entry.escrow, fromBlock, toBlock: 'latest' }),
-        entry.channelId,
-      ))
-    const [closed] = parseEventLogs({
-      abi: Abis.tip20ChannelReserve,
-      logs,
-      eventName: 'ChannelClosed',
-    }).filter(({ args }) => sameId(args.channelId, entry.channelId))
-    if (record.key !== undefined) {
-      const namespace = namespaceOf(store as ChannelStore, record.origin)
-      const stored = await namespace.get(record.key)
-      if (stored && sameId(stored.channelId, entry.channelId)) await namespace.delete(record.key)
-    }
+    const logs = sent?.receipt.logs ?? (await reserveLogs(client, entry, fromBlock))
+    const [closed] = closedEvents(logs, entry.channelId)
+    if (store && record.key !== undefined) await removeRecord(store, { ...record, key: record.key })
     return {
       channelId: entry.channelId,
       state: 'closed' as const,

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
+import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { type Chain, type Client, createClient, defineChain, type Hex, http, isHex } from 'viem'
 import { getBlock } from 'viem/actions'
 import { tempo, tempoDevnet, tempoModerato } from 'viem/chains'
@@ -12,6 +12,7 @@ import {
   syncChannels,
   withdrawChannel,
 } from '../channels/index.js'
+import { sameId } from '../channels/shared.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { type FileChannelStore, fileChannelStore } from '../node/fileChannelStore.js'
 import { discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
@@ -159,34 +160,25 @@ export async function channels(args: readonly string[]): Promise<number> {
 
 async function list(args: readonly string[]) {
   const command = 'channels list'
-  const { values } = parseCommand(command, () =>
-    parseArgs({ args: [...args], options: channelOptions, allowPositionals: true, strict: true }),
-  )
+  const { values } = parseChannelCommand(command, args, {})
   if (values.help) return printHelp(help.list)
   const store = openStore(values.store)
   const rpcUrl = await rpcUrlOf(values['rpc-url'], command)
   // A store that does not exist has no channels, and is not created by looking.
   if (!existsSync(store.path)) return printChannels([], { json: values.json, now: nowSeconds() })
-  try {
+  return using(store, async () => {
     const client = rpcUrl ? await connect(rpcUrl) : undefined
     const summaries = await listChannels({ store, client })
     return printChannels(summaries, { json: values.json, now: await now(client) })
-  } finally {
-    await store.close()
-  }
+  })
 }
 
 async function close(args: readonly string[]) {
   const command = 'channels close'
-  const { values, positionals } = parseCommand(
+  const { values, positionals } = parseChannelCommand(
     command,
-    () =>
-      parseArgs({
-        args: [...args],
-        options: { ...channelOptions, url: { type: 'string' } },
-        allowPositionals: true,
-        strict: true,
-      }),
+    args,
+    { url: { type: 'string' } },
     { positionals: 1 },
   )
   if (values.help) return printHelp(help.close)
@@ -194,9 +186,8 @@ async function close(args: readonly string[]) {
   const url = values.url === undefined ? undefined : parseHttpUrl('--url', values.url, { command })
   const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
   const store = openStore(values.store)
-  try {
-    const client = await connect(rpcUrl)
-    const account = await accountFor(client)
+  return using(store, async () => {
+    const { client, account } = await payerOn(rpcUrl)
     const summary = await summaryOf(store, channelId)
     // A cooperative close signs with what the store recorded: without it there is nothing to sign.
     if (!summary) throw new CliError(`No channel ${channelId} in ${store.path}.`)
@@ -212,31 +203,23 @@ async function close(args: readonly string[]) {
       `Closed channel ${channelId}: settled ${amount(result.settled)} to the payee, refunded ${amount(result.refunded)}${result.txHash ? ` (transaction ${result.txHash})` : ''}.\n`,
     )
     return exitCodes.ok
-  } finally {
-    await store.close()
-  }
+  })
 }
 
 async function withdraw(args: readonly string[]) {
   const command = 'channels withdraw'
-  const { values, positionals } = parseCommand(
+  const { values, positionals } = parseChannelCommand(
     command,
-    () =>
-      parseArgs({
-        args: [...args],
-        options: { ...channelOptions, wait: { type: 'boolean' } },
-        allowPositionals: true,
-        strict: true,
-      }),
+    args,
+    { wait: { type: 'boolean' } },
     { positionals: 1 },
   )
   if (values.help) return printHelp(help.withdraw)
   const channelId = channelIdOf(positionals[0], command)
   const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
   const store = openStore(values.store)
-  try {
-    const client = await connect(rpcUrl)
-    const account = await accountFor(client)
+  return using(store, async () => {
+    const { client, account } = await payerOn(rpcUrl)
     const summary = await summaryOf(store, channelId)
     const step = async () =>
       withdrawChannel({
@@ -262,9 +245,7 @@ async function withdraw(args: readonly string[]) {
         `Withdrew ${amountIn(summary)(result.refunded)} from channel ${channelId}${result.txHash ? ` (transaction ${result.txHash})` : ''}; it is closed.\n`,
       )
     return exitCodes.ok
-  } finally {
-    await store.close()
-  }
+  })
 }
 
 /** How often `--wait` reads the chain's time, and how often it says how long is left, in ms. */
@@ -288,14 +269,7 @@ async function untilChainTime(client: Client, at: number) {
 
 async function sync(args: readonly string[]) {
   const command = 'channels sync'
-  const { values } = parseCommand(command, () =>
-    parseArgs({
-      args: [...args],
-      options: { ...channelOptions, 'from-block': { type: 'string' } },
-      allowPositionals: true,
-      strict: true,
-    }),
-  )
+  const { values } = parseChannelCommand(command, args, { 'from-block': { type: 'string' } })
   if (values.help) return printHelp(help.sync)
   const fromBlock =
     values['from-block'] === undefined
@@ -309,9 +283,8 @@ async function sync(args: readonly string[]) {
         )
   const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
   const store = openStore(values.store)
-  try {
-    const client = await connect(rpcUrl)
-    const account = await accountFor(client)
+  return using(store, async () => {
+    const { client, account } = await payerOn(rpcUrl)
     const result = await syncChannels({
       store,
       client,
@@ -324,9 +297,44 @@ async function sync(args: readonly string[]) {
       `Found ${result.channels.length} channel(s) of ${account.address}: ${result.added.length} added to the store, ${result.updated.length} updated.\n`,
     )
     return printChannels(result.channels, { json: false, now: await now(client) })
+  })
+}
+
+/**
+ * Parses a channel command's arguments: the options every channel command takes, and `options`.
+ */
+function parseChannelCommand<const options extends NonNullable<ParseArgsConfig['options']>>(
+  command: string,
+  args: readonly string[],
+  options: options,
+  { positionals = 0 }: { positionals?: number } = {},
+) {
+  return parseCommand(
+    command,
+    () =>
+      parseArgs({
+        args: [...args],
+        options: { ...channelOptions, ...options },
+        allowPositionals: true,
+        strict: true,
+      }),
+    { positionals },
+  )
+}
+
+/** Runs `fn`, then closes the store's database handles, whatever `fn` did. */
+async function using(store: FileChannelStore, fn: () => Promise<number>) {
+  try {
+    return await fn()
   } finally {
     await store.close()
   }
+}
+
+/** A client for the chain at `rpcUrl`, and the account that pays on it. */
+async function payerOn(rpcUrl: string) {
+  const client = await connect(rpcUrl)
+  return { client, account: await accountFor(client) }
 }
 
 function printHelp(text: string) {
@@ -547,7 +555,7 @@ function nowSeconds() {
 async function summaryOf(store: FileChannelStore, channelId: Hex) {
   if (!existsSync(store.path)) return undefined
   const summaries = await listChannels({ store })
-  return summaries.find((channel) => channel.channelId.toLowerCase() === channelId.toLowerCase())
+  return summaries.find((channel) => sameId(channel.channelId, channelId))
 }
 
 /** Amounts of `summary`'s currency for people, or in base units when the store lacks it. */

@@ -9,16 +9,16 @@ export type ChannelStore = MppxChannelStore & {
   /** The entries for one endpoint origin (scheme://host:port, never a path, query or userinfo). */
   forOrigin?(origin: string): MppxChannelStore
   /**
+   * Every entry of the store, in every origin (and in the store itself: `origin` undefined), for
+   * channel management (`listChannels`, `syncChannels`). Stores that cannot enumerate lack it.
+   */
+  list?(): Promise<ChannelRecord[]>
+  /**
    * Runs `fn` holding a lease on `scope` that other PROCESSES sharing this store respect (e.g. a
    * lock file beside the database). `signal` ends the wait for it; once `fn` runs, the lease is
    * held until `fn` settles. Within a process, the provider serializes on its own. Stores without
    * it (memory, localStorage) need none.
    */
-  /**
-   * Every entry of the store, in every origin (and in the store itself: `origin` undefined), for
-   * channel management (`listChannels`, `syncChannels`). Stores that cannot enumerate lack it.
-   */
-  list?(): Promise<ChannelRecord[]>
   lease?<value>(
     scope: string,
     fn: () => Promise<value>,
