@@ -376,14 +376,16 @@ export class InvalidPaymentTimeoutError extends BaseError {
 export type RecoveredChannelErrorType = RecoveredChannelError & { name: 'RecoveredChannelError' }
 
 /**
- * A channel recovered by `syncChannels` could not pay the call it was approved for: the catch-up
- * with the server's highest voucher gave up (`tooFarBehind`: 100 stale answers; `channelGone`:
- * the server does not know it; `spent`: spent to its deposit), or, caught up, the channel has no
- * room for the call's voucher (`full`). Only catch-up vouchers were signed, none above what an
- * honest server already held (one calling every one stale holds 100 prices' worth at most). Found
- * as the cause of a `PaymentFailedError` (`settled: false`). The provider does not take that
- * channel up again: the next call opens a new one (for `full`, tops the caught-up channel up, or
- * replaces it), approved by the spending policy with its deposit.
+ * A stored channel whose position at the server was not known (recovered by `syncChannels`,
+ * left by a process that died, or written by another tool), taken up for a server that sends no
+ * session snapshot, could not pay the call it was approved for: the search for the server's
+ * highest voucher gave up (`tooFarBehind`: 100 stale answers; `channelGone`: the server does not
+ * know it; `spent`: spent to its deposit; `refused`: the server refused a search voucher for
+ * another reason), or, caught up, the channel has no room for the call's voucher (`full`). Only
+ * search vouchers were signed, none above what an honest server already held (one calling every
+ * one stale holds 100 prices' worth at most). Found as the cause of a `PaymentFailedError`
+ * (`settled: false`). The provider does not take that channel up again: the next call takes
+ * another one, or opens one, approved by the spending policy with its deposit.
  *
  * @example
  * ```ts
@@ -408,15 +410,19 @@ export class RecoveredChannelError extends BaseError {
 }
 
 export declare namespace RecoveredChannelError {
-  type Reason = 'tooFarBehind' | 'channelGone' | 'spent' | 'full'
+  type Reason = 'tooFarBehind' | 'channelGone' | 'spent' | 'refused' | 'full' | 'unproven'
 }
 
 const recoveredChannelMessages: Record<RecoveredChannelError.Reason, string> = {
   tooFarBehind:
-    'The server called 100 catch-up vouchers on the recovered channel stale: it is left unclaimed, and the next call opens a new channel.',
+    'The server called 100 catch-up vouchers on the stored channel stale: it is left to others, and the next call takes another channel.',
   channelGone:
-    'The server does not know the recovered channel: it is left unclaimed, and the next call opens a new channel.',
+    'The server does not know the stored channel: it is left to others, and the next call takes another channel.',
   spent:
-    'The recovered channel is spent to its deposit: it is left unclaimed, and the next call opens a new channel.',
-  full: 'The recovered channel, caught up with the server, has no room for the call: the next call tops it up or replaces it.',
+    'The stored channel is spent to its deposit: it is left to others, and the next call takes another channel.',
+  refused:
+    'The server refused a catch-up voucher on the stored channel: it is left to others, and the next call takes another channel.',
+  full: 'The stored channel, caught up with the server, has no room for the call: the next call takes another channel.',
+  unproven:
+    'The server says it holds a voucher above every one signed on the channel, and proves none (no signed session snapshot): nothing more is signed on it; it is kept for close() or withdrawChannel(), and the next call takes another channel.',
 }

@@ -125,13 +125,16 @@ export function stateOf({ deposit, closeRequestedAt }: OnChainState): ChannelSta
 
 /** The summary of a stored channel, refreshed with its state on chain when one is given. */
 export function summarize(
-  { origin, entry }: Pick<ChannelRecord, 'origin' | 'entry'>,
+  { origin, entry, ledger }: Pick<ChannelRecord, 'origin' | 'entry' | 'ledger'>,
   chain?: { state: OnChainState; gracePeriod: number | undefined } | undefined,
 ): ChannelSummary {
   const deposit = chain ? chain.state.deposit : entry.deposit
   const settled = chain?.state.settled
   const state = chain ? stateOf(chain.state) : 'open'
-  const claimable = bigintMax(settled ?? 0n, entry.cumulativeAmount)
+  // Released by its last holder, the ledger is exact; otherwise the mark bounds what was signed.
+  const exact = ledger !== undefined && ledger.lease === undefined
+  const signed = exact ? ledger.signed : (ledger?.mark ?? entry.cumulativeAmount)
+  const claimable = bigintMax(settled ?? 0n, signed)
   return {
     channelId: entry.channelId,
     origin,
@@ -143,7 +146,13 @@ export function summarize(
     authorizedSigner: getAddress(entry.descriptor.authorizedSigner),
     currency: getAddress(entry.descriptor.token),
     deposit,
-    cumulativeAmount: entry.cumulativeAmount,
+    cumulativeAmount: signed,
+    exact,
+    lease: ledger?.lease && {
+      pid: ledger.lease.pid,
+      host: ledger.lease.host,
+      live: ledger.lease.live,
+    },
     acceptedAmount: undefined,
     settledAmount: settled,
     state,

@@ -27,11 +27,19 @@ export type ChannelSummary = {
   /** The deposit: the chain's with a client, else the store's. */
   deposit: bigint
   /**
-   * The highest voucher amount this client recorded. A store shared by processes (one with a
-   * lease, like `fileChannelStore`) records the end of the voucher range reserved, an upper bound
-   * of what was signed; a channel recovered by `syncChannels` starts at what is settled on chain.
+   * The highest voucher signed on the channel: exactly, when `exact`; otherwise the most that may
+   * have been signed (the mark written ahead while a holder pays on it or after it crashed, or the
+   * figure another tool wrote). A channel recovered by `syncChannels` has no record of what was
+   * signed: it shows what is settled on chain, and is not `exact`.
    */
   cumulativeAmount: bigint
+  /** Whether `cumulativeAmount` is exactly the highest voucher signed (its last holder released it). */
+  exact: boolean
+  /**
+   * The process holding the channel, if a lease is recorded: its pid and host, and whether the
+   * store judges it alive (a dead holder's channel is free for the next one).
+   */
+  lease: { pid: number | undefined; host: string | undefined; live: boolean } | undefined
   /** What the server accepted, where known (stores do not record receipts; `closeChannel` learns it). */
   acceptedAmount: bigint | undefined
   /** Settled to the payee on chain (known with a client). */

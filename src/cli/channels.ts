@@ -58,7 +58,9 @@ Lists the channels in the store, refreshed from the chain when an RPC is known (
 keys.toml's chain). With --json: an array of objects with channelId, origin, chainId, escrow,
 payer, payee, authorizedSigner, currency, deposit, cumulativeAmount, acceptedAmount,
 settledAmount, refundable (decimal strings of base units), state ('open', 'closeRequested',
-'closed') and withdrawableAt (unix seconds, or null).
+'closed'), withdrawableAt (unix seconds, or null), exact (whether cumulativeAmount is exactly
+the highest voucher signed, or only the most that may have been) and lease (the pid and host
+of the process holding the channel, and whether it is alive; null when none).
 
 Options:
 ${commonHelp}
@@ -360,7 +362,8 @@ function printChannels(
     channel.channelId,
     channel.state,
     formatAmount(channel.deposit, channel.currency),
-    formatAmount(channel.cumulativeAmount, channel.currency),
+    `${formatAmount(channel.cumulativeAmount, channel.currency)}${channel.exact ? '' : ' (at most)'}`,
+    leaseOf(channel),
     formatAmount(channel.refundable, channel.currency),
     channel.state === 'closeRequested' && channel.withdrawableAt !== undefined
       ? formatWhen(channel.withdrawableAt, now)
@@ -368,9 +371,16 @@ function printChannels(
     channel.origin ?? '-',
   ])
   process.stdout.write(
-    `${formatTable(['CHANNEL', 'STATE', 'DEPOSIT', 'MAX SPENT', 'REFUNDABLE', 'WITHDRAWABLE', 'ORIGIN'], rows)}\n`,
+    `${formatTable(['CHANNEL', 'STATE', 'DEPOSIT', 'SIGNED', 'HELD BY', 'REFUNDABLE', 'WITHDRAWABLE', 'ORIGIN'], rows)}\n`,
   )
   return exitCodes.ok
+}
+
+/** Who holds a channel: `pid@host` of a live holder, `pid@host (dead)` of one that is gone, or `-`. */
+function leaseOf({ lease }: ChannelSummary) {
+  if (!lease) return '-'
+  const holder = `${lease.pid ?? '?'}@${lease.host ?? '?'}`
+  return lease.live ? holder : `${holder} (dead)`
 }
 
 /** The documented fields of `list --json`, in a fixed order. */
@@ -380,6 +390,8 @@ function jsonOf(channel: ChannelSummary) {
     state: channel.state,
     deposit: channel.deposit,
     cumulativeAmount: channel.cumulativeAmount,
+    exact: channel.exact,
+    lease: channel.lease,
     acceptedAmount: channel.acceptedAmount,
     settledAmount: channel.settledAmount,
     refundable: channel.refundable,

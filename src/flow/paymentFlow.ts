@@ -1,14 +1,19 @@
 import { Challenge, Receipt } from 'mppx'
 import { rankByAcceptPayment } from '../AcceptPayment.js'
 import { isPaymentError, PaymentFailedError, PaymentRequiredError } from '../errors.js'
+import { createDeadline, releaseAfterBody } from '../internal/deadline.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { sendWithinOrigin, withinOrigin } from '../internal/sendWithinOrigin.js'
 import { raceSignal } from '../internal/signal.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import { classifyRejection, type Problem, type Rejection, readProblem } from '../Problem.js'
-import type { PaidRequest, PaymentProvider, PreparedPayment } from '../providers/PaymentProvider.js'
+import type {
+  CommitOutcome,
+  PaidRequest,
+  PaymentProvider,
+  PreparedPayment,
+} from '../providers/PaymentProvider.js'
 import { label, unpayableReason } from './challenges.js'
-import { createDeadline, releaseAfterBody } from './deadline.js'
 import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
 
 /** Paid attempts per request at most: a first payment, and two after recoverable rejections. */
@@ -285,7 +290,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         answer = await send({ header: Challenge.credentialHeader(challenge), value: authorization })
       } catch (error) {
         // The credential may have reached the server: the payment counts as made.
-        await payment.commit(undefined)
+        await payment.commit(undefined, { accepted: false })
         throw fail({
           shortMessage: 'The paid request failed after the payment was sent.',
           settled: true,
@@ -295,7 +300,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
 
       if (answer.ok) {
         const receipt = decodeReceipt(answer)
-        await payment.commit(receipt)
+        await payment.commit(receipt, { accepted: true })
         // From now on, this provider is asked for a challenge before each request is sent.
         if (provider.challengeFor) presender = provider
         notify(config.onReceipt, { ...event, receipt })
@@ -305,7 +310,7 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
       const problem = await readProblem(answer)
       if (answer.status !== 402 && answer.status !== 410) {
         // The server failed after receiving the credential: it may have taken the payment.
-        await payment.commit(undefined)
+        await payment.commit(undefined, { accepted: false })
         throw fail({
           shortMessage: `The server answered ${answer.status} to the paid request.`,
           status: answer.status,
@@ -434,7 +439,7 @@ type Payment = {
   bearer: boolean
   authorize(): Promise<string>
   /** Accepted, or outcome unknown: keep the provider's effects, spend the amount. */
-  commit(receipt: Receipt.Receipt | undefined): Promise<void>
+  commit(receipt: Receipt.Receipt | undefined, outcome: CommitOutcome): Promise<void>
   /** Never sent: undo the provider's effects, free the amount. */
   rollback(): Promise<void>
   /**
@@ -481,10 +486,10 @@ async function startPayment(
     quote: prepared.quote,
     bearer,
     authorize: () => prepared.authorize(),
-    async commit(receipt) {
+    async commit(receipt, outcome) {
       reservation.commit()
       // The server has the payment: a provider that cannot record it must not lose the answer.
-      await settleQuietly(() => prepared.commit(receipt))
+      await settleQuietly(() => prepared.commit(receipt, outcome))
     },
     async rollback() {
       reservation.release()

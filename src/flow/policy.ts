@@ -1,5 +1,6 @@
 import type { Challenge } from 'mppx'
 import { PaymentRefusedError } from '../errors.js'
+import { maxOf } from '../internal/bigint.js'
 import { raceSignal } from '../internal/signal.js'
 import type { PaymentQuote } from '../providers/PaymentProvider.js'
 
@@ -76,8 +77,7 @@ export function createSpendingPolicy({
       const { quote } = event
       const { amount, deposit } = quote
       const parts = partsOf(quote)
-      // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
-      const cost = amount > deposit ? amount : deposit
+      const cost = maxOf(amount, deposit)
       if (maxAmount !== undefined && cost > maxAmount)
         throw new PaymentRefusedError({
           reason: 'maxAmount',

@@ -144,11 +144,12 @@ export type PreparedPayment = {
   /** Signs the payment (and does any chain work it needs) and returns the `Authorization` value. */
   authorize(): Promise<string>
   /**
-   * The server accepted the payment, or its outcome is unknown: keep its effects. Like every
-   * hook, it is waited for until the flow's deadline (`paymentTimeout` or the caller's abort)
-   * and no longer: it must not count on the request waiting for it.
+   * The server accepted the payment (`outcome.accepted`: a 2xx, with or without a receipt), or
+   * its outcome is unknown: keep its effects. Like every hook, it is waited for until the flow's
+   * deadline (`paymentTimeout` or the caller's abort) and no longer: it must not count on the
+   * request waiting for it.
    */
-  commit(receipt: Receipt.Receipt | undefined): Promise<void>
+  commit(receipt: Receipt.Receipt | undefined, outcome: CommitOutcome): Promise<void>
   /**
    * The payment was refused, failed before it was sent, or the server rejected it: undo it.
    * Waited for until the flow's deadline, as `commit` is; after a rejection, one that fails
@@ -161,6 +162,16 @@ export type PreparedPayment = {
    * rejects it, since a lying server could still settle it.
    */
   bearer?: boolean | undefined
+}
+
+/** How a committed payment ended. */
+export type CommitOutcome = {
+  /**
+   * The server answered 2xx: it accepted the payment (a receipt is evidence of it, not the only
+   * one: a proxy may strip it). `false`: the outcome is not known (the connection failed after the
+   * credential left, or the server failed with a 5xx), and the payment counts as made.
+   */
+  accepted: boolean
 }
 
 /** The cost of one payment, decoded from its challenge and prepared transaction. */

@@ -20,20 +20,25 @@ export class ChannelStoreError extends BaseError {
   readonly reason: ChannelStoreError.Reason
   /** The store's file, for a file store. */
   readonly path: string | undefined
+  /** The channel whose record is at fault, when one is. */
+  readonly channelId: string | undefined
 
   constructor({
     reason,
     path,
+    channelId,
     cause,
   }: {
     reason: ChannelStoreError.Reason
     path?: string | undefined
+    channelId?: string | undefined
     cause?: unknown
   }) {
     super(shortMessages[reason], {
       cause: cause instanceof Error ? cause : undefined,
       metaMessages: [
         ...(path === undefined ? [] : [`File: ${path}`]),
+        ...(channelId === undefined ? [] : [`Channel: ${channelId}`]),
         ...(reason === 'corrupt' ? [corruptHint] : []),
         ...(reason === 'unsupportedRuntime' ? [runtimeHint()] : []),
       ],
@@ -41,16 +46,27 @@ export class ChannelStoreError extends BaseError {
     })
     this.reason = reason
     this.path = path
+    this.channelId = channelId
   }
 }
 
 export declare namespace ChannelStoreError {
-  type Reason = 'corrupt' | 'unavailable' | 'unsupportedRuntime' | 'noStorage'
+  type Reason =
+    | 'corrupt'
+    | 'unavailable'
+    | 'readOnly'
+    | 'leaseLost'
+    | 'unsupportedRuntime'
+    | 'noStorage'
 }
 
 const shortMessages: Record<ChannelStoreError.Reason, string> = {
   corrupt: 'The channel database is corrupt; it was left as it is.',
   unavailable: 'The channel database cannot be used.',
+  readOnly:
+    'The channel database cannot be written (its file or folder is read-only); nothing was signed.',
+  leaseLost:
+    'Another holder took this channel over (its lease ran out unrenewed); nothing more is signed on it here.',
   unsupportedRuntime:
     'fileChannelStore needs node:sqlite: Node >= 22.13, or Node 22.5 to 22.12 with --experimental-sqlite.',
   noStorage:

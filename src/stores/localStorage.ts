@@ -1,7 +1,6 @@
-import { createJsonChannelStore } from 'mppx/client'
-import type { ChannelRecord, ChannelStore } from './ChannelStore.js'
+import type { ChannelStore } from './ChannelStore.js'
 import { ChannelStoreError } from './errors.js'
-import { originOf } from './origin.js'
+import { kvChannelStore, type Locks, realmLocks } from './kvPool.js'
 
 /**
  * The part of Web Storage the store uses; with `key` and `length` too, it can also
@@ -10,14 +9,16 @@ import { originOf } from './origin.js'
 export type ChannelStorage = Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> &
   Partial<Pick<Storage, 'key' | 'length'>>
 
-const prefix = 'viem-mpp:'
-/** mppx's JSON store writes each entry under this prefix. */
-const entryPrefix = 'chan:'
-
 /**
- * A {@link ChannelStore} in Web Storage (mppx's JSON channel store), so that a page reuses its
- * channels across reloads. Keys are `viem-mpp:<origin>:chan:<payee>:<token>:<escrow>:<chainId>`
- * under {@link ChannelStore.forOrigin}, and `viem-mpp::chan:…` without it.
+ * A {@link ChannelStore} in Web Storage, so that a page reuses its channels across reloads: the
+ * first channel of each scope is mppx's JSON entry `viem-mpp:<origin>:chan:<payee>:<token>:<escrow>:<chainId>`
+ * (`viem-mpp::chan:…` for the store's own entries), further ones sit in the scope's pool, and each
+ * channel's ledger is `viem-mpp:ledger:<channelId>`.
+ *
+ * Tabs of one origin share the storage: each channel is leased by one tab at a time through the
+ * Web Locks API (`navigator.locks`, released by the browser when the tab goes), so that two tabs
+ * pay on two channels. Without Web Locks, leases hold within the page only. When the page is
+ * hidden for good (`pagehide`), the ledgers of the channels it holds are written exactly.
  *
  * @example
  * ```ts
@@ -28,32 +29,18 @@ const entryPrefix = 'chan:'
  */
 export function localStorageChannelStore(
   storage: ChannelStorage | undefined = globalThis.localStorage,
-): ChannelStore {
+): ChannelStore & Required<Pick<ChannelStore, 'forOrigin' | 'pool'>> {
   if (!storage) throw new ChannelStoreError({ reason: 'noStorage' })
-  const withPrefix = (prefix: string) =>
-    createJsonChannelStore({
-      get: (key) => storage.getItem(prefix + key) ?? undefined,
-      set: (key, value) => storage.setItem(prefix + key, value),
-      delete: (key) => storage.removeItem(prefix + key),
-    })
-  const list = async () => {
-    const records: ChannelRecord[] = []
-    for (const name of storageKeys(storage)) {
-      // `viem-mpp:<origin>:chan:<key>`; an origin (scheme://host:port) holds no `:chan:`.
-      const at = name.indexOf(`:${entryPrefix}`, prefix.length - 1)
-      if (!name.startsWith(prefix) || at < 0) continue
-      const origin = name.slice(prefix.length, at)
-      const key = name.slice(at + 1 + entryPrefix.length)
-      const entry = await withPrefix(`${prefix}${origin}:`).get(key)
-      if (entry) records.push({ origin: origin || undefined, key, entry })
-    }
-    return records
-  }
-  return {
-    ...withPrefix(`${prefix}:`),
-    forOrigin: (origin) => withPrefix(`${prefix}${originOf(origin)}:`),
-    ...(storage.key && storage.length !== undefined ? { list } : {}),
-  }
+  return kvChannelStore({
+    kv: {
+      get: (name) => storage.getItem(name) ?? undefined,
+      set: (name, value) => storage.setItem(name, value),
+      delete: (name) => storage.removeItem(name),
+      ...(storage.key && storage.length !== undefined ? { names: () => storageKeys(storage) } : {}),
+    },
+    locks: webLocks() ?? locksOf(storage),
+    onExit: (write) => globalThis.addEventListener?.('pagehide', write),
+  })
 }
 
 /** The storage's keys, read before any is used (a write would reorder them). */
@@ -64,4 +51,46 @@ function storageKeys(storage: ChannelStorage) {
     if (name !== null && name !== undefined) names.push(name)
   }
   return names
+}
+
+/** Leases within the page, one set per storage (two stores over it share them). */
+const pageLocks = new WeakMap<ChannelStorage, Locks>()
+
+function locksOf(storage: ChannelStorage) {
+  const locks = pageLocks.get(storage) ?? realmLocks()
+  pageLocks.set(storage, locks)
+  return locks
+}
+
+type LockManagerLike = {
+  request(
+    name: string,
+    options: { ifAvailable: boolean },
+    callback: (lock: unknown) => Promise<void> | undefined,
+  ): Promise<unknown>
+  query(): Promise<{ held?: { name?: string }[] }>
+}
+
+/** Leases across the browser's tabs, through the Web Locks API, where there is one. */
+function webLocks(): Locks | undefined {
+  const locks = (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
+  if (!locks) return undefined
+  return {
+    take: (name) =>
+      new Promise((taken) => {
+        locks
+          .request(name, { ifAvailable: true }, (lock) => {
+            if (!lock) {
+              taken(undefined)
+              return undefined
+            }
+            return new Promise<void>((release) => taken(release))
+          })
+          .catch(() => taken(undefined))
+      }),
+    async held() {
+      const { held = [] } = await locks.query()
+      return new Set(held.flatMap(({ name }) => (name ? [name] : [])))
+    },
+  }
 }

@@ -1,11 +1,11 @@
-import { entryKey } from 'mppx/client'
-import type { ChannelEntry, ChannelStore } from './ChannelStore.js'
-import { originOf } from './origin.js'
+import type { ChannelStore } from './ChannelStore.js'
+import { kvChannelStore, realmLocks } from './kvPool.js'
 
 /**
- * An in-memory {@link ChannelStore}, per origin. Entries are copied on `get` and `set`, so that a
- * caller mutating an entry it holds (as mppx's session client does) changes nothing stored until
- * it calls `set`.
+ * An in-memory {@link ChannelStore}, per origin, with a pool: several providers sharing it each
+ * pay on a channel of their own. Entries are copied on `get` and `set` (they are kept as JSON), so
+ * that a caller mutating an entry it holds (as mppx's session client does) changes nothing stored
+ * until it calls `set`.
  *
  * @example
  * ```ts
@@ -14,39 +14,17 @@ import { originOf } from './origin.js'
  * const provider = session({ account, client, store: memoryChannelStore() })
  * ```
  */
-export function memoryChannelStore(): ChannelStore {
-  const origins = new Map<string, Map<string, ChannelEntry>>()
-  const namespace = (origin: string) => {
-    const entries = origins.get(origin) ?? new Map<string, ChannelEntry>()
-    origins.set(origin, entries)
-    return view(entries)
-  }
-  return {
-    ...namespace(''),
-    forOrigin: (origin) => namespace(originOf(origin)),
-    async list() {
-      return [...origins].flatMap(([origin, entries]) =>
-        [...entries].map(([key, entry]) => ({
-          origin: origin || undefined,
-          key,
-          entry: structuredClone(entry),
-        })),
-      )
+export function memoryChannelStore(): ChannelStore &
+  Required<Pick<ChannelStore, 'forOrigin' | 'pool' | 'list'>> {
+  const items = new Map<string, string>()
+  const store = kvChannelStore({
+    kv: {
+      get: (name) => items.get(name),
+      set: (name, value) => void items.set(name, value),
+      delete: (name) => void items.delete(name),
+      names: () => [...items.keys()],
     },
-  }
-}
-
-function view(entries: Map<string, ChannelEntry>) {
-  return {
-    get(key: string) {
-      const entry = entries.get(key)
-      return entry && structuredClone(entry)
-    },
-    set(entry: ChannelEntry) {
-      entries.set(entryKey(entry), structuredClone(entry))
-    },
-    delete(key: string) {
-      entries.delete(key)
-    },
-  }
+    locks: realmLocks(),
+  })
+  return store as typeof store & Required<Pick<ChannelStore, 'list'>>
 }

@@ -24,22 +24,36 @@ beforeEach(async () => {
 })
 afterEach(() => rm(dir, { recursive: true, force: true }))
 
-/** Three paid calls from dev account `index` on a new session with `store`. */
+/**
+ * Three paid calls from dev account `index` on a new session with `store`; the provider is
+ * returned still holding the channel.
+ */
 async function threeCalls(index: number, store: ChannelStore) {
   const rpc = await localnet.startPaidRpc({ intent: 'session' })
   const provider = session({ account: accountOf(index), client: chainClient(), store })
   const client = paidClient(rpc.url, { provider })
   for (let i = 0; i < 3; i++) await client.getChainId()
-  return rpc
+  return { rpc, provider }
 }
 
 describe('listChannels', () => {
   test('after three paid calls: the channel, its deposit and cumulative amount exact', async () => {
     const store = memoryChannelStore()
-    const rpc = await threeCalls(0, store)
+    const { rpc, provider } = await threeCalls(0, store)
     const payer = accountOf(0).address
     const stored = await store.forOrigin?.(rpc.url).get(keyOf(rpc.payee))
 
+    // While the provider holds the channel, the store knows the mark it may sign up to (10
+    // prices ahead of the first voucher), not what it signed.
+    const [held] = await listChannels({ store })
+    expect(held).toMatchObject({
+      cumulativeAmount: 10_000n,
+      exact: false,
+      lease: { live: true },
+      refundable: 990_000n,
+    })
+    // Released (as at the end of a script): exactly what was signed.
+    await provider.release()
     const [channel, ...others] = await listChannels({ store })
     expect(others).toEqual([])
     expect(channel).toEqual({
@@ -53,6 +67,8 @@ describe('listChannels', () => {
       currency: getAddress(localnet.net.currency),
       deposit: 1_000_000n,
       cumulativeAmount: 3_000n,
+      exact: true,
+      lease: undefined,
       acceptedAmount: undefined,
       settledAmount: undefined,
       state: 'open',
@@ -72,11 +88,24 @@ describe('listChannels', () => {
     const path = join(dir, 'channels.db')
     const store = fileChannelStore(path)
     try {
-      const rpc = await threeCalls(1, store)
+      const { rpc, provider } = await threeCalls(1, store)
+      await provider.release()
       const stored = await store.forOrigin(rpc.url).get(keyOf(rpc.payee))
       const listed = await store.list()
       expect(listed).toEqual([
-        { origin: new URL(rpc.url).origin, key: keyOf(rpc.payee), entry: stored },
+        {
+          origin: new URL(rpc.url).origin,
+          key: keyOf(rpc.payee),
+          entry: stored,
+          // Released: the mark comes down to what was signed.
+          ledger: {
+            mark: 3_000n,
+            signed: 3_000n,
+            spent: 3_000n,
+            lease: undefined,
+            openingUntil: undefined,
+          },
+        },
       ])
 
       const [channel] = await listChannels({ store: fileChannelStore(path), client: chainClient() })
@@ -84,8 +113,8 @@ describe('listChannels', () => {
         channelId: stored?.channelId,
         origin: new URL(rpc.url).origin,
         deposit: 1_000_000n,
-        // A shared store records the end of the voucher range reserved: an upper bound.
-        cumulativeAmount: stored?.cumulativeAmount,
+        cumulativeAmount: 3_000n,
+        exact: true,
         settledAmount: 0n,
         state: 'open',
       })

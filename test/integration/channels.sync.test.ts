@@ -57,6 +57,8 @@ describe('syncChannels', () => {
           origin: undefined,
           // What the vouchers were is not on chain: they restart from what is settled.
           cumulativeAmount: 0n,
+          exact: false,
+          lease: undefined,
           settledAmount: 0n,
           refundable: 1_000_000n,
         },
@@ -70,10 +72,10 @@ describe('syncChannels', () => {
       rpc.resetCounters()
       const next = paying(store)
       for (let i = 0; i < 3; i++) expect(await next.getChainId()).toBe(localnet.net.chain.id)
-      // No new channel: the recovered one paid, after finding the server's highest voucher
-      // (1000 and 2000 refused as stale, 3000 its own, accepted), then 4000, 5000, 6000.
+      // No new channel: the recovered one paid, from the server's signed snapshot of it (its
+      // highest voucher, 3000), with 4000, 5000, 6000.
       expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(1)
-      expect(rpc.counters.payments).toMatchObject({ open: 0, voucher: 4 })
+      expect(rpc.counters.payments).toMatchObject({ open: 0, voucher: 3 })
       expect(rpc.counters.forwarded).toBe(3)
       // Taken up by the endpoint: moved to its origin.
       const [taken, ...others] = await store.list()
@@ -98,7 +100,7 @@ describe('syncChannels', () => {
     }
   })
 
-  test('a server that calls every catch-up voucher stale: 100 signed at most, that call fails unpaid, the next opens a new channel', async () => {
+  test('a server without snapshots that calls every catch-up voucher stale: 100 signed at most, that call fails unpaid, the next opens a new channel', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const account = accountOf(3)
     const from = await blockNumber()
@@ -106,17 +108,22 @@ describe('syncChannels', () => {
       provider: session({ account, client: chainClient() }),
     }).getChainId()
     const vouchers: string[] = []
-    const proxy = await startProxy(rpc.url, async (payload, forward) => {
-      if (payload.action !== 'voucher') return forward()
-      vouchers.push(payload.cumulativeAmount ?? '')
-      return Response.json(
-        {
-          type: 'https://paymentauth.org/problems/verification-failed',
-          detail: 'voucher cumulativeAmount must be strictly greater than highest accepted voucher',
-        },
-        { status: 402, headers: { 'content-type': 'application/problem+json' } },
-      )
-    })
+    const proxy = await startProxy(
+      rpc.url,
+      async (payload, forward) => {
+        if (payload.action !== 'voucher') return forward()
+        vouchers.push(payload.cumulativeAmount ?? '')
+        return Response.json(
+          {
+            type: 'https://paymentauth.org/problems/verification-failed',
+            detail:
+              'voucher cumulativeAmount must be strictly greater than highest accepted voucher',
+          },
+          { status: 402, headers: { 'content-type': 'application/problem+json' } },
+        )
+      },
+      { snapshots: false },
+    )
     try {
       const store = memoryChannelStore()
       const { added } = await syncChannels({ store, client: chainClient(), payer: account.address })
@@ -135,19 +142,21 @@ describe('syncChannels', () => {
       expect(vouchers).toHaveLength(100)
       const opened = await channelEvents('ChannelOpened', account.address, from)
       expect(opened).toHaveLength(2)
-      // The recovered channel is left unclaimed, as synced; the new one belongs to the origin.
+      // Both channels belong to the origin now, free: the recovered one records the 100 vouchers
+      // the search signed (none served), so that nothing below them is ever signed on it again.
       expect(await store.list?.()).toEqual(
         expect.arrayContaining([
-          {
-            origin: undefined,
+          expect.objectContaining({
+            origin: new URL(proxy.url).origin,
             key: keyOf(rpc.payee),
             entry: expect.objectContaining({ channelId: added[0]?.channelId }),
-          },
-          {
+            ledger: expect.objectContaining({ signed: 100_000n, spent: 0n, lease: undefined }),
+          }),
+          expect.objectContaining({
             origin: new URL(proxy.url).origin,
             key: keyOf(rpc.payee),
             entry: expect.objectContaining({ channelId: opened[1]?.args.channelId }),
-          },
+          }),
         ]),
       )
       expect(await store.list?.()).toHaveLength(2)

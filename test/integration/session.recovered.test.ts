@@ -22,9 +22,10 @@ const { accountOf, paidClient, chainClient, channelEvents, blockNumber, keyOf } 
 /**
  * A channel of dev account `index` that three calls paid on (the server holds 3000), recovered
  * by `syncChannels` into a new store, and a proxy in front of the server that records every
- * credential it is sent.
+ * credential it is sent. With `snapshots: false` the server answers as one that sends no session
+ * snapshots: where it stands on the channel must then be searched for.
  */
-async function recoveredChannel(index: number) {
+async function recoveredChannel(index: number, { snapshots = true } = {}) {
   const rpc = await localnet.startPaidRpc({ intent: 'session' })
   const account = accountOf(index)
   const from = await blockNumber()
@@ -37,10 +38,14 @@ async function recoveredChannel(index: number) {
   const [channel] = added
   if (!channel) throw new Error('nothing recovered')
   const credentials: PaidPayload[] = []
-  const proxy = await startProxy(rpc.url, async (payload, forward) => {
-    credentials.push(payload)
-    return forward()
-  })
+  const proxy = await startProxy(
+    rpc.url,
+    async (payload, forward) => {
+      credentials.push(payload)
+      return forward()
+    },
+    { snapshots },
+  )
   const { account: signer, signed } = recording(account as LocalAccount)
   const provider = session({ account: signer, client: chainClient(), store })
   return { rpc, account, from, store, channel, credentials, proxy, signed, provider }
@@ -50,7 +55,7 @@ async function recoveredChannel(index: number) {
 const recordsOf = async (store: ChannelStore) => (await store.list?.()) ?? []
 
 describe('a recovered channel, refused by the spending policy', () => {
-  test('onPaymentRequired refuses: nothing signed, nothing sent, the entry still unclaimed', async () => {
+  test('onPaymentRequired refuses: nothing signed, nothing sent, the channel taken up from the snapshot', async () => {
     const { rpc, store, channel, credentials, proxy, signed, provider } = await recoveredChannel(5)
     try {
       const quotes: PaymentQuote[] = []
@@ -69,26 +74,38 @@ describe('a recovered channel, refused by the spending policy', () => {
       expect(quotes[0]).toMatchObject({ amount: 1000n, deposit: 0n, fee: 0n })
       expect(signed).toEqual([])
       expect(credentials).toEqual([])
+      // Taken up from the server's snapshot (held by this provider now), nothing signed on it.
       expect(await recordsOf(store)).toEqual([
-        {
-          origin: undefined,
+        expect.objectContaining({
+          origin: new URL(proxy.url).origin,
           key: keyOf(rpc.payee),
-          entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
-        },
+          entry: expect.objectContaining({ channelId: channel.channelId }),
+          ledger: expect.objectContaining({
+            signed: 0n,
+            lease: expect.objectContaining({ live: true }),
+          }),
+        }),
       ])
       // Refused again: the same, and the store still as synced.
       await expect(client.getChainId()).rejects.toBeInstanceOf(PaymentRefusedError)
       expect(signed).toEqual([])
       expect(credentials).toEqual([])
+      // Released, the store holds where the server stands: 3000 signed and served, none above.
+      await provider.release()
       expect(await listChannels({ store })).toEqual([
-        expect.objectContaining({ channelId: channel.channelId, origin: undefined }),
+        expect.objectContaining({
+          channelId: channel.channelId,
+          origin: new URL(proxy.url).origin,
+          cumulativeAmount: 3000n,
+          exact: true,
+        }),
       ])
     } finally {
       await proxy.stop()
     }
   })
 
-  test('maxAmount below the price: nothing signed, nothing sent, the entry still unclaimed', async () => {
+  test('maxAmount below the price: nothing signed, nothing sent, the channel taken up from the snapshot', async () => {
     const { rpc, store, channel, credentials, proxy, signed, provider } = await recoveredChannel(6)
     try {
       const client = paidClient(proxy.url, { provider, maxAmount: 999n })
@@ -98,12 +115,17 @@ describe('a recovered channel, refused by the spending policy', () => {
       expect((error as PaymentRefusedError).metaMessages).toContain('Limit: 999')
       expect(signed).toEqual([])
       expect(credentials).toEqual([])
+      // Taken up from the server's snapshot (held by this provider now), nothing signed on it.
       expect(await recordsOf(store)).toEqual([
-        {
-          origin: undefined,
+        expect.objectContaining({
+          origin: new URL(proxy.url).origin,
           key: keyOf(rpc.payee),
-          entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
-        },
+          entry: expect.objectContaining({ channelId: channel.channelId }),
+          ledger: expect.objectContaining({
+            signed: 0n,
+            lease: expect.objectContaining({ live: true }),
+          }),
+        }),
       ])
     } finally {
       await proxy.stop()
@@ -112,9 +134,39 @@ describe('a recovered channel, refused by the spending policy', () => {
 })
 
 describe('a recovered channel, approved', () => {
-  test('the catch-up and the call voucher are signed after approval; no new channel; closes exact', async () => {
+  test('with the server snapshot: only the call voucher is signed, after approval; closes exact', async () => {
+    const { account, from, channel, credentials, proxy, signed, provider } =
+      await recoveredChannel(2)
+    try {
+      const approved: number[] = []
+      const client = paidClient(proxy.url, {
+        provider,
+        onPaymentRequired: () => {
+          approved.push(signed.length)
+        },
+      })
+      expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      expect(approved).toEqual([0])
+      expect(credentials.map(({ action, cumulativeAmount }) => [action, cumulativeAmount])).toEqual(
+        [['voucher', '4000']],
+      )
+      expect(signed).toEqual(['sign'])
+      expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(1)
+      expect(await provider.close()).toEqual([
+        expect.objectContaining({
+          channelId: channel.channelId,
+          settled: 4000n,
+          refunded: 996_000n,
+        }),
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('without snapshots: the search and the call voucher are signed after approval; no new channel; closes exact', async () => {
     const { rpc, account, from, store, channel, credentials, proxy, signed, provider } =
-      await recoveredChannel(7)
+      await recoveredChannel(7, { snapshots: false })
     try {
       const approved: number[] = []
       const client = paidClient(proxy.url, {
@@ -138,15 +190,14 @@ describe('a recovered channel, approved', () => {
       expect(signed).toEqual(['sign', 'sign', 'sign', 'sign'])
       // Only the channel opened before the store was lost.
       expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(1)
+      // Held by this provider at its origin: the store has its mark (written ahead).
       expect(await recordsOf(store)).toEqual([
-        {
+        expect.objectContaining({
           origin: new URL(proxy.url).origin,
           key: keyOf(rpc.payee),
-          entry: expect.objectContaining({
-            channelId: channel.channelId,
-            cumulativeAmount: 4000n,
-          }),
-        },
+          entry: expect.objectContaining({ channelId: channel.channelId }),
+          ledger: expect.objectContaining({ lease: expect.objectContaining({ live: true }) }),
+        }),
       ])
       // The next call is a plain voucher on it.
       expect(await client.getChainId()).toBe(localnet.net.chain.id)
@@ -164,10 +215,11 @@ describe('a recovered channel, approved', () => {
   })
 
   test('budget counts the call once: a budget of one price pays it, the next call is refused unsigned', async () => {
-    const { proxy, credentials, signed, provider } = await recoveredChannel(8)
+    const { proxy, credentials, signed, provider } = await recoveredChannel(8, { snapshots: false })
     try {
       const client = paidClient(proxy.url, { provider, budget: 1000n })
       expect(await client.getChainId()).toBe(localnet.net.chain.id)
+      // The search (1000, 2000, 3000) is not a payment: the call's 4000 is.
       expect(signed).toHaveLength(4)
       expect(credentials).toHaveLength(4)
       const error = await client.getChainId().catch((error: unknown) => error)
@@ -181,7 +233,9 @@ describe('a recovered channel, approved', () => {
     }
   })
   test('two calls at once on one origin: one catch-up, the other waits and pays the next voucher', async () => {
-    const { account, from, credentials, proxy, signed, provider } = await recoveredChannel(4)
+    const { account, from, credentials, proxy, signed, provider } = await recoveredChannel(4, {
+      snapshots: false,
+    })
     try {
       const client = paidClient(proxy.url, { provider })
       // Two different requests: viem would send two identical ones as one.
@@ -205,7 +259,9 @@ describe('a recovered channel, approved', () => {
 
 describe('a recovered channel the catch-up gives up on', () => {
   test('every catch-up voucher stale: the call fails unpaid, the next one opens a new channel', async () => {
-    const { rpc, account, from, store, channel, proxy, provider } = await recoveredChannel(9)
+    const { rpc, account, from, store, channel, proxy, provider } = await recoveredChannel(9, {
+      snapshots: false,
+    })
     const vouchers: string[] = []
     const hostile = await startProxy(proxy.url, async (payload, forward) => {
       if (payload.action !== 'voucher') return forward()
@@ -232,19 +288,22 @@ describe('a recovered channel the catch-up gives up on', () => {
       expect(vouchers).toHaveLength(100)
       const opened = await channelEvents('ChannelOpened', account.address, from)
       expect(opened).toHaveLength(2)
+      // The recovered channel belongs to the origin now, free, with the 100 vouchers the search
+      // signed recorded (none served): nothing at or below them is signed on it again.
       const records = await recordsOf(store)
       expect(records).toEqual(
         expect.arrayContaining([
-          {
-            origin: undefined,
+          expect.objectContaining({
+            origin: new URL(hostile.url).origin,
             key: keyOf(rpc.payee),
-            entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
-          },
-          {
+            entry: expect.objectContaining({ channelId: channel.channelId }),
+            ledger: expect.objectContaining({ signed: 100_000n, spent: 0n, lease: undefined }),
+          }),
+          expect.objectContaining({
             origin: new URL(hostile.url).origin,
             key: keyOf(rpc.payee),
             entry: expect.objectContaining({ channelId: opened[1]?.args.channelId }),
-          },
+          }),
         ]),
       )
       expect(records).toHaveLength(2)
@@ -253,7 +312,9 @@ describe('a recovered channel the catch-up gives up on', () => {
     }
   })
   test('the server does not know the channel (410): the call fails unpaid, the next one opens', async () => {
-    const { rpc, account, from, store, channel, proxy, provider } = await recoveredChannel(3)
+    const { rpc, account, from, store, channel, proxy, provider } = await recoveredChannel(3, {
+      snapshots: false,
+    })
     const vouchers: string[] = []
     const forgetful = await startProxy(proxy.url, async (payload, forward) => {
       if (payload.action !== 'voucher') return forward()
@@ -273,13 +334,14 @@ describe('a recovered channel the catch-up gives up on', () => {
       expect(await client.getChainId()).toBe(localnet.net.chain.id)
       expect(vouchers).toEqual(['1000'])
       expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(2)
+      // Kept (still funded on chain), free, its one signed voucher recorded.
       expect(await recordsOf(store)).toEqual(
         expect.arrayContaining([
-          {
-            origin: undefined,
+          expect.objectContaining({
             key: keyOf(rpc.payee),
-            entry: expect.objectContaining({ channelId: channel.channelId, cumulativeAmount: 0n }),
-          },
+            entry: expect.objectContaining({ channelId: channel.channelId }),
+            ledger: expect.objectContaining({ signed: 1000n, spent: 0n, lease: undefined }),
+          }),
         ]),
       )
     } finally {

@@ -10,11 +10,15 @@ import { sessionHelpers } from './sessions.js'
 export function channelHelpers(localnet: ReturnType<typeof useLocalnet>) {
   const { accountOf, paidClient, chainClient, plain } = sessionHelpers(localnet)
   return {
-    /** Three paid calls from dev account `index` to `url` on a new session with `store`. */
+    /**
+     * Three paid calls from dev account `index` to `url` on a new session with `store`, then the
+     * channel released, as at the end of a script: the store holds its exact ledger.
+     */
     async threeCalls(index: number, url: string, store: ChannelStore) {
       const provider = session({ account: accountOf(index), client: chainClient(), store })
       const client = paidClient(url, { provider })
       for (let i = 0; i < 3; i++) await client.getChainId()
+      await provider.release()
       const [channel] = await listChannels({ store })
       if (!channel) throw new Error('no channel was stored')
       return channel

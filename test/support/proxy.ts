@@ -15,8 +15,16 @@ export type PaidHook = (
   forward: () => Promise<Response>,
 ) => Promise<Response | 'drop'>
 
-/** A loopback proxy in front of `target` that lets a test delay or drop paid requests. */
-export async function startProxy(target: string, onPaid: PaidHook) {
+/**
+ * A loopback proxy in front of `target` that lets a test delay or drop paid requests. With
+ * `snapshots: false` it keeps the `Payment-Session` request header from the server, which then
+ * answers as a server that sends no session snapshots.
+ */
+export async function startProxy(
+  target: string,
+  onPaid: PaidHook,
+  { snapshots = true }: { snapshots?: boolean } = {},
+) {
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
@@ -25,6 +33,7 @@ export async function startProxy(target: string, onPaid: PaidHook) {
     for (const [name, value] of Object.entries(req.headers))
       if (typeof value === 'string' && !['host', 'connection', 'content-length'].includes(name))
         headers.set(name, value)
+    if (!snapshots) headers.delete('payment-session')
     const forward = () =>
       fetch(new URL(req.url ?? '/', target), {
         method: req.method ?? 'POST',

@@ -418,12 +418,15 @@ describe('an access key not known to be provisioned', () => {
     // Accepted: the key is provisioned, later payments do not wait; each reads the keychain once,
     // for what the key may spend (revocation, expiry, limits).
     const readsBefore = keychainReads()
-    await prepared.commit({
-      method: 'tempo',
-      reference: '0xabc',
-      status: 'success',
-      timestamp: new Date().toISOString(),
-    })
+    await prepared.commit(
+      {
+        method: 'tempo',
+        reference: '0xabc',
+        status: 'success',
+        timestamp: new Date().toISOString(),
+      },
+      { accepted: true },
+    )
     const later = await Promise.all([prepare('fourth'), prepare('fifth')])
     expect(later.map(({ quote }) => quote.amount)).toEqual([1_000_000n, 1_000_000n])
     expect(keychainReads()).toBe(readsBefore + 2)

@@ -40,6 +40,9 @@ const sessionRequestSchema = z.object({
     .optional(),
 })
 
+/** A session challenge with its request decoded. */
+export type ParsedSessionChallenge = { challenge: Challenge.Challenge; request: SessionRequest }
+
 /** A session challenge's request, checked and decoded. */
 export type SessionRequest = {
   /** Price of one call: each voucher's increment. */

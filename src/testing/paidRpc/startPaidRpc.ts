@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Mppx, Request as MppxRequest, NodeListener, Store, tempo } from 'mppx/server'
+import { Session } from 'mppx/tempo'
 import {
   type Address,
   type Chain,
@@ -12,6 +13,7 @@ import {
   type LocalAccount,
 } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
+import { waitForTransactionReceipt } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
 import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
@@ -90,12 +92,35 @@ export type PaidRpc = {
   /** Zeroes the counters. */
   resetCounters(): void
   /**
+   * What the server holds of a session channel: the highest voucher it accepted (the amount the
+   * payee can settle on chain, whatever it served) and what it charged; `undefined` if it keeps no
+   * record of it. This is the counterparty's truth, for tests to assert against.
+   */
+  channel(channelId: Hex): Promise<PaidRpcChannel | undefined>
+  /**
+   * Settles the server's highest voucher of a channel on chain, as a payee may at any time
+   * (TIP-1034 `settle`), and returns the transaction hash; `undefined` if it holds none.
+   */
+  settle(channelId: Hex): Promise<Hex | undefined>
+  /**
    * Drops the server's record of a session channel, as a server that lost its state would: the
    * next voucher for it is answered `410 Gone`.
    */
   forgetChannel(channelId: Hex): Promise<void>
   /** Closes the server and its connections. Idempotent. */
   stop(): Promise<void>
+}
+
+/** A session channel as the server holds it. */
+export type PaidRpcChannel = {
+  /** The highest cumulative voucher accepted: what the payee can capture. */
+  highestVoucher: bigint
+  /** What the server charged on the channel (its price times the calls it served). */
+  spent: bigint
+  /** The calls it served on the channel. */
+  units: number
+  /** The deposit it last saw on chain. */
+  deposit: bigint
 }
 
 export type PaidRpcStartErrorType = PaidRpcStartError & { name: 'PaidRpcStartError' }
@@ -161,6 +186,9 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
       store: channels,
       unitType: 'request',
       suggestedDeposit: formatUnits(suggestedDeposit, decimals),
+      // A client naming its channel (`Payment-Session`) gets the channel's snapshot in the 402:
+      // the highest voucher held, signed by its signer, to continue from after a crash.
+      resolveChannelId: ({ request }) => request?.headers.get('payment-session'),
     }),
   }
   const mppx = Mppx.create({
@@ -237,6 +265,26 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
     resetCounters() {
       Object.assign(counters, emptyCounters())
     },
+    async channel(channelId) {
+      const state = await channels.get(channelId.toLowerCase())
+      if (!state) return undefined
+      const { highestVoucherAmount, spent, units, deposit } = state as unknown as ServerChannel
+      return { highestVoucher: highestVoucherAmount, spent, units, deposit }
+    },
+    async settle(channelId) {
+      const state = (await channels.get(channelId.toLowerCase())) as ServerChannel | null
+      const voucher = state?.highestVoucher
+      if (!state?.descriptor || !voucher) return undefined
+      const hash = await Session.Precompile.Chain.settleOnChain(
+        client,
+        state.descriptor,
+        voucher.cumulativeAmount,
+        voucher.signature,
+        state.escrowContract,
+      )
+      await waitForTransactionReceipt(client, { hash })
+      return hash
+    },
     async forgetChannel(channelId) {
       await channels.delete(channelId.toLowerCase())
     },
@@ -248,6 +296,17 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
       return stopping
     },
   }
+}
+
+/** The parts of mppx's stored session channel (`ChannelStore.State`) read here. */
+type ServerChannel = {
+  highestVoucherAmount: bigint
+  highestVoucher: { cumulativeAmount: bigint; signature: Hex } | null
+  spent: bigint
+  units: number
+  deposit: bigint
+  escrowContract: Address
+  descriptor?: Parameters<typeof Session.Precompile.Chain.settleOnChain>[1]
 }
 
 function emptyCounters(): PaidRpcCounters {

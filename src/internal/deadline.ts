@@ -1,5 +1,5 @@
 /**
- * A payment flow's deadline: aborts when `timeout` ms have passed or the caller's signal aborts,
+ * A deadline (a payment flow's, a close's): aborts when `timeout` ms have passed or the caller's signal aborts,
  * whichever comes first. Its timer is held here, not by `AbortSignal.timeout`, whose signal Node
  * may garbage-collect while a request waits (and the deadline with it); `clear()` releases it.
  */
@@ -10,15 +10,29 @@ export type Deadline = {
 }
 
 /** The reason a deadline aborts with when its time runs out. */
-class PaymentTimeoutError extends Error {
+class DeadlineError extends Error {
   override name = 'PaymentTimeoutError'
-  constructor(timeout: number) {
-    super(`The payment did not complete within paymentTimeout (${timeout} ms).`)
-  }
 }
 
-/** `timeout` 0 means no time limit: only the caller's signal ends the flow. */
-export function createDeadline(timeout: number, callerSignal?: AbortSignal | null): Deadline {
+/**
+ * A deadline of `timeout` ms (0: none, only the caller's signal ends it); `message` is that of the
+ * error it aborts with when the time runs out.
+ *
+ * @example
+ * ```ts
+ * const deadline = createDeadline(30_000, signal, (ms) => `The close took over ${ms} ms.`)
+ * try {
+ *   await raceSignal(work(), deadline.signal)
+ * } finally {
+ *   deadline.clear()
+ * }
+ * ```
+ */
+export function createDeadline(
+  timeout: number,
+  callerSignal?: AbortSignal | null,
+  message = (ms: number) => `The payment did not complete within paymentTimeout (${ms} ms).`,
+): Deadline {
   const controller = new AbortController()
   const abort = (reason: unknown) => {
     clear()
@@ -27,7 +41,7 @@ export function createDeadline(timeout: number, callerSignal?: AbortSignal | nul
   const onCallerAbort = () => abort(callerSignal?.reason)
   // Held on purpose (not unref'd): a payment in flight keeps the process up until it ends.
   const timer =
-    timeout > 0 ? setTimeout(() => abort(new PaymentTimeoutError(timeout)), timeout) : undefined
+    timeout > 0 ? setTimeout(() => abort(new DeadlineError(message(timeout))), timeout) : undefined
   const clear = () => {
     clearTimeout(timer)
     callerSignal?.removeEventListener('abort', onCallerAbort)

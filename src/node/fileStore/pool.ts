@@ -1,0 +1,275 @@
+import { entryKey } from 'mppx/client'
+import type { ChannelEntry, ChannelPool, ChannelRecord } from '../../stores/ChannelStore.js'
+import { type LeaseContext, type LeaseStart, leaseOn } from './lease.js'
+import {
+  type ChannelRow,
+  canonicalKey,
+  entryJson,
+  pooledKey,
+  pooledRange,
+  readRow,
+  type StoredChannel,
+  scopeOf,
+  states,
+} from './rows.js'
+import { type Database, type Statement, storeError, transaction } from './sqlite.js'
+
+export { leaseTtl } from './lease.js'
+
+/**
+ * The ledger table beside mppx's `channels`: one row per channel a pool keeps a ledger of, keyed
+ * by the channel row's `channel_id`. Tools that know only `channels` never read it.
+ */
+const schema = `CREATE TABLE IF NOT EXISTS viem_mpp_ledger (
+  channel_id TEXT PRIMARY KEY,
+  mark TEXT NOT NULL,
+  signed TEXT NOT NULL,
+  spent TEXT NOT NULL,
+  lease_id TEXT,
+  lease_pid INTEGER,
+  lease_host TEXT,
+  lease_started TEXT,
+  lease_expires INTEGER,
+  opening_until INTEGER
+)`
+
+const select = `SELECT c.channel_id, c.scope_key, c.chain_id, c.escrow_contract, c.cumulative_amount,
+  c.deposit, c.descriptor_json, c.entry_json, c.state, l.mark, l.signed, l.spent, l.lease_id,
+  l.lease_pid, l.lease_host, l.lease_started, l.lease_expires, l.opening_until
+FROM channels c LEFT JOIN viem_mpp_ledger l ON l.channel_id = c.channel_id`
+
+/**
+ * The {@link ChannelPool} of a SQLite channel database, and its `list`: several channels per
+ * scope in mppx's `channels` table (the first under mppx's own `scope_key`, which mppx, mpp-rs and
+ * Foundry read; further ones under {@link pooledKey}), each channel's ledger and lease in
+ * `viem_mpp_ledger`. Every read-and-write is one `BEGIN IMMEDIATE` transaction, so that two
+ * processes never lease one channel at once.
+ *
+ * @example
+ * ```ts
+ * const pool = sqlitePool(database, path)
+ * const [free] = await pool.free('https://rpc.example', key)
+ * ```
+ */
+export function sqlitePool(
+  database: Database,
+  path: string,
+): ChannelPool & { list(): ChannelRecord[]; releaseAll(): void } {
+  database.exec(schema)
+  const held: LeaseContext['held'] = new Set()
+  const statements = prepare(database)
+
+  const fail = (error: unknown, channelId?: string) => storeError(error, { path, channelId })
+  const guarded = <value>(fn: () => value, channelId?: string): value => {
+    try {
+      return transaction(database, fn)
+    } catch (error) {
+      throw fail(error, channelId)
+    }
+  }
+  const read = (row: unknown) => readRow(row as ChannelRow, path)
+  const scopeRows = (namespace: string, key: string) => {
+    const [low, high] = pooledRange(namespace, key)
+    return statements.scope.all(canonicalKey(namespace, key), low, high).map(read)
+  }
+  const byId = (channelId: string) => {
+    const row = statements.byId.get(channelId)
+    return row === undefined ? undefined : read(row)
+  }
+
+  /** The `scope_key` a channel new to a scope gets: mppx's own if free, else a pooled one. */
+  const placeIn = (namespace: string, key: string, channelId: string) => {
+    const canonical = canonicalKey(namespace, key)
+    return statements.scopeTaken.get(canonical) ? pooledKey(namespace, key, channelId) : canonical
+  }
+  /** After the canonical row of a scope left: its first pooled channel takes its place. */
+  const promote = (namespace: string, key: string) => {
+    const canonical = canonicalKey(namespace, key)
+    if (statements.scopeTaken.get(canonical)) return
+    const [low, high] = pooledRange(namespace, key)
+    const next = statements.firstPooled.get(low, high) as { channel_id: string } | undefined
+    if (next) statements.move.run(canonical, originColumn(namespace), namespace, next.channel_id)
+  }
+  /** Read by its `scope_key` alone, so that a row another tool damaged can still be removed. */
+  const erase = (channelId: string) => {
+    const row = statements.scopeKeyOf.get(channelId) as { scope_key: string | null } | undefined
+    statements.deleteChannel.run(channelId)
+    statements.deleteLedger.run(channelId)
+    if (typeof row?.scope_key !== 'string') return
+    const { namespace, key } = scopeOf(row.scope_key)
+    promote(namespace, key)
+  }
+  const insert = (entry: ChannelEntry, namespace: string, state: string) => {
+    const now = Math.floor(Date.now() / 1000)
+    const key = entryKey(entry)
+    const { descriptor } = entry
+    statements.insert.run(
+      entry.channelId,
+      placeIn(namespace, key, entry.channelId),
+      originColumn(namespace),
+      namespace,
+      entry.chainId,
+      entry.escrow,
+      descriptor.token,
+      descriptor.payee,
+      descriptor.payer,
+      descriptor.authorizedSigner,
+      descriptor.salt,
+      JSON.stringify(descriptor),
+      entryJson(entry),
+      entry.deposit.toString(),
+      entry.cumulativeAmount.toString(),
+      state,
+      now,
+      now,
+    )
+  }
+
+  const context: LeaseContext = { database, path, statements, byId, erase, held }
+  /** Takes a lease in a transaction, starting its renewal once the lease is committed. */
+  const takeLease = (channelId: string, take: () => ReturnType<typeof leaseOn> | undefined) => {
+    const taken = guarded(take, channelId)
+    taken?.start()
+    return taken?.lease
+  }
+
+  return {
+    async free(origin, key) {
+      try {
+        return [...scopeRows(origin, key), ...scopeRows('', key)]
+          .filter((stored) => usable(stored.state) && !stored.leased)
+          .map(({ record }) => record)
+      } catch (error) {
+        throw fail(error)
+      }
+    },
+    async claim(record, { origin: target, tally }) {
+      return takeLease(record.entry.channelId, () => {
+        const stored = byId(record.entry.channelId)
+        if (!stored || stored.leased || !usable(stored.state)) return undefined
+        // Gone from where it was listed, to another origin since: that origin's now.
+        if (stored.namespace !== (record.origin ?? '') && stored.namespace !== target)
+          return undefined
+        if (stored.namespace !== target) {
+          statements.move.run(
+            placeIn(target, stored.record.key, stored.channelId),
+            originColumn(target),
+            target,
+            stored.channelId,
+          )
+          promote(stored.namespace, stored.record.key)
+        }
+        const { entry, ledger } = stored.record
+        const start: LeaseStart = {
+          // A channel without a believed ledger: its entry's amount is all that is known.
+          mark: ledger?.mark ?? entry.cumulativeAmount,
+          signed: ledger?.signed ?? 0n,
+          spent: ledger?.spent ?? 0n,
+          openingUntil: ledger?.openingUntil,
+        }
+        return leaseOn(context, stored, tally, start)
+      })
+    },
+    async add(entry, { openingUntil, origin, tally }) {
+      const lease = takeLease(entry.channelId, () => {
+        insert(entry, origin, entry.opened ? states.active : states.opening)
+        const stored = byId(entry.channelId) as StoredChannel
+        const start = { mark: entry.cumulativeAmount, signed: 0n, spent: 0n, openingUntil }
+        return leaseOn(context, stored, tally, start)
+      })
+      return lease as NonNullable<typeof lease>
+    },
+    async put(entry, { origin }) {
+      return guarded(() => {
+        if (byId(entry.channelId)) return false
+        insert(entry, origin ?? '', states.active)
+        return true
+      }, entry.channelId)
+    },
+    releaseAll() {
+      // Each in turn, so that one failing write does not leave the others' leases unwritten.
+      const failures: unknown[] = []
+      for (const release of [...held])
+        try {
+          release()
+        } catch (error) {
+          failures.push(error)
+        }
+      if (failures.length > 0) throw fail(failures[0])
+    },
+    list() {
+      try {
+        return statements.all.all().map((row) => read(row).record)
+      } catch (error) {
+        throw fail(error)
+      }
+    },
+  }
+}
+
+/** mppx's `origin` column: the namespace's origin, or the namespace itself (`''`). */
+function originColumn(namespace: string) {
+  try {
+    return new URL(namespace).origin
+  } catch {
+    return namespace
+  }
+}
+
+/** Whether a channel in `state` can be paid on: opened, or its open not known to have failed. */
+function usable(state: string) {
+  return state === states.active || state === states.opening
+}
+
+/**
+ * The pool's statements, prepared once per handle.
+ *
+ * @example
+ * ```ts
+ * const statements = prepare(database)
+ * statements.renew.run(expiresAt, channelId, leaseId)
+ * ```
+ */
+export function prepare(database: Database) {
+  return {
+    scope: database.prepare(
+      `${select} WHERE c.scope_key = ? OR (c.scope_key > ? AND c.scope_key < ?) ORDER BY c.rowid`,
+    ),
+    byId: database.prepare(`${select} WHERE lower(c.channel_id) = lower(?)`),
+    all: database.prepare(`${select} WHERE c.scope_key IS NOT NULL ORDER BY c.rowid`),
+    scopeTaken: database.prepare('SELECT 1 FROM channels WHERE scope_key = ?'),
+    firstPooled: database.prepare(
+      'SELECT channel_id FROM channels WHERE scope_key > ? AND scope_key < ? ORDER BY rowid LIMIT 1',
+    ),
+    move: database.prepare(
+      'UPDATE channels SET scope_key = ?, origin = ?, request_url = ? WHERE channel_id = ?',
+    ),
+    insert: database.prepare(`INSERT INTO channels (
+      channel_id, version, scope_key, origin, request_url, chain_id, escrow_contract, token, payee,
+      payer, authorized_signer, salt, session_protocol, descriptor_json, entry_json, deposit,
+      cumulative_amount, accepted_cumulative, challenge_echo, state, close_requested_at,
+      grace_ready_at, created_at, last_used_at, server_spent
+    ) VALUES (?, 2, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'v2', ?, ?, ?, ?, '0', '{}', ?, 0, 0, ?, ?, '0')`),
+    entry: database.prepare(
+      'UPDATE channels SET entry_json = ?, cumulative_amount = ?, deposit = ?, state = ?, last_used_at = ? WHERE channel_id = ?',
+    ),
+    deleteChannel: database.prepare('DELETE FROM channels WHERE channel_id = ?'),
+    holding: database.prepare(`SELECT l.lease_id, c.cumulative_amount FROM viem_mpp_ledger l
+      LEFT JOIN channels c ON c.channel_id = l.channel_id WHERE l.channel_id = ?`),
+    scopeKeyOf: database.prepare('SELECT scope_key FROM channels WHERE channel_id = ?'),
+    upsertLedger: database.prepare(`INSERT INTO viem_mpp_ledger (channel_id, mark, signed, spent,
+      lease_id, lease_pid, lease_host, lease_started, lease_expires, opening_until)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT(channel_id) DO UPDATE SET mark = excluded.mark, signed = excluded.signed,
+      spent = excluded.spent, lease_id = excluded.lease_id, lease_pid = excluded.lease_pid,
+      lease_host = excluded.lease_host, lease_started = excluded.lease_started,
+      lease_expires = excluded.lease_expires, opening_until = excluded.opening_until`),
+    renew: database.prepare(
+      'UPDATE viem_mpp_ledger SET lease_expires = ? WHERE channel_id = ? AND lease_id = ?',
+    ),
+    deleteLedger: database.prepare('DELETE FROM viem_mpp_ledger WHERE channel_id = ?'),
+  } satisfies Record<string, Statement>
+}
+
+/** The pool's prepared statements. */
+export type Statements = ReturnType<typeof prepare>

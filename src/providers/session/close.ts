@@ -1,0 +1,143 @@
+import type { Hash, Hex } from 'viem'
+import { cooperativeClose } from '../../channels/cooperativeClose.js'
+import { createDeadline } from '../../internal/deadline.js'
+import { redactUrl } from '../../internal/redactUrl.js'
+import { raceSignal } from '../../internal/signal.js'
+import { drained, type LiveChannel, type SessionContext } from './channel.js'
+import { decideLostOpen } from './open.js'
+import type { Scope } from './scope.js'
+
+/** What closing one channel did. */
+export type ClosedChannel = { channelId: Hex; settled: bigint; refunded: bigint; txHash: Hash }
+
+/**
+ * Closes every channel of `scopes` cooperatively, one after the other, within one deadline: the
+ * active one once its payments have ended (calls made meanwhile wait, then take another), those
+ * set aside, and a lost open that has landed. A channel closed on chain leaves the store; one that
+ * could not be closed stays, leased, and is named in the error thrown once all were tried.
+ *
+ * @example
+ * ```ts
+ * const closed = await closeChannels(context, [...scopes.values()], { timeout: 30_000, forget })
+ * ```
+ */
+export async function closeChannels(
+  context: SessionContext,
+  scopes: readonly Scope[],
+  {
+    signal,
+    timeout = 30_000,
+    forget,
+  }: {
+    signal?: AbortSignal | undefined
+    timeout?: number | undefined
+    /** Drops what the provider caches for the scope (its pre-sent challenges). */
+    forget: (scope: Scope) => void
+  },
+): Promise<ClosedChannel[]> {
+  const deadline = createDeadline(timeout, signal, (ms) => `close() did not end within ${ms} ms.`)
+  const closed: ClosedChannel[] = []
+  const failed: { channelId: Hex; error: unknown }[] = []
+  // From now on, calls wait for the close, then take another channel: what was finding a channel
+  // before is waited for here.
+  let done!: () => void
+  const closing = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  const before = scopes.map((scope) => {
+    const busy = scope.busy
+    scope.busy = closing
+    return busy
+  })
+  try {
+    for (const [index, scope] of scopes.entries()) {
+      const channels = await channelsOf(context, scope, before[index], deadline.signal).catch(
+        (error: unknown) => {
+          failed.push({ channelId: scope.channel?.entry.channelId ?? '0x', error })
+          return []
+        },
+      )
+      for (const channel of channels) {
+        const result = await closeOne(context, scope, channel, deadline.signal).catch(
+          (error: unknown) => {
+            failed.push({ channelId: channel.entry.channelId, error })
+            return undefined
+          },
+        )
+        if (result) closed.push(result)
+      }
+      forget(scope)
+    }
+  } finally {
+    deadline.clear()
+    for (const scope of scopes) if (scope.busy === closing) scope.busy = undefined
+    done()
+  }
+  const [first] = failed
+  if (first)
+    throw new Error(
+      `${failed.length} channel(s) could not be closed and stay open on chain: ${failed
+        .map(({ channelId }) => channelId)
+        .join(', ')}. Closed: ${closed.length}.`,
+      { cause: first.error },
+    )
+  return closed
+}
+
+/** The scope's channels to close, once what was finding one (`busy`) has ended. */
+async function channelsOf(
+  context: SessionContext,
+  scope: Scope,
+  busy: Promise<void> | undefined,
+  signal: AbortSignal,
+) {
+  if (busy) await raceSignal(busy, signal)
+  if (scope.lost) {
+    const { lost } = scope
+    scope.lost = undefined
+    const landed = await decideLostOpen(context, lost, { signal })
+    if (landed) scope.retired.push(landed)
+  }
+  return [...scope.retired, ...(scope.channel ? [scope.channel] : [])]
+}
+
+/** Closes `channel` once its payments have ended; payments made meanwhile wait, then take another. */
+async function closeOne(
+  context: SessionContext,
+  scope: Scope,
+  channel: LiveChannel,
+  signal: AbortSignal,
+): Promise<ClosedChannel> {
+  let done!: () => void
+  const closing = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  channel.busy = closing
+  try {
+    await raceSignal(drained(channel), signal)
+    const { endpoint, entry } = channel
+    const result = await cooperativeClose({
+      entry,
+      account: context.account,
+      client: context.client,
+      server: redactUrl(endpoint.url),
+      // The server holds no voucher above what was signed here, and served what the ledger says.
+      most: channel.ledger.signed,
+      served: channel.ledger.spent,
+      send: (credential) => {
+        const headers = new Headers(endpoint.headers)
+        headers.delete('content-type')
+        headers.delete('content-length')
+        for (const [name, value] of credential) headers.set(name, value)
+        return endpoint.fetch(endpoint.url, { method: 'POST', headers, signal })
+      },
+    })
+    await channel.lease.remove()
+    if (scope.channel === channel) scope.channel = undefined
+    scope.retired = scope.retired.filter((retired) => retired !== channel)
+    return { channelId: entry.channelId, ...result }
+  } finally {
+    if (channel.busy === closing) channel.busy = undefined
+    done()
+  }
+}

@@ -1,0 +1,227 @@
+import type { Challenge } from 'mppx'
+import { Session } from 'mppx/tempo'
+import { maxOf } from '../../internal/bigint.js'
+import { raceSignal } from '../../internal/signal.js'
+import type { ChannelEntry } from '../../stores/ChannelStore.js'
+import type { PreparedPayment } from '../PaymentProvider.js'
+import { prepareAffordable } from './affordable.js'
+import type { Book } from './book.js'
+import {
+  credentialOf,
+  type LiveChannel,
+  liveChannel,
+  type SessionContext,
+  voucherSlot,
+} from './channel.js'
+import type { Endpoint } from './endpoint.js'
+import { Ledger } from './ledger.js'
+import { quoteOf } from './quote.js'
+import type { SessionRequest } from './request.js'
+import { askPosition, chainTime } from './takeUp.js'
+import { openCall, signOpen } from './transactions.js'
+
+const { Chain } = Session.Precompile
+
+/** How often the chain is asked whether a lost open landed (ms). */
+const lostOpenPoll = 1_000
+
+/**
+ * An open that was sent with no answer, or rejected: its signed transaction may still land (a
+ * server may broadcast it after answering) until `validBefore` by the chain's clock. Its channel
+ * is in the store, leased, meanwhile.
+ */
+export type LostOpen = { channel: LiveChannel; validBefore: number }
+
+/**
+ * Pays a call by opening a channel with `deposit`: the open transaction, prepared (and its fee
+ * quoted) before anything is signed, carries the call's voucher. The channel is written to the
+ * store, leased, before the open is sent, so that no deposit is ever left untracked.
+ *
+ * @example
+ * ```ts
+ * const payment = await openPayment(context, { book, origin, request, challenge, endpoint, deposit, signal, ...scope })
+ * ```
+ */
+export async function openPayment(
+  context: SessionContext,
+  {
+    book,
+    origin,
+    request,
+    challenge,
+    endpoint,
+    deposit,
+    signal,
+    onOpened,
+    onLost,
+    onEnd,
+  }: {
+    book: Book
+    origin: string
+    request: SessionRequest
+    challenge: Challenge.Challenge
+    endpoint: Endpoint
+    deposit: bigint
+    signal: AbortSignal
+    /** The server accepted the open: the channel is the scope's. */
+    onOpened: (channel: LiveChannel) => void
+    /** The open was sent and not accepted: the chain decides. */
+    onLost: (lost: LostOpen) => void
+    /** The payment is decided (called once, after `onOpened`/`onLost`). */
+    onEnd: () => void
+  },
+): Promise<PreparedPayment> {
+  const { account, client } = context
+  const { data, descriptor } = openCall(account, request, deposit)
+  const prepared = await prepareAffordable(context, { request, spends: deposit, data, signal })
+  const { turn } = prepared
+  let opening:
+    | { channel: LiveChannel; slot: ReturnType<typeof voucherSlot>; validBefore: number }
+    | undefined
+  let sent = false
+  let authorizing: Promise<unknown> | undefined
+
+  const authorize = async () => {
+    const transaction = await prepared.ready()
+    const opened = await signOpen(client, { account, request, prepared: transaction, descriptor })
+    const validBefore = transaction.transaction.validBefore ?? Math.floor(Date.now() / 1000)
+    const entry: ChannelEntry = {
+      channelId: opened.channelId,
+      cumulativeAmount: 0n,
+      deposit,
+      descriptor: opened.descriptor,
+      escrow: request.escrow,
+      chainId: context.chainId,
+      opened: false,
+    }
+    let ledger = Ledger.create({ spent: 0n, signed: 0n, mark: 0n })
+    const mark = Ledger.markFor(ledger, request.amount, {
+      price: request.amount,
+      ahead: book.ahead,
+      deposit,
+    })
+    ledger = Ledger.marked(ledger, mark ?? 0n)
+    const tally = () => Ledger.tally(channel.ledger)
+    // Written before the open leaves: a crash from here on leaves the channel in the store.
+    const lease = await book.add(
+      { ...entry, cumulativeAmount: ledger.mark },
+      { origin, tally, openingUntil: validBefore },
+    )
+    const channel = liveChannel({ entry, ledger, lease, endpoint })
+    const slot = voucherSlot(context, channel, request.amount)
+    try {
+      const voucher = await slot.sign()
+      opening = { channel, slot, validBefore }
+      sent = true
+      return credentialOf(context, challenge, {
+        action: 'open',
+        type: 'transaction',
+        channelId: entry.channelId,
+        transaction: opened.transaction,
+        descriptor: entry.descriptor,
+        cumulativeAmount: voucher.amount.toString(),
+        signature: voucher.signature,
+        authorizedSigner: entry.descriptor.authorizedSigner,
+      })
+    } catch (error) {
+      // Nothing left this process: the open can never land.
+      await lease.remove()
+      throw error
+    }
+  }
+
+  let ended = false
+  const end = () => {
+    if (ended) return
+    ended = true
+    turn?.end()
+    onEnd()
+  }
+  return {
+    // The first voucher rides in the open: the open pays its own call.
+    quote: quoteOf(context, request, {
+      amount: request.amount,
+      deposit,
+      fee: prepared.fee,
+      feeToken: prepared.feeToken,
+    }),
+    authorize() {
+      const authorized = authorize()
+      authorizing = authorized.catch(() => {})
+      return authorized
+    },
+    async commit(receipt) {
+      try {
+        // An accepted open carrying the authorization provisioned the key; with no answer, the
+        // chain is asked again next time.
+        if (receipt) await turn?.provisioned()
+        else turn?.unknown()
+        if (!opening) return
+        opening.slot.settle('served')
+        if (receipt) {
+          opening.channel.entry = { ...opening.channel.entry, opened: true }
+          await opening.channel.lease.update({ opened: true })
+          onOpened(opening.channel)
+        } else onLost(opening)
+      } finally {
+        end()
+      }
+    },
+    async rollback() {
+      try {
+        // A flow that gave up waiting does not wait for the signing: what it did is known after.
+        await authorizing
+        if (opening && sent) {
+          opening.slot.settle('refused')
+          onLost(opening)
+        }
+      } finally {
+        end()
+      }
+    },
+  }
+}
+
+/**
+ * Waits until the chain decides a lost open: landed (the channel is returned, its position asked
+ * of the server when it can say) or expired by the chain's clock (its store entry is removed).
+ *
+ * @example
+ * ```ts
+ * const channel = await decideLostOpen(context, lost, { signal })
+ * ```
+ */
+export async function decideLostOpen(
+  context: SessionContext,
+  { channel, validBefore }: LostOpen,
+  { signal }: { signal: AbortSignal },
+): Promise<LiveChannel | undefined> {
+  for (;;) {
+    const { deposit } = await raceSignal(
+      Chain.getChannelState(context.client, channel.entry.channelId, channel.entry.escrow),
+      signal,
+    )
+    if (deposit > 0n) {
+      channel.entry = { ...channel.entry, deposit, opened: true }
+      await channel.lease.update({ opened: true, deposit })
+      const position = await askPosition(context, {
+        endpoint: channel.endpoint,
+        entry: channel.entry,
+        signal,
+      })
+      if (position)
+        channel.ledger = Ledger.create({
+          spent: position.spent,
+          signed: maxOf(position.held, channel.ledger.signed),
+          mark: channel.ledger.mark,
+          floor: position.held,
+        })
+      return channel
+    }
+    if ((await chainTime(context, signal)) > validBefore) {
+      await channel.lease.remove()
+      return undefined
+    }
+    await raceSignal(new Promise<void>((resolve) => setTimeout(resolve, lostOpenPoll)), signal)
+  }
+}
