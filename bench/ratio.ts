@@ -8,7 +8,8 @@
  *   per bench, paid calls per second (hz × callers, failed calls left out); their ratio to the
  *   unpaid calls of the same group (the goal for viem-mpp: at least 0.8), to the ceiling (one
  *   pre-signed voucher re-sent: the server's own cost), to `http() + Mppx.fetch` of the same
- *   group and to mppx's session manager (1 caller: it allows no more); HTTP requests per paid
+ *   group and to mppx's session manager (1 caller: it allows no more), and to viem-mpp with a
+ *   memory store (for its `fileChannelStore` bench, the goal: at least 0.95); HTTP requests per paid
  *   call (the goal: 1.00); and the CPU time per paid call of the client's process and of the
  *   servers' process. See BENCHMARKS.md.
  */
@@ -64,6 +65,7 @@ if (existsSync(talliesPath)) {
     vsCeiling: round(callsPerSecond / rateOf('ceiling', tally.group)),
     vsMppxFetch: round(callsPerSecond / rateOf('mppxFetch', tally.group)),
     vsManager: round(callsPerSecond / rateOf('manager')),
+    vsMemoryStore: round(callsPerSecond / rateOf('viemMpp', tally.group)),
     requestsPerCall: round(tally.requests / paid),
     clientCpuMsPerCall: round(tally.cpu / 1000 / paid),
     serverCpuMsPerCall: round(tally.serverCpu / 1000 / paid),
@@ -75,13 +77,14 @@ if (existsSync(talliesPath)) {
 
   type Figure = (typeof figures)[number]
   const columns: [title: string, width: number, cell: (figure: Figure) => string][] = [
-    ['client', 40, ({ name }) => name],
+    ['client', 48, ({ name }) => name],
     ['calls/s', 9, ({ callsPerSecond }) => callsPerSecond.toFixed(1)],
     ['± %', 7, ({ rme }) => rme.toFixed(1)],
     ['× unpaid', 10, ({ vsUnpaid }) => vsUnpaid.toFixed(3)],
     ['× ceiling', 11, ({ vsCeiling }) => vsCeiling.toFixed(3)],
     ['× Mppx.fetch', 14, ({ vsMppxFetch }) => vsMppxFetch.toFixed(3)],
     ['× manager', 11, ({ vsManager }) => vsManager.toFixed(3)],
+    ['× memory store', 16, ({ vsMemoryStore }) => vsMemoryStore.toFixed(3)],
     ['requests/call', 15, ({ requestsPerCall }) => requestsPerCall.toFixed(2)],
     ['client CPU ms', 15, ({ clientCpuMsPerCall }) => clientCpuMsPerCall.toFixed(2)],
     ['server CPU ms', 15, ({ serverCpuMsPerCall }) => serverCpuMsPerCall.toFixed(2)],

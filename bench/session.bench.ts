@@ -15,13 +15,16 @@
  * bench/ratio.ts prints the figures as ratios (see BENCHMARKS.md).
  */
 import { fork } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Challenge, Credential } from 'mppx'
 import { Mppx, tempo } from 'mppx/client'
 import { createClient, type HttpTransportConfig, http } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, bench, describe } from 'vitest'
 import { mppHttp, type PaymentProvider, session } from '../src/index.js'
+import { fileChannelStore } from '../src/node/index.js'
 import { defineLocalnetChain } from '../src/testing/index.js'
 import type { Counters, Ready } from './servers.js'
 
@@ -32,7 +35,8 @@ export type SessionTally = {
   name: string
   /**
    * Which client: `unpaid` (the baseline), `ceiling` (one pre-signed voucher: what no client can
-   * beat through this server), `manager`, `mppxFetch` (the anchors) or `viemMpp`.
+   * beat through this server), `manager`, `mppxFetch` (the anchors), `viemMpp` (a memory store)
+   * or `viemMppFile` (`fileChannelStore`: its mark written ahead, a lease renewed).
    */
   client: ClientKey
   /** Server that the client calls. */
@@ -50,7 +54,7 @@ export type SessionTally = {
 
 /** One paid call: resolves when its JSON-RPC result is in, rejects otherwise. */
 type Call = () => Promise<unknown>
-type ClientKey = 'unpaid' | 'ceiling' | 'manager' | 'mppxFetch' | 'viemMpp'
+type ClientKey = 'unpaid' | 'ceiling' | 'manager' | 'mppxFetch' | 'viemMpp' | 'viemMppFile'
 
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber', params: [] })
 const callers = [1, 10, 50] as const
@@ -85,6 +89,8 @@ const counters = () =>
   ])
 
 const clients: Partial<Record<ClientKey, Call>> = {}
+const storeDir = mkdtempSync(join(tmpdir(), 'viem-mpp-bench-'))
+const store = fileChannelStore(join(storeDir, 'channels.db'))
 
 beforeAll(async () => {
   const { chainId, rpcUrl, paidUrl, unpaidUrl, privateKeys } = await ready
@@ -127,9 +133,11 @@ beforeAll(async () => {
 
   const provider = session({ account: account(3), client })
   clients.viemMpp = viemClient(paidUrl, {}, provider)
+  clients.viemMppFile = viemClient(paidUrl, {}, session({ account: account(5), client, store }))
 
   // Each paid client opens its channel now, so that the benches measure reuse.
-  for (const key of ['manager', 'mppxFetch', 'viemMpp'] as const) await clients[key]?.()
+  for (const key of ['manager', 'mppxFetch', 'viemMpp', 'viemMppFile'] as const)
+    await clients[key]?.()
 }, 120_000)
 
 afterAll(async () => {
@@ -138,6 +146,8 @@ afterAll(async () => {
     new URL('./session-tallies.json', import.meta.url),
     `${JSON.stringify(tallies, null, 2)}\n`,
   )
+  await store.close()
+  rmSync(storeDir, { recursive: true, force: true })
   if (servers.connected) servers.send({ type: 'stop' })
   await gone.catch(() => {})
 }, 60_000)
@@ -255,5 +265,6 @@ for (const n of callers) {
     if (n === 1) sessionBench(group, n, 'mppx session.manager().fetch', 'manager', 'paid')
     sessionBench(group, n, 'http() + Mppx.fetch (tempo.session)', 'mppxFetch', 'paid')
     sessionBench(group, n, 'mppHttp() + session()', 'viemMpp', 'paid')
+    sessionBench(group, n, 'mppHttp() + session(), fileChannelStore', 'viemMppFile', 'paid')
   })
 }

@@ -4,7 +4,6 @@ import { Proof, Session } from 'mppx/tempo'
 import { type Account, type Hex, maxUint96 } from 'viem'
 import { PaymentRefusedError } from '../errors.js'
 import { maxOf, minOf } from '../internal/bigint.js'
-import { createDeadline } from '../internal/deadline.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { withinOrigin } from '../internal/sendWithinOrigin.js'
 import { raceSignal } from '../internal/signal.js'
@@ -14,7 +13,6 @@ import { accessKeyOf } from './accessKey.js'
 import type { PaidRequest, PaymentProvider, PreparedPayment } from './PaymentProvider.js'
 import { bookOf } from './session/book.js'
 import {
-  drained,
   type LiveChannel,
   nextSettled,
   type SessionContext,
@@ -22,7 +20,12 @@ import {
   voucherCredential,
   voucherSlot,
 } from './session/channel.js'
-import { type ClosedChannel, closeChannels } from './session/close.js'
+import {
+  type ClosedChannel,
+  closeChannels,
+  releaseChannels,
+  releaseWhenCollected,
+} from './session/close.js'
 import type { Endpoint } from './session/endpoint.js'
 import { Ledger } from './session/ledger.js'
 import { quoteOf } from './session/quote.js'
@@ -421,47 +424,11 @@ export function session({
       return { ...cached.challenge }
     },
     close: (options) => closeChannels(context, [...scopes.values()], { ...options, forget }),
-    async release({ signal, timeout = 30_000 } = {}) {
-      const deadline = createDeadline(
-        timeout,
-        signal,
-        (ms) => `release() did not end within ${ms} ms.`,
-      )
-      try {
-        for (const scope of scopes.values()) {
-          if (scope.busy) await raceSignal(scope.busy, deadline.signal).catch(() => {})
-          const channels = [...scope.retired, ...(scope.channel ? [scope.channel] : [])]
-          scope.channel = undefined
-          scope.retired = []
-          forget(scope)
-          // Payments in flight end first, so that the ledger written is exact.
-          for (const channel of channels) {
-            await raceSignal(drained(channel), deadline.signal).catch(() => {})
-            await channel.lease.release()
-          }
-        }
-      } finally {
-        deadline.clear()
-      }
-    },
+    release: (options) => releaseChannels(scopes.values(), { ...options, forget }),
   }
   // A provider dropped without release(): its channels go back to the store when it is collected.
   releaseWhenCollected(provider, scopes)
   return provider
-}
-
-/** Releases the leases of providers that are garbage-collected. */
-const collected =
-  typeof FinalizationRegistry === 'undefined'
-    ? undefined
-    : new FinalizationRegistry<Map<string, Scope>>((scopes) => {
-        for (const scope of scopes.values())
-          for (const channel of [...scope.retired, ...(scope.channel ? [scope.channel] : [])])
-            channel.lease.release().catch(() => {})
-      })
-
-function releaseWhenCollected(provider: SessionProvider, scopes: Map<string, Scope>) {
-  collected?.register(provider, scopes)
 }
 
 function unexpired(challenge: Challenge.Challenge) {

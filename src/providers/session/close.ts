@@ -5,7 +5,7 @@ import { redactUrl } from '../../internal/redactUrl.js'
 import { raceSignal } from '../../internal/signal.js'
 import { drained, type LiveChannel, type SessionContext } from './channel.js'
 import { decideLostOpen } from './open.js'
-import type { Scope } from './scope.js'
+import { heldChannels, type Scope } from './scope.js'
 
 /** What closing one channel did. */
 export type ClosedChannel = { channelId: Hex; settled: bigint; refunded: bigint; txHash: Hash }
@@ -98,7 +98,7 @@ async function channelsOf(
     const landed = await decideLostOpen(context, lost, { signal })
     if (landed) scope.retired.push(landed)
   }
-  return [...scope.retired, ...(scope.channel ? [scope.channel] : [])]
+  return heldChannels(scope)
 }
 
 /** Closes `channel` once its payments have ended; payments made meanwhile wait, then take another. */
@@ -140,4 +140,65 @@ async function closeOne(
     if (channel.busy === closing) channel.busy = undefined
     done()
   }
+}
+
+/**
+ * Hands every channel of `scopes` back to the store, each once its payments in flight have ended
+ * (so that the ledger written is exact), without closing any: the next holder goes on from there.
+ *
+ * @example
+ * ```ts
+ * await releaseChannels([...scopes.values()], { timeout: 30_000, forget })
+ * ```
+ */
+export async function releaseChannels(
+  scopes: Iterable<Scope>,
+  {
+    signal,
+    timeout = 30_000,
+    forget,
+  }: {
+    signal?: AbortSignal | undefined
+    timeout?: number | undefined
+    forget: (scope: Scope) => void
+  },
+): Promise<void> {
+  const deadline = createDeadline(timeout, signal, (ms) => `release() did not end within ${ms} ms.`)
+  try {
+    for (const scope of scopes) {
+      if (scope.busy) await raceSignal(scope.busy, deadline.signal).catch(() => {})
+      const channels = heldChannels(scope)
+      scope.channel = undefined
+      scope.retired = []
+      forget(scope)
+      for (const channel of channels) {
+        await raceSignal(drained(channel), deadline.signal).catch(() => {})
+        await channel.lease.release()
+      }
+    }
+  } finally {
+    deadline.clear()
+  }
+}
+
+/** Releases the leases of providers that are garbage-collected without `release()`. */
+const collected =
+  typeof FinalizationRegistry === 'undefined'
+    ? undefined
+    : new FinalizationRegistry<Map<string, Scope>>((scopes) => {
+        for (const scope of scopes.values())
+          for (const channel of heldChannels(scope)) channel.lease.release().catch(() => {})
+      })
+
+/**
+ * Releases the channels of `scopes` when `provider` is garbage-collected: a provider dropped
+ * without `release()` does not keep its channels from other holders until its process ends.
+ *
+ * @example
+ * ```ts
+ * releaseWhenCollected(provider, scopes)
+ * ```
+ */
+export function releaseWhenCollected(provider: object, scopes: Map<string, Scope>): void {
+  collected?.register(provider, scopes)
 }

@@ -1,3 +1,5 @@
+import { maxOf, minOf } from '../../internal/bigint.js'
+
 /**
  * The voucher ledger of one channel: plain state and pure functions, no I/O.
  *
@@ -66,12 +68,12 @@ export const Ledger = {
     mark: bigint
     floor?: bigint | undefined
   }): Ledger {
-    return { spent, inFlight: 0n, signed, floor, mark: max(mark, signed), behind: false }
+    return { spent, inFlight: 0n, signed, floor, mark: maxOf(mark, signed), behind: false }
   },
 
   /** The voucher the next payment of `price` would sign. */
   next(ledger: Ledger, price: bigint): bigint {
-    return max(ledger.spent + ledger.inFlight + price, ledger.floor)
+    return maxOf(ledger.spent + ledger.inFlight + price, ledger.floor)
   },
 
   /**
@@ -82,7 +84,11 @@ export const Ledger = {
     const amount = Ledger.next(ledger, price)
     return {
       amount,
-      ledger: { ...ledger, inFlight: ledger.inFlight + price, signed: max(ledger.signed, amount) },
+      ledger: {
+        ...ledger,
+        inFlight: ledger.inFlight + price,
+        signed: maxOf(ledger.signed, amount),
+      },
     }
   },
 
@@ -109,27 +115,8 @@ export const Ledger = {
    */
   stale(ledger: Ledger, amount: bigint, held?: bigint | undefined): Ledger {
     if (held !== undefined && held > ledger.signed) return { ...ledger, behind: true }
-    const floor = max(ledger.floor, held ?? ledger.signed)
+    const floor = maxOf(ledger.floor, held ?? ledger.signed)
     return { ...ledger, floor, behind: held === undefined && amount >= ledger.signed }
-  },
-
-  /**
-   * What a verified server snapshot says: it holds a voucher of `held` (signed by this channel's
-   * signer) and served `spent`. A take-up continues from there; on a live channel only `floor`
-   * moves (the server's `spent` never raises the next voucher).
-   */
-  fromSnapshot(
-    ledger: Ledger,
-    { held, spent, takeUp }: { held: bigint; spent: bigint; takeUp: boolean },
-  ): Ledger {
-    if (!takeUp)
-      return held > ledger.signed ? { ...ledger, behind: true } : Ledger.stale(ledger, 0n, held)
-    return Ledger.create({
-      spent: min(spent, held),
-      signed: max(held, ledger.signed),
-      mark: ledger.mark,
-      floor: held,
-    })
   },
 
   /**
@@ -142,7 +129,7 @@ export const Ledger = {
     { price, ahead, deposit }: { price: bigint; ahead: number; deposit: bigint },
   ): bigint | undefined {
     if (amount <= ledger.mark) return undefined
-    return max(amount, min(amount + price * BigInt(Math.max(ahead - 1, 0)), deposit))
+    return maxOf(amount, minOf(amount + price * BigInt(Math.max(ahead - 1, 0)), deposit))
   },
 
   /** The mark is written: vouchers up to `mark` may be signed. */
@@ -155,6 +142,3 @@ export const Ledger = {
     return { signed: ledger.signed, spent: ledger.spent + ledger.inFlight }
   },
 }
-
-const max = (a: bigint, b: bigint) => (a > b ? a : b)
-const min = (a: bigint, b: bigint) => (a < b ? a : b)

@@ -48,6 +48,11 @@ export type Scope = {
   replaced: boolean
 }
 
+/** Every channel `scope` holds: those set aside, then the one it pays on. */
+export function heldChannels(scope: Scope): LiveChannel[] {
+  return [...scope.retired, ...(scope.channel ? [scope.channel] : [])]
+}
+
 /** What finding a channel for a scope needs. */
 export type AcquireParameters = {
   book: Book

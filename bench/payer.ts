@@ -1,0 +1,59 @@
+/**
+ * One paying process of bench/processes.ts: a `session()` on a memory store or on
+ * `fileChannelStore(path)`, paying `eth_blockNumber` calls to the paid server.
+ *
+ * Arguments: the paid URL, the localnet's RPC URL, its chain id, the payer's private key, the
+ * store (`memory` or a path), the number of calls and how many are in flight at once. It makes
+ * one call first (so that its channel is open, or taken up, before anything is timed), prints
+ * `ready`, waits for a line on stdin, makes the calls, prints `{ calls, failed }` as one JSON
+ * line, and releases its channel.
+ */
+import { createInterface } from 'node:readline'
+import { createClient, type Hex, http } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { memoryChannelStore, mppHttp, session } from '../src/index.js'
+import { fileChannelStore } from '../src/node/index.js'
+import { defineLocalnetChain } from '../src/testing/index.js'
+
+const [
+  paidUrl = '',
+  rpcUrl = '',
+  chainId = '',
+  privateKey = '',
+  store = '',
+  calls = '0',
+  inFlight = '1',
+] = process.argv.slice(2)
+
+const chain = defineLocalnetChain({ id: Number(chainId), rpcUrl })
+const file = store === 'memory' ? undefined : fileChannelStore(store)
+const provider = session({
+  account: privateKeyToAccount(privateKey as Hex),
+  client: createClient({ chain, transport: http(rpcUrl) }),
+  store: file ?? memoryChannelStore(),
+})
+const rpc = createClient({ transport: mppHttp(paidUrl, { provider, retryCount: 0 }) })
+const call = () => rpc.request({ method: 'eth_blockNumber' })
+
+await call()
+console.log('ready')
+const stdin = createInterface({ input: process.stdin })
+await new Promise<void>((resolve) => stdin.once('line', () => resolve()))
+stdin.close()
+
+const total = Number(calls)
+let next = 0
+let failed = 0
+const worker = async () => {
+  while (next < total) {
+    next++
+    await call().catch(() => {
+      failed++
+    })
+  }
+}
+await Promise.all(Array.from({ length: Number(inFlight) }, worker))
+console.log(JSON.stringify({ calls: total, failed }))
+await provider.release()
+await file?.close()
+process.exit(0)

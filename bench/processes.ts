@@ -1,0 +1,151 @@
+/**
+ * Several processes paying one mppx session server, each with its own channel: 1, 2 and 4 payer
+ * processes (bench/payer.ts) on one `fileChannelStore` (each leases a channel of its own from the
+ * pool), side by side with the same processes on memory stores (nothing shared: the baseline
+ * that no store can beat), in one run against one server (bench/servers.ts, in a child process).
+ * Each figure is the aggregate paid calls per second, from the moment all payers are let go to the
+ * last one's end. For the file store it also counts the rows written to `channels.db` per paid
+ * call (SQLite triggers on mppx's `channels` table and on `viem_mpp_ledger`, added to the bench's
+ * own database). Run by `npm run bench` after the vitest benches; see BENCHMARKS.md.
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { loadSqlite } from '../src/node/fileStore/sqlite.js'
+import { fileChannelStore } from '../src/node/index.js'
+import type { Ready } from './servers.js'
+
+/** Calls per process, and how many each has in flight at once. */
+const calls = 150
+const inFlight = 1
+const processCounts = [1, 2, 4] as const
+
+const servers = fork(new URL('./servers.ts', import.meta.url), {
+  execArgv: ['--import', 'tsx'],
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+})
+const ready = await new Promise<Ready>((resolve, reject) => {
+  servers.once('message', resolve)
+  servers.once('exit', (code) => reject(new Error(`bench/servers.ts exited (${code})`)))
+})
+const dir = mkdtempSync(join(tmpdir(), 'viem-mpp-bench-'))
+const storePath = join(dir, 'channels.db')
+const rowWrites = await countRowWrites(storePath)
+
+type Figure = {
+  store: 'memory' | 'file'
+  processes: number
+  callsPerSecond: number
+  failed: number
+}
+const figures: Figure[] = []
+try {
+  for (const processes of processCounts)
+    for (const store of ['memory', 'file'] as const) {
+      const before = rowWrites.read()
+      const figure = await runPayers(store, processes)
+      figures.push(figure)
+      const writes = store === 'file' ? (rowWrites.read() - before) / (processes * calls) : 0
+      console.log(
+        `${processes} process${processes > 1 ? 'es' : ''}, ${store} store: ${figure.callsPerSecond.toFixed(1)} paid calls/s${figure.failed ? ` (${figure.failed} failed)` : ''}${store === 'file' ? `, ${writes.toFixed(3)} rows written per paid call (the warm-up call and the release included)` : ''}`,
+      )
+      Object.assign(figure, store === 'file' ? { rowsWrittenPerCall: round(writes) } : {})
+    }
+} finally {
+  rowWrites.close()
+  servers.send({ type: 'stop' })
+  rmSync(dir, { recursive: true, force: true })
+}
+
+const rate = (store: Figure['store'], processes: number) =>
+  figures.find((figure) => figure.store === store && figure.processes === processes)
+    ?.callsPerSecond ?? Number.NaN
+const ratios = processCounts.map((processes) => ({
+  processes,
+  fileOverMemory: round(rate('file', processes) / rate('memory', processes)),
+  fileOverOneProcess: round(rate('file', processes) / rate('file', 1)),
+  memoryOverOneProcess: round(rate('memory', processes) / rate('memory', 1)),
+}))
+for (const { processes, fileOverMemory, fileOverOneProcess, memoryOverOneProcess } of ratios)
+  console.log(
+    `${processes} process${processes > 1 ? 'es' : ''}: file store ${fileOverMemory.toFixed(3)} × memory stores; ${fileOverOneProcess.toFixed(2)} × one process (memory stores: ${memoryOverOneProcess.toFixed(2)} ×)`,
+  )
+
+const resultsPath = new URL('./results.json', import.meta.url)
+const results = JSON.parse(readFileSync(resultsPath, 'utf8')) as Record<string, unknown>
+results.processes = { calls, inFlight, figures, ratios }
+writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`)
+process.exit(0)
+
+/** Runs `processes` payers at once, each on its own memory store or all on the file store. */
+async function runPayers(store: Figure['store'], processes: number): Promise<Figure> {
+  const children = Array.from({ length: processes }, () =>
+    spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        new URL('./payer.ts', import.meta.url).pathname,
+        ready.paidUrl,
+        ready.rpcUrl,
+        String(ready.chainId),
+        ready.privateKeys[1] ?? '',
+        store === 'file' ? storePath : 'memory',
+        String(calls),
+        String(inFlight),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    ),
+  )
+  const exited = children.map((child) => new Promise((resolve) => child.once('exit', resolve)))
+  const lines = children.map(linesOf)
+  for (const next of lines) if ((await next()) !== 'ready') throw new Error('a payer failed')
+  const start = performance.now()
+  for (const child of children) child.stdin?.end('go\n')
+  const done = await Promise.all(lines.map(async (next) => JSON.parse(await next())))
+  const seconds = (performance.now() - start) / 1000
+  await Promise.all(exited)
+  const failed = done.reduce((sum, { failed }) => sum + failed, 0)
+  return { store, processes, callsPerSecond: round((processes * calls - failed) / seconds), failed }
+}
+
+/** The lines a child prints, one per call of the function returned. */
+function linesOf(child: ChildProcess) {
+  const iterator = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  return async () => {
+    const { value, done } = await iterator.next()
+    if (done) throw new Error('a payer ended early')
+    return String(value)
+  }
+}
+
+/**
+ * Counts the rows inserted, updated or deleted in the store's tables, with triggers written into
+ * the bench's own database (created first, with its tables, by opening the store once).
+ */
+async function countRowWrites(path: string) {
+  const store = fileChannelStore(path)
+  await store.list()
+  await store.close()
+  const { DatabaseSync } = await loadSqlite()
+  const database = new DatabaseSync(path)
+  database.exec(
+    'CREATE TABLE bench_row_writes (n INTEGER NOT NULL); INSERT INTO bench_row_writes VALUES (0);',
+  )
+  for (const table of ['channels', 'viem_mpp_ledger'])
+    for (const event of ['INSERT', 'UPDATE', 'DELETE'])
+      database.exec(
+        `CREATE TRIGGER bench_${table}_${event.toLowerCase()} AFTER ${event} ON ${table} BEGIN UPDATE bench_row_writes SET n = n + 1; END;`,
+      )
+  const read = database.prepare('SELECT n FROM bench_row_writes')
+  return {
+    read: () => Number((read.get() as { n: number }).n),
+    close: () => database.close(),
+  }
+}
+
+function round(value: number) {
+  return Number(value.toFixed(4))
+}
