@@ -29,9 +29,10 @@ import {
 import type { Endpoint } from './session/endpoint.js'
 import { Ledger } from './session/ledger.js'
 import { quoteOf } from './session/quote.js'
+import { type PaidWith, recoverSession } from './session/recover.js'
 import { parseSessionRequest, type SessionRequest } from './session/request.js'
 import { acquire, catchUp, type Scope } from './session/scope.js'
-import { refreshDeposit, topUpPayment } from './session/topUp.js'
+import { topUpPayment } from './session/topUp.js'
 import type { ChainClient } from './session/transactions.js'
 
 /** A cached challenge is reused only while it has at least this long left (ms). */
@@ -62,9 +63,11 @@ export type SessionParameters = {
   deposit?: bigint | undefined
   /**
    * How many calls' worth the store's mark is written ahead of the vouchers signed (in a store
-   * with a pool): one store write per that many calls, and, after a crash, at most that many
-   * prices above what was served in a voucher the server holds (when it sends no snapshot to
-   * continue from). Mark writes of stores without a pool precede every voucher. @default 10
+   * with a pool), rewritten in the background once half of it is used: about one store write per
+   * half that many calls, and, after a crash, a mark at most that many prices above what was
+   * served (what a tool that knows nothing of the ledger would start from). `1`: an exact mark,
+   * one write per call, which the call waits for (as with a store without a pool, such as
+   * mppx's own). @default 10
    */
   writeAhead?: number | undefined
 }
@@ -109,7 +112,8 @@ export type SessionProvider = PaymentProvider & {
  * - **One writer per channel.** A channel is leased from the store by one provider at a time; a
  *   second process (or provider) on the same store takes another free channel, or opens one: a
  *   pool. The next holder starts exactly where the last one stopped: the store keeps the
- *   highest voucher signed, written ahead `writeAhead` calls at a time and exactly on release.
+ *   highest voucher signed, written ahead `writeAhead` calls at a time (in the background once half
+ *   of it is used) and exactly on release.
  * - **Take-up.** A channel whose holder died, or that another tool wrote, is continued from the
  *   server's session snapshot (its highest voucher, signature checked) when it sends one, else
  *   from a search one price at a time, after the spending policy approved the call.
@@ -164,10 +168,7 @@ export function session({
   const cap = maxDeposit !== undefined && maxDeposit < maxUint96 ? maxDeposit : maxUint96
   const scopes = new Map<string, Scope>()
   /** Which scope (and voucher) each challenge was paid with, for `recover`. */
-  const paidWith = new WeakMap<
-    Challenge.Challenge,
-    { scope: Scope; channel?: LiveChannel; amount?: () => bigint | undefined }
-  >()
+  const paidWith = new WeakMap<Challenge.Challenge, PaidWith>()
   /** The last accepted challenge per origin + pathname (memory only), for `challengeFor`. */
   const accepted = new Map<string, { challenge: Challenge.Challenge; scope: Scope }>()
   /** Channels this provider gave up on: not taken up again. */
@@ -357,50 +358,10 @@ export function session({
   const recover: NonNullable<PaymentProvider['recover']> = async ({ reason, challenge }) => {
     const paid = paidWith.get(challenge)
     if (!paid) return false
-    const { scope, channel } = paid
     // Only a key the chain really lacks is authorized again (never `KeyAlreadyExists`).
     if (reason === 'keyNotProvisioned')
       return accessKeyOf(account, chainId)?.recover(client) ?? false
-    if (reason === 'channelGone') {
-      // An open still in flight is never dropped: the server may not have processed it yet.
-      if (!channel || scope.channel !== channel) return true
-      const { deposit, settled, closeRequestedAt } = await Session.Precompile.Chain.getChannelState(
-        client,
-        channel.entry.channelId,
-        channel.entry.escrow,
-      )
-      if (deposit > settled && closeRequestedAt === 0) {
-        // A server that does not know a channel still funded and open on chain lost its records,
-        // or lies: the channel is kept for close() and marked unusable, and one new channel is
-        // opened in its place, not one per request (each would lock another deposit).
-        if (scope.replaced) return false
-        scope.replaced = true
-        await channel.lease.update({ opened: false })
-        retire(scope, channel)
-        return true
-      }
-      scope.channel = undefined
-      forget(scope)
-      if (deposit === 0n) await channel.lease.remove()
-      else {
-        await channel.lease.update({ opened: false })
-        await channel.lease.release()
-      }
-      return true
-    }
-    // The channel was replaced meanwhile: a fresh challenge is paid on the new one.
-    if (!channel || scope.channel !== channel) return true
-    if (reason === 'staleVoucher') {
-      const amount = paid.amount?.()
-      if (amount === undefined) return false
-      channel.ledger = Ledger.stale(channel.ledger, amount)
-      return true
-    }
-    if (reason === 'depositExceeded') {
-      await refreshDeposit(context, channel)
-      return true
-    }
-    return false
+    return recoverSession(context, paid, reason, { retire, forget })
   }
 
   const provider: SessionProvider = {

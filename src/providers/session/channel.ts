@@ -130,7 +130,8 @@ export function nextSettled(channel: LiveChannel) {
 
 /**
  * Writes the store's mark ahead so that `amount` may be signed: one write covers the next
- * `context.ahead` calls' worth, and concurrent payments share it.
+ * `context.ahead` calls' worth, and concurrent payments share it. It is written once half of the
+ * current mark's room is used: a voucher the current mark covers does not wait for that write.
  */
 export async function markUpTo(
   context: SessionContext,
@@ -139,9 +140,11 @@ export async function markUpTo(
   price: bigint,
 ) {
   for (;;) {
+    const covered = amount <= channel.ledger.mark
     const raising = channel.raising
-    if (raising && raising.mark >= amount) return raising.written
     if (raising) {
+      if (covered) return
+      if (raising.mark >= amount) return raising.written
       await raising.written.catch(() => {})
       continue
     }
@@ -161,7 +164,8 @@ export async function markUpTo(
         if (channel.raising === current) channel.raising = undefined
       })
       .catch(() => {})
-    return written
+    // Covered already: the write goes on while the voucher is signed and sent.
+    if (!covered) return written
   }
 }
 

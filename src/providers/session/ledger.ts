@@ -120,16 +120,19 @@ export const Ledger = {
   },
 
   /**
-   * The mark to write before `amount` may be signed, `undefined` if the current one covers it: the
-   * amount and `ahead` more prices (one write per that many payments), within the deposit.
+   * The mark to write once a voucher of `amount` is allocated, `undefined` if the current one will
+   * do: the amount and `ahead - 1` more prices (one write per several payments), within the
+   * deposit. It is due once half of what the current mark leaves is used, so that the write is
+   * done before a voucher needs it; a voucher above the current mark waits for it.
    */
   markFor(
     ledger: Ledger,
     amount: bigint,
     { price, ahead, deposit }: { price: bigint; ahead: number; deposit: bigint },
   ): bigint | undefined {
-    if (amount <= ledger.mark) return undefined
-    return maxOf(amount, minOf(amount + price * BigInt(Math.max(ahead - 1, 0)), deposit))
+    if (amount + price * BigInt(Math.floor(ahead / 2)) <= ledger.mark) return undefined
+    const mark = maxOf(amount, minOf(amount + price * BigInt(Math.max(ahead - 1, 0)), deposit))
+    return mark > ledger.mark ? mark : undefined
   },
 
   /** The mark is written: vouchers up to `mark` may be signed. */
