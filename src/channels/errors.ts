@@ -62,7 +62,9 @@ export declare namespace ChannelError {
    * - `otherOrigin`: `closeChannel`'s URL is on another origin than the one the channel was bought from;
    * - `unreachable`: the server could not be reached;
    * - `rpcUnreachable`: the chain's RPC could not be reached or failed;
-   * - `unsupportedStore`: the store cannot list its entries (no `list()`).
+   * - `unsupportedStore`: the store cannot list its entries (no `list()`);
+   * - `notClosed`: a session provider's `close()` could not close some of its channels (the
+   *   first one's failure is the cause): they stay open on chain, and in the store.
    */
   type Reason =
     | 'unknownChannel'
@@ -75,4 +77,5 @@ export declare namespace ChannelError {
     | 'unreachable'
     | 'rpcUnreachable'
     | 'unsupportedStore'
+    | 'notClosed'
 }

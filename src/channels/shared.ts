@@ -135,6 +135,8 @@ export function summarize(
   const exact = ledger !== undefined && ledger.lease === undefined
   const signed = exact ? ledger.signed : (ledger?.mark ?? entry.cumulativeAmount)
   const claimable = bigintMax(settled ?? 0n, signed)
+  // Recovered from the chain (no origin, no ledger): what was signed on it is not known.
+  const recovered = origin === undefined && ledger === undefined
   return {
     channelId: entry.channelId,
     origin,
@@ -160,7 +162,8 @@ export function summarize(
       state === 'closeRequested' && chain?.gracePeriod !== undefined
         ? chain.state.closeRequestedAt + chain.gracePeriod
         : undefined,
-    refundable: state === 'closed' || claimable >= deposit ? 0n : deposit - claimable,
+    refundable:
+      state === 'closed' || claimable >= deposit ? 0n : recovered ? undefined : deposit - claimable,
   }
 }
 

@@ -49,9 +49,11 @@ export type ChannelSummary = {
   withdrawableAt: number | undefined
   /**
    * What the payer can still get back whatever the payee does with the vouchers it holds: the
-   * deposit less the higher of what is settled and what was signed; 0 once closed.
+   * deposit less the higher of what is settled and what was signed; 0 once closed. `undefined` for
+   * a channel recovered from the chain, whose vouchers (its open carried one at least) no store
+   * recorded: the payee may hold any of them.
    */
-  refundable: bigint
+  refundable: bigint | undefined
 }
 
 /** Progress of a long operation, for a CLI or a UI. */

@@ -364,7 +364,7 @@ function printChannels(
     formatAmount(channel.deposit, channel.currency),
     `${formatAmount(channel.cumulativeAmount, channel.currency)}${channel.exact ? '' : ' (at most)'}`,
     leaseOf(channel),
-    formatAmount(channel.refundable, channel.currency),
+    channel.refundable === undefined ? '-' : formatAmount(channel.refundable, channel.currency),
     channel.state === 'closeRequested' && channel.withdrawableAt !== undefined
       ? formatWhen(channel.withdrawableAt, now)
       : '-',

@@ -8,6 +8,8 @@ import { Addresses } from 'viem/tempo'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   type ChannelEntry,
+  ChannelError,
+  listChannels,
   localStorageChannelStore,
   type MppHttpTransportConfig,
   memoryChannelStore,
@@ -189,7 +191,96 @@ describe('amounts in the challenge', () => {
   })
 })
 
+describe('a refused payment changes nothing', () => {
+  test('after 3 calls, a 402 priced above maxDeposit is refused: the channel stays, the next call pays on it', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    // The same payee, token and reserve, at a price no channel may hold.
+    const dear = await localnet.startPaidRpc({ intent: 'session', price: 2_000_000n })
+    const account = accountOf(7)
+    const from = await blockNumber()
+    let paid = 0
+    const proxy = await startProxy(rpc.url, async (_, forward) => {
+      paid++
+      if (paid !== 4) return forward()
+      // The fourth paid request gets the dear server's 402 instead.
+      return fetch(dear.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      })
+    })
+    try {
+      const store = memoryChannelStore()
+      const provider = session({ account, client: chainClient(), store, maxDeposit: 1_000_000n })
+      const client = paidClient(proxy.url, { provider })
+      for (let i = 0; i < 3; i++) await client.getChainId()
+      const error = await rejectionOf(client.getChainId())
+      expect(error).toBeInstanceOf(PaymentRefusedError)
+      expect(error).toMatchObject({ reason: 'maxDeposit', amount: 2_000_000n })
+      expect(await client.getChainId()).toBe(net.chain.id)
+      await provider.release()
+      // One channel: the server holds exactly the four calls it served, the store exactly that.
+      const opened = await channelEvents('ChannelOpened', account.address, from)
+      expect(opened).toHaveLength(1)
+      const channelId = opened[0]!.args.channelId as `0x${string}`
+      expect(await rpc.channel(channelId)).toMatchObject({ highestVoucher: 4000n, spent: 4000n })
+      expect(await listChannels({ store })).toEqual([
+        expect.objectContaining({ channelId, cumulativeAmount: 4000n, exact: true }),
+      ])
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
 describe('a lying server', () => {
+  test('close() against a server that never answers: it ends at its timeout, or at the signal; the channel stays usable', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const account = accountOf(8)
+    const from = await blockNumber()
+    let answer!: () => void
+    const held = new Promise<void>((resolve) => {
+      answer = resolve
+    })
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      if (payload.action !== 'close') return forward()
+      await held
+      return new Response(null, { status: 503 })
+    })
+    try {
+      const provider = session({ account, client: chainClient() })
+      const client = paidClient(proxy.url, { provider })
+      await client.getChainId()
+      const timedOut = await rejectionOf(provider.close({ timeout: 300 }))
+      expect(timedOut).toBeInstanceOf(ChannelError)
+      expect(timedOut).toMatchObject({
+        reason: 'notClosed',
+        shortMessage: '1 channel(s) could not be closed and stay open on chain; 0 closed.',
+      })
+      expect((timedOut as Error).cause).toBeInstanceOf(ChannelError)
+      expect((timedOut as Error).cause).toMatchObject({
+        reason: 'unreachable',
+        details: 'close() did not end within 300 ms.',
+      })
+      // Calls on that origin go on, on the same channel.
+      expect(await client.getChainId()).toBe(net.chain.id)
+
+      const controller = new AbortController()
+      const closing = provider.close({ signal: controller.signal })
+      const reason = new Error('the caller gave up')
+      controller.abort(reason)
+      expect(((await rejectionOf(closing)) as Error).cause).toBe(reason)
+
+      const opened = await channelEvents('ChannelOpened', account.address, from)
+      expect(opened).toHaveLength(1)
+      const channelId = opened[0]!.args.channelId as `0x${string}`
+      expect(await rpc.channel(channelId)).toMatchObject({ highestVoucher: 2000n, spent: 2000n })
+    } finally {
+      answer()
+      await proxy.stop()
+    }
+  })
+
   test('a receipt claiming far more than was signed raises neither the next voucher nor the close', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const seen: string[] = []
@@ -290,7 +381,7 @@ describe('a lying server', () => {
     }
   })
 
-  test('200 with no receipt, to the open too: calls succeed and count, on one channel', async () => {
+  test('200 with no receipt, to the open too: 105 calls succeed and count, on one channel, exact', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const from = await blockNumber()
     const proxy = await startProxy(rpc.url, async (_, forward) => {
@@ -308,11 +399,17 @@ describe('a lying server', () => {
           quotes.push(quote)
         },
       })
-      for (let i = 0; i < 3; i++) expect(await client.getChainId()).toBe(net.chain.id)
-      expect(quotes.map((quote) => quote.amount)).toEqual([1_000n, 1_000n, 1_000n])
-      expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 2 })
-      // Without a receipt the open's outcome is unknown: the next call found it on chain.
-      expect(await channelEvents('ChannelOpened', accountOf(6).address, from)).toHaveLength(1)
+      // A 2xx is an acceptance, receipt or not: past 100 calls nothing is held back.
+      for (let i = 0; i < 105; i++) expect(await client.getChainId()).toBe(net.chain.id)
+      expect(quotes.map((quote) => quote.amount)).toEqual(Array(105).fill(1_000n))
+      expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 104 })
+      const opened = await channelEvents('ChannelOpened', accountOf(6).address, from)
+      expect(opened).toHaveLength(1)
+      const channelId = opened[0]!.args.channelId as `0x${string}`
+      expect(await rpc.channel(channelId)).toMatchObject({
+        highestVoucher: 105_000n,
+        spent: 105_000n,
+      })
     } finally {
       await proxy.stop()
     }

@@ -93,6 +93,44 @@ describe('session challenges that are not paid', () => {
 })
 
 describe('session faults', () => {
+  test('an open rejected (invalid-challenge) that the server still broadcasts a second later: waited for, no second channel', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const from = await blockNumber()
+    const account = accountOf(7)
+    const broadcasts: Promise<unknown>[] = []
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      if (payload.action !== 'open') return forward()
+      // The open goes through a second later (its answer lost), after a refusal now.
+      broadcasts.push(
+        new Promise((resolve) => setTimeout(resolve, 1_000)).then(() =>
+          forward().then((answer) => answer.body?.cancel()),
+        ),
+      )
+      return Response.json(
+        { type: 'https://paymentauth.org/problems/invalid-challenge', detail: 'refused' },
+        { status: 402, headers: { 'content-type': 'application/problem+json' } },
+      )
+    })
+    try {
+      const client = paidClient(proxy.url, {
+        provider: session({ account, client: chainClient() }),
+      })
+      // The refused open may still land: the call's fresh challenge waits for the chain to
+      // decide, then pays on the channel that landed.
+      for (let i = 0; i < 4; i++) expect(await client.getChainId()).toBe(net.chain.id)
+      await Promise.all(broadcasts)
+      const opened = await channelEvents('ChannelOpened', account.address, from)
+      expect(opened).toHaveLength(1)
+      expect(rpc.counters.payments.open).toBe(1)
+      // The server holds exactly what it charged (the open's call, served to nobody, and the four).
+      const channelId = opened[0]!.args.channelId as `0x${string}`
+      const held = await rpc.channel(channelId)
+      expect(held).toMatchObject({ units: 5, highestVoucher: 5000n, spent: 5000n })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   test.each([
     ['the connection drops', 1, () => 'drop' as const],
     ['a 502 comes back', 6, () => new Response('bad gateway', { status: 502 })],

@@ -104,8 +104,18 @@ describe('listChannels without a client', () => {
     })
     // Signed above the deposit: nothing is sure to come back.
     expect(two).toMatchObject({ origin: undefined, refundable: 0n })
+    // Recovered from the chain (the store's own entries, no ledger), below the deposit: what was
+    // signed on it is not known, nor what comes back.
+    await store.set({
+      ...entry(3, '0x3333333333333333333333333333333333333333'),
+      cumulativeAmount: 0n,
+    })
+    const three = (await listChannels({ store })).find(
+      ({ channelId }) => channelId === entry(3).channelId,
+    )
+    expect(three).toMatchObject({ origin: undefined, exact: false, refundable: undefined })
     expect(
       await listChannels({ store, payer: '0x3333333333333333333333333333333333333333' }),
-    ).toHaveLength(1)
+    ).toHaveLength(2)
   })
 })

@@ -1,7 +1,8 @@
 import type { Hash, Hex } from 'viem'
 import { cooperativeClose } from '../../channels/cooperativeClose.js'
+import { ChannelError } from '../../channels/errors.js'
 import { createDeadline } from '../../internal/deadline.js'
-import { redactUrl } from '../../internal/redactUrl.js'
+import { redactErrorInPlace, redactUrl } from '../../internal/redactUrl.js'
 import { raceSignal } from '../../internal/signal.js'
 import { drained, type LiveChannel, type SessionContext } from './channel.js'
 import { decideLostOpen } from './open.js'
@@ -75,12 +76,17 @@ export async function closeChannels(
   }
   const [first] = failed
   if (first)
-    throw new Error(
-      `${failed.length} channel(s) could not be closed and stay open on chain: ${failed
-        .map(({ channelId }) => channelId)
-        .join(', ')}. Closed: ${closed.length}.`,
-      { cause: first.error },
-    )
+    throw new ChannelError({
+      reason: 'notClosed',
+      message: `${failed.length} channel(s) could not be closed and stay open on chain; ${closed.length} closed.`,
+      channelId: first.channelId,
+      details: [
+        `Not closed: ${failed.map(({ channelId }) => channelId).join(', ')}.`,
+        'closeChannel() later, or withdrawChannel() without the server, gets their deposits back.',
+      ],
+      // Kept as it is, class included (a ChannelError, a timeout), for the caller to find it.
+      cause: first.error instanceof Error ? redactErrorInPlace(first.error) : first.error,
+    })
   return closed
 }
 
