@@ -4,7 +4,7 @@
  *
  * 1. `npm pack` (which builds dist/) of a copy of the repository, and publint and arethetypeswrong on the tarball (the
  *    package is ESM-only: attw's `esm-only` profile);
- * 2. a fresh ES module project in a temporary folder outside the repository, where the commands
+ * 2. an empty folder outside the repository, where the commands
  *    of README.md's `<!-- check: install -->` block are run as written, but for `viem-mpp`
  *    itself, which is the tarball; `npm ls` must then find a valid tree;
  * 3. the README's `<!-- check: quickstart -->` block saved as quickstart.ts, type-checked with
@@ -87,8 +87,7 @@ export async function consumerCheck({
     const project = join(work, 'app')
     await mkdir(project)
     await step('npm install (README)', async () => {
-      await run('npm', ['init', '--yes'], project)
-      await run('npm', ['pkg', 'set', 'type=module'], project)
+      // The README's block makes the project itself (npm init, type=module).
       for (const command of install) await run('npm', installArguments(command, tarball), project)
       // A tree npm itself finds invalid (a peer out of range, say) fails here.
       await run('npm', ['ls', '--all'], project)

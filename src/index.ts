@@ -19,6 +19,8 @@ export {
 export {
   InvalidPaymentTimeoutError,
   type InvalidPaymentTimeoutErrorType,
+  InvalidQuoteError,
+  type InvalidQuoteErrorType,
   type PaymentError,
   PaymentFailedError,
   type PaymentFailedErrorType,

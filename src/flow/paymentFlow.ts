@@ -15,6 +15,7 @@ import type {
 } from '../providers/PaymentProvider.js'
 import { label, unpayableReason } from './challenges.js'
 import type { PaymentEvent, Reservation, SpendingPolicy } from './policy.js'
+import { checkQuote } from './quote.js'
 
 /** Paid attempts per request at most: a first payment, and two after recoverable rejections. */
 export const maxPaymentRounds = 3
@@ -474,7 +475,7 @@ async function startPayment(
   let reservation: Reservation
   try {
     reservation = await policy.approve(
-      { challenge: parameters.challenge, quote: prepared.quote, origin },
+      { challenge: parameters.challenge, quote: checkQuote(prepared.quote), origin },
       signal,
     )
   } catch (error) {

@@ -10,6 +10,7 @@ import type { ServerResponse } from 'node:http'
 import { type Client, createClient } from 'viem'
 import { describe, expect, test } from 'vitest'
 import {
+  InvalidQuoteError,
   type MppHttpTransportConfig,
   mppHttp,
   PaymentFailedError,
@@ -504,5 +505,33 @@ describe('a provider hook that throws synchronously', () => {
     expect(error.shortMessage).toBe('The server rejected the payment, and recovering failed.')
     expect(error.status).toBe(410)
     expect(error.settled).toBe(false)
+  })
+})
+
+describe('a custom provider whose quote lacks a field', () => {
+  test('`fee` missing: an InvalidQuoteError naming it, nothing authorized, the payment rolled back', async () => {
+    const server = await scriptedServer()
+    const { provider, calls } = fakeProvider()
+    const withoutFee: PaymentProvider = {
+      ...provider,
+      async prepare(parameters) {
+        const prepared = await provider.prepare(parameters)
+        const { fee: _, ...quote } = prepared.quote
+        return { ...prepared, quote: quote as typeof prepared.quote }
+      },
+    }
+    const error = await rejectionOf(call(clientFor(server.url, { provider: withoutFee })))
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    const invalid = (error as PaymentFailedError).walk(
+      (cause) => cause instanceof InvalidQuoteError,
+    )
+    expect(invalid).toBeInstanceOf(InvalidQuoteError)
+    expect(invalid).toMatchObject({
+      field: 'fee',
+      shortMessage:
+        "The payment provider's quote has no valid `fee`: a non-negative bigint in base units.",
+    })
+    expect(calls.authorized).toEqual([])
+    expect(calls.rolledBack).toHaveLength(1)
   })
 })
