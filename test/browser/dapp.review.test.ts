@@ -1,29 +1,27 @@
-import { existsSync } from 'node:fs'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { getAddress, type Hex } from 'viem'
 import { Account } from 'viem/tempo'
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
 import { startDapp } from '../../examples/dapp/start.js'
 import { type Localnet, startLocalnet } from '../../src/testing/index.js'
 import { setRemainingLimit } from '../support/accessKeys.js'
+import { findChromium, launch, withBrowser } from '../support/browser.js'
 import { balanceOf } from '../support/localnet.js'
 
 // A hostile review of the dApp: a reload before closing, forgetting a key with an open channel,
 // a key whose limit runs out mid-session, and what reaches the console.
 
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
+const chromiumFound = await findChromium()
+const browserTest = withBrowser(chromiumFound)
 const funding = 10_000_000n
 
 let net: Localnet
 let browser: Browser
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath)) throw new Error(`Chromium is missing at ${chromiumPath}.`)
+  if ('missing' in chromiumFound) return
   net = await startLocalnet()
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update'],
-  })
+  browser = await launch(chromiumFound.executablePath)
 })
 
 afterAll(async () => {
@@ -63,108 +61,117 @@ async function click(page: Page, id: string) {
   await page.waitForSelector(`[data-testid="${id}"]:not([disabled])`)
 }
 
-test('after a reload, "Close channel" gets the refund without another paid call', async () => {
-  const dapp = await startDapp({ net, funding })
-  const { context, page } = await open(dapp.page.url)
-  try {
-    await allow(page)
-    await click(page, 'call')
-    expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('1')
-    await page.reload()
-    await page.waitForSelector('body[data-ready="true"]')
-    const walletBefore = await balanceOf(net, dapp.wallet)
+browserTest(
+  'after a reload, "Close channel" gets the refund without another paid call',
+  async () => {
+    const dapp = await startDapp({ net, funding })
+    const { context, page } = await open(dapp.page.url)
+    try {
+      await allow(page)
+      await click(page, 'call')
+      expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('1')
+      await page.reload()
+      await page.waitForSelector('body[data-ready="true"]')
+      const walletBefore = await balanceOf(net, dapp.wallet)
 
-    await byId(page, 'close').click()
-    await page.waitForSelector(
-      '[data-testid="closed"][data-refunded], [data-testid="message"]:not(:empty)',
-    )
-    expect(await byId(page, 'message').textContent()).toBe('')
-    expect(await byId(page, 'closed').textContent()).toBe(
-      'Closed: $0.001 paid, $0.099 refunded to your wallet.',
-    )
-    expect(dapp.rpc.counters.payments).toEqual({
-      charge: 0,
-      open: 1,
-      voucher: 0,
-      topUp: 0,
-      close: 1,
-    })
-    expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
-    expect(await byId(page, 'deposit').textContent()).toBe('–')
-  } finally {
-    await context.close()
-    await dapp.stop()
-  }
-})
-
-test('"Forget" with an open channel closes it first: the deposit comes back, then the key is deleted', async () => {
-  const dapp = await startDapp({ net, funding })
-  const { context, page } = await open(dapp.page.url)
-  try {
-    await allow(page)
-    await click(page, 'call')
-    const walletBefore = await balanceOf(net, dapp.wallet)
-
-    await byId(page, 'forget').click()
-    await page.waitForSelector(
-      '[data-testid="allow"]:not([hidden]), [data-testid="message"]:not(:empty)',
-    )
-    expect(await byId(page, 'message').textContent()).toBe('')
-    expect(await byId(page, 'closed').textContent()).toBe(
-      'Closed: $0.001 paid, $0.099 refunded to your wallet.',
-    )
-    expect(dapp.rpc.counters.payments.close).toBe(1)
-    expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
-    expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
-  } finally {
-    await context.close()
-    await dapp.stop()
-  }
-})
-
-test('a key whose limit runs out mid-session: the page says so in dollars, nothing more is paid, and nothing secret reaches the console', async () => {
-  // A call costs $0.05 and a channel locks $0.10: two calls spend the first channel, the third
-  // needs a new one. Meanwhile the key's limit is used up elsewhere: its root lowers what is left
-  // to $0.001. (On anvil a channel deposit does not count against the key's limit, only fees do.)
-  const dapp = await startDapp({ net, funding, price: 50_000n, maxDeposit: 100_000n })
-  const { context, page, console, credentials } = await open(dapp.page.url)
-  try {
-    await allow(page)
-    await click(page, 'call')
-    await click(page, 'call')
-    expect(await byId(page, 'message').textContent()).toBe('')
-    expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('2')
-    const { devWalletKey } = (await (
-      await fetch(new URL('/config.json', dapp.page.url))
-    ).json()) as {
-      devWalletKey: Hex
+      await byId(page, 'close').click()
+      await page.waitForSelector(
+        '[data-testid="closed"][data-refunded], [data-testid="message"]:not(:empty)',
+      )
+      expect(await byId(page, 'message').textContent()).toBe('')
+      expect(await byId(page, 'closed').textContent()).toBe(
+        'Closed: $0.001 paid, $0.099 refunded to your wallet.',
+      )
+      expect(dapp.rpc.counters.payments).toEqual({
+        charge: 0,
+        open: 1,
+        voucher: 0,
+        topUp: 0,
+        close: 1,
+      })
+      expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
+      expect(await byId(page, 'deposit').textContent()).toBe('–')
+    } finally {
+      await context.close()
+      await dapp.stop()
     }
-    const accessKey = getAddress((await byId(page, 'key-status').getAttribute('data-key'))!)
-    await setRemainingLimit(net, Account.fromSecp256k1(devWalletKey), accessKey, 1_000n)
+  },
+)
 
-    await byId(page, 'call').click()
-    await page.waitForSelector('[data-testid="message"]:not(:empty)')
-    expect(await byId(page, 'message').textContent()).toMatch(
-      // The deposit ($0.10) and the open's most fee, which follows the localnet's gas price.
-      /^The access key's spending limit cannot cover this payment of up to \$0\.1[0-9]{1,5} \(fees included\), or the key expired: nothing was paid\. Close the channel, then forget the key and allow payments again\.$/,
-    )
-    expect(dapp.rpc.counters.payments).toEqual({
-      charge: 0,
-      open: 1,
-      voucher: 1,
-      topUp: 0,
-      close: 0,
-    })
-    expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('2')
+browserTest(
+  '"Forget" with an open channel closes it first: the deposit comes back, then the key is deleted',
+  async () => {
+    const dapp = await startDapp({ net, funding })
+    const { context, page } = await open(dapp.page.url)
+    try {
+      await allow(page)
+      await click(page, 'call')
+      const walletBefore = await balanceOf(net, dapp.wallet)
 
-    // Neither the wallet's key nor any credential the page sent was ever logged.
-    expect(credentials).toHaveLength(2)
-    for (const line of console) {
-      expect(line).not.toContain(devWalletKey.slice(2))
-      for (const credential of credentials) expect(line).not.toContain(credential.slice(0, 40))
+      await byId(page, 'forget').click()
+      await page.waitForSelector(
+        '[data-testid="allow"]:not([hidden]), [data-testid="message"]:not(:empty)',
+      )
+      expect(await byId(page, 'message').textContent()).toBe('')
+      expect(await byId(page, 'closed').textContent()).toBe(
+        'Closed: $0.001 paid, $0.099 refunded to your wallet.',
+      )
+      expect(dapp.rpc.counters.payments.close).toBe(1)
+      expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
+      expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
+    } finally {
+      await context.close()
+      await dapp.stop()
     }
-  } finally {
-    await context.close()
-    await dapp.stop()
-  }
-})
+  },
+)
+
+browserTest(
+  'a key whose limit runs out mid-session: the page says so in dollars, nothing more is paid, and nothing secret reaches the console',
+  async () => {
+    // A call costs $0.05 and a channel locks $0.10: two calls spend the first channel, the third
+    // needs a new one. Meanwhile the key's limit is used up elsewhere: its root lowers what is left
+    // to $0.001. (On anvil a channel deposit does not count against the key's limit, only fees do.)
+    const dapp = await startDapp({ net, funding, price: 50_000n, maxDeposit: 100_000n })
+    const { context, page, console, credentials } = await open(dapp.page.url)
+    try {
+      await allow(page)
+      await click(page, 'call')
+      await click(page, 'call')
+      expect(await byId(page, 'message').textContent()).toBe('')
+      expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('2')
+      const { devWalletKey } = (await (
+        await fetch(new URL('/config.json', dapp.page.url))
+      ).json()) as {
+        devWalletKey: Hex
+      }
+      const accessKey = getAddress((await byId(page, 'key-status').getAttribute('data-key'))!)
+      await setRemainingLimit(net, Account.fromSecp256k1(devWalletKey), accessKey, 1_000n)
+
+      await byId(page, 'call').click()
+      await page.waitForSelector('[data-testid="message"]:not(:empty)')
+      expect(await byId(page, 'message').textContent()).toMatch(
+        // The deposit ($0.10) and the open's most fee, which follows the localnet's gas price.
+        /^The access key's spending limit cannot cover this payment of up to \$0\.1[0-9]{1,5} \(fees included\), or the key expired: nothing was paid\. Close the channel, then forget the key and allow payments again\.$/,
+      )
+      expect(dapp.rpc.counters.payments).toEqual({
+        charge: 0,
+        open: 1,
+        voucher: 1,
+        topUp: 0,
+        close: 0,
+      })
+      expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('2')
+
+      // Neither the wallet's key nor any credential the page sent was ever logged.
+      expect(credentials).toHaveLength(2)
+      for (const line of console) {
+        expect(line).not.toContain(devWalletKey.slice(2))
+        for (const credential of credentials) expect(line).not.toContain(credential.slice(0, 40))
+      }
+    } finally {
+      await context.close()
+      await dapp.stop()
+    }
+  },
+)

@@ -1,18 +1,16 @@
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { type Address, createPublicClient, getAddress, type Hash, http, parseEventLogs } from 'viem'
 import { Abis, Actions, Addresses } from 'viem/tempo'
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
 import { startDapp } from '../../examples/dapp/start.js'
 import { type Localnet, startLocalnet } from '../../src/testing/index.js'
+import { findChromium, launch, withBrowser } from '../support/browser.js'
 import { balanceOf, tip20 } from '../support/localnet.js'
 
-/**
- * Debian's Chromium (`apt-get install -y chromium`): Playwright's own download cannot work here.
- * `CHROMIUM_PATH` points elsewhere (another machine's Chromium or Chrome).
- */
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
+const chromiumFound = await findChromium()
+const browserTest = withBrowser(chromiumFound)
 /** Where CI keeps the page's screenshot (gitignored). */
 const screenshotPath = 'artifacts/dapp.png'
 
@@ -25,24 +23,10 @@ let browser: Browser
 let dapp: Awaited<ReturnType<typeof startDapp>>
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath))
-    throw new Error(
-      `Chromium is missing at ${chromiumPath}: install it with \`apt-get install -y chromium\` (.ci/run does so in CI), or set CHROMIUM_PATH. The real-browser test cannot run without it.`,
-    )
+  if ('missing' in chromiumFound) return
   net = await startLocalnet()
   dapp = await startDapp({ net, funding, price, maxDeposit })
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-default-apps',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-dev-shm-usage',
-    ],
-  })
+  browser = await launch(chromiumFound.executablePath)
 })
 
 afterAll(async () => {
@@ -154,182 +138,203 @@ async function feeOf(hash: Hash, payer: Address) {
   return fees[0]!.amount
 }
 
-test('the dApp pays calls with an access key the wallet allowed once, reuses its channel after a reload, and closes it for the refund', async () => {
-  const context = await browser.newContext()
-  const page = await context.newPage()
-  const errors = await open(page, dapp.page.url)
-  expect(await byId(page, 'wallet-address').textContent()).toBe(dapp.wallet)
-  expect(await byId(page, 'wallet-balance').textContent()).toBe('$10.00')
-  expect(await byId(page, 'key-status').textContent()).toBe(
-    'None: allow payments to make paid calls.',
-  )
-
-  // The wallet is asked once, for the access key, with its limit in dollars.
-  await byId(page, 'allow').click()
-  await page.waitForSelector('[data-testid="prompt"]:not([hidden])')
-  expect(await byId(page, 'prompt-text').textContent()).toMatch(
-    /^Allow this page to pay for RPC calls from your wallet: at most \$1\.00, fees included, until /,
-  )
-  await byId(page, 'approve').click()
-  await page.waitForSelector('[data-testid="key-status"][data-key^="0x"]')
-  const accessKey = getAddress((await byId(page, 'key-status').getAttribute('data-key'))!)
-  expect(await byId(page, 'key-status').textContent()).toMatch(
-    /^Allowed to spend up to \$1\.00 until /,
-  )
-
-  // Three paid calls, no prompt: one channel opened (its first voucher in the open), two vouchers.
-  for (const n of [1, 2, 3]) await paidCall(page, n)
-  expect(await byId(page, 'prompt').isHidden()).toBe(true)
-  expect(await receiptsOf(page)).toEqual([
-    {
-      text: 'Paid $0.001 (opened a channel with $0.10) · spent so far $0.001',
-      amount: '1000',
-      spent: '1000',
-    },
-    { text: 'Paid $0.001 · spent so far $0.002', amount: '1000', spent: '2000' },
-    { text: 'Paid $0.001 · spent so far $0.003', amount: '1000', spent: '3000' },
-  ])
-  expect(await channelShown(page)).toEqual({
-    deposit: ['$0.10', '100000'],
-    spent: ['$0.003', '3000'],
-    remaining: ['$0.097', '97000'],
-  })
-  expect(dapp.rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 2, topUp: 0, close: 0 })
-  // The channel's authorized signer is the access key, which the open provisioned on chain.
-  const opened = await reserveEvents('ChannelOpened', dapp.wallet)
-  expect(opened.map(({ args }) => [args.authorizedSigner, args.deposit])).toEqual([
-    [accessKey, maxDeposit],
-  ])
-  const metadata = await Actions.accessKey.getMetadata(plain(), {
-    account: dapp.wallet,
-    accessKey,
-  })
-  expect(metadata.address).toBe(accessKey)
-  const openFee = await feeOf(opened[0]!.transactionHash, dapp.wallet)
-  expect(await balanceOf(net, dapp.wallet)).toBe(funding - maxDeposit - openFee)
-
-  // A reload finds the key in IndexedDB and the channel in localStorage: no prompt, no new open.
-  await page.reload()
-  await page.waitForSelector('body[data-ready="true"]')
-  expect(getAddress((await byId(page, 'key-status').getAttribute('data-key'))!)).toBe(accessKey)
-  // IndexedDB holds the non-extractable CryptoKey itself: the page can sign with it, never read it.
-  expect(await storedKeys(page)).toEqual([
-    {
-      id: `accessKey:${net.chain.id}:${dapp.wallet.toLowerCase()}`,
-      extractable: false,
-      exported: 'InvalidAccessError',
-    },
-  ])
-  expect(await channelShown(page)).toEqual({
-    deposit: ['$0.10', '100000'],
-    spent: ['$0.003', '3000'],
-    remaining: ['$0.097', '97000'],
-  })
-  await paidCall(page, 1)
-  expect(await receiptsOf(page)).toEqual([
-    { text: 'Paid $0.001 · spent so far $0.004', amount: '1000', spent: '4000' },
-  ])
-  expect(await byId(page, 'prompt').isHidden()).toBe(true)
-  expect(dapp.rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 3, topUp: 0, close: 0 })
-  expect(await reserveEvents('ChannelOpened', dapp.wallet)).toHaveLength(1)
-
-  // Close: the payee gets exactly what was spent, the wallet the rest of the deposit.
-  const payeeBefore = await balanceOf(net, dapp.rpc.payee)
-  const walletBefore = await balanceOf(net, dapp.wallet)
-  await byId(page, 'close').click()
-  await page.waitForSelector('[data-testid="closed"][data-refunded]')
-  expect(await byId(page, 'closed').textContent()).toBe(
-    'Closed: $0.004 paid, $0.096 refunded to your wallet.',
-  )
-  expect(await byId(page, 'closed').getAttribute('data-settled')).toBe('4000')
-  expect(await byId(page, 'closed').getAttribute('data-refunded')).toBe('96000')
-  const [closed, ...more] = await reserveEvents('ChannelClosed', dapp.wallet)
-  expect(more).toEqual([])
-  expect([closed!.args.settledToPayee, closed!.args.refundedToPayer]).toEqual([4_000n, 96_000n])
-  // The payee broadcasts the close and pays its fee; the wallet pays nothing for it.
-  const closeFee = await feeOf(closed!.transactionHash, dapp.rpc.payee)
-  expect(await balanceOf(net, dapp.rpc.payee)).toBe(payeeBefore + 4_000n - closeFee)
-  expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 96_000n)
-  expect(await balanceOf(net, dapp.wallet)).toBe(funding - 4_000n - openFee)
-  expect(dapp.rpc.counters.payments.close).toBe(1)
-  expect(await byId(page, 'deposit').textContent()).toBe('–')
-  expect(await byId(page, 'wallet-balance').getAttribute('data-amount')).toBe(
-    String(funding - 4_000n - openFee),
-  )
-  expect(await byId(page, 'message').textContent()).toBe('')
-
-  await mkdir('artifacts', { recursive: true })
-  await page.screenshot({ path: screenshotPath, fullPage: true })
-  expect(existsSync(screenshotPath)).toBe(true)
-
-  // Forgetting the key deletes it from IndexedDB: after a reload there is none.
-  await byId(page, 'forget').click()
-  await page.waitForSelector('[data-testid="allow"]:not([hidden])')
-  expect(await storedKeys(page)).toEqual([])
-  await page.reload()
-  await page.waitForSelector('body[data-ready="true"]')
-  expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
-  expect(errors).toEqual([])
-  await context.close()
-})
-
-test('a wallet that refuses: the page says so, no key is kept and nothing is paid', async () => {
-  const context = await browser.newContext()
-  const page = await context.newPage()
-  const errors = await open(page, dapp.page.url)
-  const counted = structuredClone(dapp.rpc.counters)
-
-  await byId(page, 'allow').click()
-  await page.waitForSelector('[data-testid="prompt"]:not([hidden])')
-  await byId(page, 'reject').click()
-  await page.waitForSelector('[data-testid="message"]:not(:empty)')
-  expect(await byId(page, 'message').textContent()).toBe(
-    'Your wallet declined: no access key was allowed and nothing was paid.',
-  )
-  expect(await byId(page, 'key-status').textContent()).toBe(
-    'None: allow payments to make paid calls.',
-  )
-  expect(await byId(page, 'call').isDisabled()).toBe(true)
-
-  // Nothing was stored: a reload still has no key.
-  await page.reload()
-  await page.waitForSelector('body[data-ready="true"]')
-  expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
-  expect(dapp.rpc.counters).toEqual(counted)
-  expect(errors).toEqual([])
-  await context.close()
-})
-
-test('a budget too small for the next payment: the page says it is used up, and nothing is signed or paid', async () => {
-  // One call costs 0.001 plus its most fee: a budget of 0.001 cannot pay the open.
-  const small = await startDapp({ net, funding, price, maxDeposit, budget: 1_000n })
-  const context = await browser.newContext()
-  try {
+browserTest(
+  'the dApp pays calls with an access key the wallet allowed once, reuses its channel after a reload, and closes it for the refund',
+  async () => {
+    const context = await browser.newContext()
     const page = await context.newPage()
-    const errors = await open(page, small.page.url)
+    const errors = await open(page, dapp.page.url)
+    expect(await byId(page, 'wallet-address').textContent()).toBe(dapp.wallet)
+    expect(await byId(page, 'wallet-balance').textContent()).toBe('$10.00')
+    expect(await byId(page, 'key-status').textContent()).toBe(
+      'None: allow payments to make paid calls.',
+    )
+
+    // The wallet is asked once, for the access key, with its limit in dollars.
     await byId(page, 'allow').click()
     await page.waitForSelector('[data-testid="prompt"]:not([hidden])')
+    expect(await byId(page, 'prompt-text').textContent()).toMatch(
+      /^Allow this page to pay for RPC calls from your wallet: at most \$1\.00, fees included, until /,
+    )
     await byId(page, 'approve').click()
     await page.waitForSelector('[data-testid="key-status"][data-key^="0x"]')
+    const accessKey = getAddress((await byId(page, 'key-status').getAttribute('data-key'))!)
+    expect(await byId(page, 'key-status').textContent()).toMatch(
+      /^Allowed to spend up to \$1\.00 until /,
+    )
 
-    await byId(page, 'call').click()
+    // Three paid calls, no prompt: one channel opened (its first voucher in the open), two vouchers.
+    for (const n of [1, 2, 3]) await paidCall(page, n)
+    expect(await byId(page, 'prompt').isHidden()).toBe(true)
+    expect(await receiptsOf(page)).toEqual([
+      {
+        text: 'Paid $0.001 (opened a channel with $0.10) · spent so far $0.001',
+        amount: '1000',
+        spent: '1000',
+      },
+      { text: 'Paid $0.001 · spent so far $0.002', amount: '1000', spent: '2000' },
+      { text: 'Paid $0.001 · spent so far $0.003', amount: '1000', spent: '3000' },
+    ])
+    expect(await channelShown(page)).toEqual({
+      deposit: ['$0.10', '100000'],
+      spent: ['$0.003', '3000'],
+      remaining: ['$0.097', '97000'],
+    })
+    expect(dapp.rpc.counters.payments).toEqual({
+      charge: 0,
+      open: 1,
+      voucher: 2,
+      topUp: 0,
+      close: 0,
+    })
+    // The channel's authorized signer is the access key, which the open provisioned on chain.
+    const opened = await reserveEvents('ChannelOpened', dapp.wallet)
+    expect(opened.map(({ args }) => [args.authorizedSigner, args.deposit])).toEqual([
+      [accessKey, maxDeposit],
+    ])
+    const metadata = await Actions.accessKey.getMetadata(plain(), {
+      account: dapp.wallet,
+      accessKey,
+    })
+    expect(metadata.address).toBe(accessKey)
+    const openFee = await feeOf(opened[0]!.transactionHash, dapp.wallet)
+    expect(await balanceOf(net, dapp.wallet)).toBe(funding - maxDeposit - openFee)
+
+    // A reload finds the key in IndexedDB and the channel in localStorage: no prompt, no new open.
+    await page.reload()
+    await page.waitForSelector('body[data-ready="true"]')
+    expect(getAddress((await byId(page, 'key-status').getAttribute('data-key'))!)).toBe(accessKey)
+    // IndexedDB holds the non-extractable CryptoKey itself: the page can sign with it, never read it.
+    expect(await storedKeys(page)).toEqual([
+      {
+        id: `accessKey:${net.chain.id}:${dapp.wallet.toLowerCase()}`,
+        extractable: false,
+        exported: 'InvalidAccessError',
+      },
+    ])
+    expect(await channelShown(page)).toEqual({
+      deposit: ['$0.10', '100000'],
+      spent: ['$0.003', '3000'],
+      remaining: ['$0.097', '97000'],
+    })
+    await paidCall(page, 1)
+    expect(await receiptsOf(page)).toEqual([
+      { text: 'Paid $0.001 · spent so far $0.004', amount: '1000', spent: '4000' },
+    ])
+    expect(await byId(page, 'prompt').isHidden()).toBe(true)
+    expect(dapp.rpc.counters.payments).toEqual({
+      charge: 0,
+      open: 1,
+      voucher: 3,
+      topUp: 0,
+      close: 0,
+    })
+    expect(await reserveEvents('ChannelOpened', dapp.wallet)).toHaveLength(1)
+
+    // Close: the payee gets exactly what was spent, the wallet the rest of the deposit.
+    const payeeBefore = await balanceOf(net, dapp.rpc.payee)
+    const walletBefore = await balanceOf(net, dapp.wallet)
+    await byId(page, 'close').click()
+    await page.waitForSelector('[data-testid="closed"][data-refunded]')
+    expect(await byId(page, 'closed').textContent()).toBe(
+      'Closed: $0.004 paid, $0.096 refunded to your wallet.',
+    )
+    expect(await byId(page, 'closed').getAttribute('data-settled')).toBe('4000')
+    expect(await byId(page, 'closed').getAttribute('data-refunded')).toBe('96000')
+    const [closed, ...more] = await reserveEvents('ChannelClosed', dapp.wallet)
+    expect(more).toEqual([])
+    expect([closed!.args.settledToPayee, closed!.args.refundedToPayer]).toEqual([4_000n, 96_000n])
+    // The payee broadcasts the close and pays its fee; the wallet pays nothing for it.
+    const closeFee = await feeOf(closed!.transactionHash, dapp.rpc.payee)
+    expect(await balanceOf(net, dapp.rpc.payee)).toBe(payeeBefore + 4_000n - closeFee)
+    expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 96_000n)
+    expect(await balanceOf(net, dapp.wallet)).toBe(funding - 4_000n - openFee)
+    expect(dapp.rpc.counters.payments.close).toBe(1)
+    expect(await byId(page, 'deposit').textContent()).toBe('–')
+    expect(await byId(page, 'wallet-balance').getAttribute('data-amount')).toBe(
+      String(funding - 4_000n - openFee),
+    )
+    expect(await byId(page, 'message').textContent()).toBe('')
+
+    await mkdir('artifacts', { recursive: true })
+    await page.screenshot({ path: screenshotPath, fullPage: true })
+    expect(existsSync(screenshotPath)).toBe(true)
+
+    // Forgetting the key deletes it from IndexedDB: after a reload there is none.
+    await byId(page, 'forget').click()
+    await page.waitForSelector('[data-testid="allow"]:not([hidden])')
+    expect(await storedKeys(page)).toEqual([])
+    await page.reload()
+    await page.waitForSelector('body[data-ready="true"]')
+    expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
+    expect(errors).toEqual([])
+    await context.close()
+  },
+)
+
+browserTest(
+  'a wallet that refuses: the page says so, no key is kept and nothing is paid',
+  async () => {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    const errors = await open(page, dapp.page.url)
+    const counted = structuredClone(dapp.rpc.counters)
+
+    await byId(page, 'allow').click()
+    await page.waitForSelector('[data-testid="prompt"]:not([hidden])')
+    await byId(page, 'reject').click()
     await page.waitForSelector('[data-testid="message"]:not(:empty)')
     expect(await byId(page, 'message').textContent()).toBe(
-      "This visit's budget of $0.001 is used up: the call was not paid and nothing was signed.",
+      'Your wallet declined: no access key was allowed and nothing was paid.',
     )
-    expect(await byId(page, 'receipts').locator('li').count()).toBe(0)
-    // The server saw the unpaid request only; no channel was opened, the wallet kept its funds.
-    expect(small.rpc.counters).toEqual({
-      requests: 1,
-      challenges: 1,
-      forwarded: 0,
-      payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
-    })
-    expect(await reserveEvents('ChannelOpened', small.wallet)).toEqual([])
-    expect(await balanceOf(net, small.wallet)).toBe(funding)
+    expect(await byId(page, 'key-status').textContent()).toBe(
+      'None: allow payments to make paid calls.',
+    )
+    expect(await byId(page, 'call').isDisabled()).toBe(true)
+
+    // Nothing was stored: a reload still has no key.
+    await page.reload()
+    await page.waitForSelector('body[data-ready="true"]')
+    expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
+    expect(dapp.rpc.counters).toEqual(counted)
     expect(errors).toEqual([])
-  } finally {
     await context.close()
-    await small.stop()
-  }
-})
+  },
+)
+
+browserTest(
+  'a budget too small for the next payment: the page says it is used up, and nothing is signed or paid',
+  async () => {
+    // One call costs 0.001 plus its most fee: a budget of 0.001 cannot pay the open.
+    const small = await startDapp({ net, funding, price, maxDeposit, budget: 1_000n })
+    const context = await browser.newContext()
+    try {
+      const page = await context.newPage()
+      const errors = await open(page, small.page.url)
+      await byId(page, 'allow').click()
+      await page.waitForSelector('[data-testid="prompt"]:not([hidden])')
+      await byId(page, 'approve').click()
+      await page.waitForSelector('[data-testid="key-status"][data-key^="0x"]')
+
+      await byId(page, 'call').click()
+      await page.waitForSelector('[data-testid="message"]:not(:empty)')
+      expect(await byId(page, 'message').textContent()).toBe(
+        "This visit's budget of $0.001 is used up: the call was not paid and nothing was signed.",
+      )
+      expect(await byId(page, 'receipts').locator('li').count()).toBe(0)
+      // The server saw the unpaid request only; no channel was opened, the wallet kept its funds.
+      expect(small.rpc.counters).toEqual({
+        requests: 1,
+        challenges: 1,
+        forwarded: 0,
+        payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
+      })
+      expect(await reserveEvents('ChannelOpened', small.wallet)).toEqual([])
+      expect(await balanceOf(net, small.wallet)).toBe(funding)
+      expect(errors).toEqual([])
+    } finally {
+      await context.close()
+      await small.stop()
+    }
+  },
+)
