@@ -415,6 +415,35 @@ describe('fileChannelStore pool', () => {
     })
   })
 
+  test("a channel set aside (opened: false) gives mppx's row to a usable one of its scope", async () => {
+    const store = fileChannelStore(path)
+    const { options } = tallied()
+    const first = await store.pool.add(entry, { ...options, openingUntil: 1_900_000_000 })
+    const next = await store.pool.add(second, { ...options, openingUntil: 1_900_000_000 })
+    expect(mppxGet(origin)?.channelId).toBe(entry.channelId)
+    // The server disowned the first (a 410 while it is funded): it is kept, unusable.
+    await first.update({ opened: false })
+    expect(mppxGet(origin)?.channelId).toBe(second.channelId)
+    expect(
+      query(
+        'SELECT channel_id, scope_key, state FROM channels ORDER BY channel_id = ? DESC',
+        entry.channelId,
+      ),
+    ).toEqual([
+      {
+        channel_id: entry.channelId,
+        scope_key: `${origin}\n${key}\n${entry.channelId}`,
+        state: 'gone',
+      },
+      { channel_id: second.channelId, scope_key: `${origin}\n${key}`, state: 'active' },
+    ])
+    // A usable canonical row stays where it is.
+    await first.update({ opened: true })
+    expect(mppxGet(origin)?.channelId).toBe(second.channelId)
+    await Promise.all([first.release(), next.release()])
+    await store.close()
+  })
+
   test('raise writes the mark ahead, in the ledger and the entry; release writes the tally exactly; free returns it', async () => {
     const store = fileChannelStore(path)
     const { tally, options } = tallied()

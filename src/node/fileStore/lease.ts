@@ -22,6 +22,8 @@ export type LeaseContext = {
   byId(channelId: string): StoredChannel | undefined
   /** Deletes the channel's row and ledger; the scope's next channel takes its place. */
   erase(channelId: string): void
+  /** After a change of state: a usable channel of the scope takes the row other tools read. */
+  reorder(channelId: string): void
   /** What ends each lease held through the pool, exactly (`releaseAll`, before the file closes). */
   held: Set<() => void>
 }
@@ -167,6 +169,7 @@ export function leaseOn(
           },
           opened === undefined ? undefined : opened ? states.active : states.gone,
         )
+        if (opened !== undefined) context.reorder(channelId)
       })
     },
     async release() {

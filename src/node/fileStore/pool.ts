@@ -90,6 +90,35 @@ export function sqlitePool(
     const next = statements.firstPooled.get(low, high) as { channel_id: string } | undefined
     if (next) statements.move.run(canonical, originColumn(namespace), namespace, next.channel_id)
   }
+  /**
+   * The canonical row is what mppx, mpp-rs and Foundry read: once the channel `channelId` changed
+   * state, a usable channel of its scope takes that row from one that is not (an open that
+   * failed, a channel set aside as unknown to the server), which moves to the pool.
+   */
+  const reorder = (channelId: string) => {
+    const stored = byId(channelId)
+    if (!stored) return
+    const { namespace } = stored
+    const { key } = stored.record
+    const canonical = canonicalKey(namespace, key)
+    const first = statements.canonicalRow.get(canonical) as
+      | { channel_id: string; state: string }
+      | undefined
+    if (!first || first.state === states.active) return
+    const [low, high] = pooledRange(namespace, key)
+    const usable = statements.firstActivePooled.get(low, high, states.active) as
+      | { channel_id: string }
+      | undefined
+    if (!usable) return
+    const column = originColumn(namespace)
+    statements.move.run(
+      pooledKey(namespace, key, first.channel_id),
+      column,
+      namespace,
+      first.channel_id,
+    )
+    statements.move.run(canonical, column, namespace, usable.channel_id)
+  }
   /** Read by its `scope_key` alone, so that a row another tool damaged can still be removed. */
   const erase = (channelId: string) => {
     const row = statements.scopeKeyOf.get(channelId) as { scope_key: string | null } | undefined
@@ -125,7 +154,7 @@ export function sqlitePool(
     )
   }
 
-  const context: LeaseContext = { database, path, statements, byId, erase, held }
+  const context: LeaseContext = { database, path, statements, byId, erase, reorder, held }
   /** Takes a lease in a transaction, starting its renewal once the lease is committed. */
   const takeLease = (channelId: string, take: () => ReturnType<typeof leaseOn> | undefined) => {
     const taken = guarded(take, channelId)
@@ -238,6 +267,10 @@ export function prepare(database: Database) {
     byId: database.prepare(`${select} WHERE lower(c.channel_id) = lower(?)`),
     all: database.prepare(`${select} WHERE c.scope_key IS NOT NULL ORDER BY c.rowid`),
     scopeTaken: database.prepare('SELECT 1 FROM channels WHERE scope_key = ?'),
+    canonicalRow: database.prepare('SELECT channel_id, state FROM channels WHERE scope_key = ?'),
+    firstActivePooled: database.prepare(
+      'SELECT channel_id FROM channels WHERE scope_key > ? AND scope_key < ? AND state = ? ORDER BY rowid LIMIT 1',
+    ),
     firstPooled: database.prepare(
       'SELECT channel_id FROM channels WHERE scope_key > ? AND scope_key < ? ORDER BY rowid LIMIT 1',
     ),
