@@ -190,8 +190,13 @@ export async function startReserveShim({
           }
         return simulate(message, forward)
       case 'eth_call':
-      case 'eth_estimateGas':
-        return simulate(message, forward)
+      case 'eth_estimateGas': {
+        const plain = asSingleCall(message)
+        return simulate(
+          plain,
+          async () => (await post(upstream, JSON.stringify(plain)))[0] as RpcResponse,
+        )
+      }
       case 'eth_sendRawTransaction':
       case 'eth_sendRawTransactionSync':
         break
@@ -347,6 +352,18 @@ function reservedTokensOf(calls: readonly ReturnType<typeof decodeReserveCall>[]
     if (call?.functionName === 'topUp') return [call.args[0].token]
     return []
   })
+}
+
+/**
+ * A call in Tempo's form (`calls: [{ to, data, value }]`, no `to`: what viem sends for an account
+ * of `viem/tempo`) as the plain call anvil runs: a Tempo node runs the one call the same way.
+ */
+function asSingleCall(message: RpcMessage): RpcMessage {
+  const [request, ...rest] = message.params ?? []
+  const { calls, ...fields } = (request ?? {}) as CallRequest
+  if (calls?.length !== 1 || (request as CallRequest).to) return message
+  const [{ to, data, input, value } = {}] = calls as (Call & { value?: Hex })[]
+  return { ...message, params: [{ ...fields, to, data: data ?? input, value }, ...rest] }
 }
 
 function callsOf(request: CallRequest | undefined): readonly Call[] {
