@@ -1,4 +1,5 @@
-import { type Hex, BaseError as ViemBaseError } from 'viem'
+import { formatUnits, type Hex, isAddressEqual, BaseError as ViemBaseError } from 'viem'
+import { Addresses } from 'viem/tempo'
 import { defaultMaxAmount } from './internal/defaultProvider.js'
 import { redactError } from './internal/redactUrl.js'
 import type { Problem } from './Problem.js'
@@ -186,8 +187,8 @@ export class PaymentRefusedError extends BaseError {
     feeToken?: string | undefined
     /** The limit it broke (`maxAmount`, or what is left of `budget`). */
     limit?: bigint | undefined
-    /** For `insufficientFunds`: the payer's balance of `token`, and what the payment needs of it. */
-    balance?: { token: string; available: bigint; needed: bigint } | undefined
+    /** For `insufficientFunds`: the payer's balance of a token, and what the payment needs of it. */
+    balance?: PaymentRefusedError.Shortfall | undefined
     /** For `accessKeyLimit`: the access key's limit that the payment breaks. */
     accessKey?: PaymentRefusedError.AccessKeyLimit | undefined
     /** What `onPaymentRequired` threw, if it threw. */
@@ -200,11 +201,7 @@ export class PaymentRefusedError extends BaseError {
         ...(fee > 0n ? [`Fee: at most ${fee} (base units of ${feeToken})`] : []),
         ...(limit === undefined ? [] : [`Limit: ${limit}`]),
         ...(reason === 'maxAmount' ? [maxAmountHint] : []),
-        ...(balance
-          ? [
-              `Balance: ${balance.available}, needed: ${balance.needed} (base units of ${balance.token})`,
-            ]
-          : []),
+        ...(balance ? shortfallOf(balance) : []),
         ...(accessKey ? [accessKeyLimitOf(accessKey)] : []),
       ],
       name: 'PaymentRefusedError',
@@ -234,6 +231,15 @@ export declare namespace PaymentRefusedError {
     | { expiredAt: bigint }
     | { token: string; remaining: bigint; needed: bigint }
     | { call: AccessKeyCall; scopes: readonly AccessKeyScope[] }
+  /** A payer's balance of `token` short of what a payment `needed`, and what adds up to it. */
+  type Shortfall = {
+    payer: string
+    token: string
+    available: bigint
+    needed: bigint
+    /** What `needed` is made of: the payment, a session's deposit, the most fee. */
+    parts: readonly { label: string; amount: bigint }[]
+  }
   /** A call of the payment transaction: its target, function and (for a transfer) recipient. */
   type AccessKeyCall = {
     target: string
@@ -247,6 +253,27 @@ export declare namespace PaymentRefusedError {
     selector?: string | undefined
     recipients?: readonly string[] | undefined
   }
+}
+
+/** TIP-20 tokens have 6 decimals. */
+const tip20Decimals = 6
+
+/** `amount` of `token` for people: `0.001 pathUSD`, or the token's address for another. */
+function tokenAmount(amount: bigint, token: string) {
+  const name = isAddressEqual(token as Hex, Addresses.pathUsd) ? 'pathUSD' : token
+  return `${formatUnits(amount, tip20Decimals)} ${name}`
+}
+
+/** What an `insufficientFunds` refusal says: whose balance, how much, and what adds up to the need. */
+function shortfallOf({ payer, token, available, needed, parts }: PaymentRefusedError.Shortfall) {
+  const sum = parts
+    .filter(({ amount }) => amount > 0n)
+    .map(({ label, amount }) => `${label} ${tokenAmount(amount, token)}`)
+    .join(' + ')
+  return [
+    `Payer: ${payer}`,
+    `Balance: ${tokenAmount(available, token)}; needed: ${tokenAmount(needed, token)}${sum ? ` (${sum})` : ''}. In base units: ${available} of ${needed}.`,
+  ]
 }
 
 function accessKeyLimitOf(limit: PaymentRefusedError.AccessKeyLimit) {

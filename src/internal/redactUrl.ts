@@ -34,13 +34,28 @@ export function redactError(error: unknown, depth = 0): Error {
   const { shortMessage, details } = source as { shortMessage?: unknown; details?: unknown }
   const message =
     typeof shortMessage === 'string'
-      ? `${shortMessage}${typeof details === 'string' && details ? ` ${details}` : ''}`
+      ? `${shortMessage}${typeof details === 'string' && details ? ` ${details}` : ''}${contractOf(source)}`
       : source.message
   const copy = new Error(redactUrls(message))
   copy.name = source.name
   if (source.cause !== undefined && depth < 8)
     Object.defineProperty(copy, 'cause', { value: redactError(source.cause, depth + 1) })
   return copy
+}
+
+/**
+ * The contract and function of a failed contract call, from viem's "Contract Call" meta lines:
+ * context that helps and holds no secret (unlike the request body, a signed transaction's).
+ */
+function contractOf(error: Error): string {
+  const { metaMessages } = error as { metaMessages?: unknown }
+  if (!Array.isArray(metaMessages)) return ''
+  const lines = metaMessages.filter((line): line is string => typeof line === 'string').join('\n')
+  const call = lines.slice(lines.indexOf('Contract Call:'))
+  const address = /^\s*address:\s*(0x[0-9a-fA-F]{40})\s*$/m.exec(call)?.[1]
+  const fn = /^\s*function:\s*(.+?)\s*$/m.exec(call)?.[1]
+  if (!lines.includes('Contract Call:') || !address) return ''
+  return ` (contract ${address}${fn ? `, function ${fn}` : ''})`
 }
 
 const redactedInPlace = new WeakSet<Error>()

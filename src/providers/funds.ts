@@ -44,6 +44,7 @@ export async function assertAffordable(
     account,
     token,
     spends,
+    spent = 'the payment',
     amount,
     fee,
     feeToken,
@@ -53,6 +54,8 @@ export async function assertAffordable(
     account: Account
     token: Address
     spends: bigint
+    /** What `spends` is, for the error: `the payment` (a charge), or `the deposit` (a channel's). */
+    spent?: 'the payment' | 'the deposit' | undefined
     amount: bigint
     fee: bigint
     feeToken: Address | undefined
@@ -69,8 +72,16 @@ export async function assertAffordable(
     keychain,
   )
   const sameToken = !!feeToken && isAddressEqual(feeToken, token)
-  const needs = [{ token, needed: spends + (sameToken ? fee : 0n) }]
-  if (fee > 0n && feeToken && !sameToken) needs.push({ token: feeToken, needed: fee })
+  const mostFee = { label: 'the most fee', amount: fee }
+  const needs = [
+    {
+      token,
+      needed: spends + (sameToken ? fee : 0n),
+      parts: [{ label: spent, amount: spends }, ...(sameToken ? [mostFee] : [])],
+    },
+  ]
+  if (fee > 0n && feeToken && !sameToken)
+    needs.push({ token: feeToken, needed: fee, parts: [mostFee] })
   await Promise.all(
     needs.map(async (need) => {
       const balance = await readContract(client, {
@@ -86,7 +97,7 @@ export async function assertAffordable(
           fee,
           currency: token,
           feeToken,
-          balance: { token: need.token, available: balance, needed: need.needed },
+          balance: { payer: account.address, available: balance, ...need },
         })
     }),
   )

@@ -206,9 +206,8 @@ describe('low balance', () => {
       "The payer's balance cannot cover the payment and its fee; nothing was signed or paid.",
     )
     expect(refused.fee).toBeGreaterThan(0n)
-    expect(refused.message).toContain(
-      `Balance: ${funding}, needed: ${price + refused.fee} (base units of ${net.currency})`,
-    )
+    expect(refused.metaMessages).toContain(`Payer: ${payer.address}`)
+    expect(refused.message).toContain(`In base units: ${funding} of ${price + refused.fee}.`)
     // Refused while preparing: not even the hook was asked, and nothing left.
     expect(asked).toEqual([])
     expect(sent).toEqual([])

@@ -243,7 +243,8 @@ describe('fees', () => {
     expect(refused.metaMessages).toEqual([
       `Amount: 1000000 (base units of ${currency})`,
       `Fee: at most 1320 (base units of ${currency})`,
-      `Balance: 1001319, needed: 1001320 (base units of ${currency})`,
+      `Payer: ${account.address}`,
+      'Balance: 1.001319 pathUSD; needed: 1.00132 pathUSD (the payment 1 pathUSD + the most fee 0.00132 pathUSD). In base units: 1001319 of 1001320.',
     ])
 
     const { client: enough } = stubChainClient({ balance: 1_001_320n })

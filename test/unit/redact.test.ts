@@ -1,4 +1,9 @@
-import { HttpRequestError } from 'viem'
+import {
+  ContractFunctionExecutionError,
+  ContractFunctionZeroDataError,
+  HttpRequestError,
+  parseAbi,
+} from 'viem'
 import { describe, expect, test } from 'vitest'
 import { redactError, redactUrl, redactUrls } from '../../src/internal/redactUrl.js'
 
@@ -31,5 +36,21 @@ describe('redaction', () => {
     expect(cause.message).toBe('HTTP request failed. boom at https://rpc.example.com')
     for (let error: unknown = copy; error instanceof Error; error = error.cause)
       expect(error.message).not.toContain('SECRET')
+  })
+
+  test("a failed contract read keeps its contract and function, not the request's body", () => {
+    const abi = parseAbi(['function balanceOf(address) view returns (uint256)'])
+    const error = new ContractFunctionExecutionError(
+      new ContractFunctionZeroDataError({ functionName: 'balanceOf' }),
+      {
+        abi,
+        functionName: 'balanceOf',
+        args: ['0x1111111111111111111111111111111111111111'],
+        contractAddress: '0x20C0000000000000000000000000000000000000',
+      },
+    )
+    expect(redactError(error).message).toBe(
+      'The contract function "balanceOf" returned no data ("0x"). (contract 0x20C0000000000000000000000000000000000000, function balanceOf(address))',
+    )
   })
 })

@@ -44,6 +44,7 @@ export async function prepareAffordable(
       account,
       token: request.currency,
       spends,
+      spent: 'the deposit',
       amount: request.amount,
       fee,
       feeToken,
