@@ -87,6 +87,7 @@ export class PaymentRequiredError extends BaseError {
         ...(offered.length ? ['Offered:', ...offered.map((offer) => `  ${offer}`)] : []),
         ...(keys ? keysFound(keys) : []),
         ...(reason === 'noProvider' ? setupGuidance : []),
+        ...(reason === 'invalidKey' ? invalidKeyGuidance : []),
         ...(reason === 'paidChainRpc' ? unpaidClientGuidance : []),
       ],
       name: 'PaymentRequiredError',
@@ -99,6 +100,7 @@ export class PaymentRequiredError extends BaseError {
 export declare namespace PaymentRequiredError {
   type Reason =
     | 'noProvider'
+    | 'invalidKey'
     | 'noChallenge'
     | 'noSupportedChallenge'
     | 'redirected'
@@ -108,6 +110,8 @@ export declare namespace PaymentRequiredError {
 
 const shortMessages: Record<PaymentRequiredError.Reason, string> = {
   noProvider: 'The endpoint requires payment, and no payment provider is configured.',
+  invalidKey:
+    'The endpoint requires payment, and the Tempo key set up for it is malformed: nothing was paid.',
   noChallenge: 'The endpoint answered 402 Payment Required without a usable Payment challenge.',
   noSupportedChallenge: 'The endpoint requires a payment that the configured provider cannot make.',
   redirected:
@@ -117,6 +121,11 @@ const shortMessages: Record<PaymentRequiredError.Reason, string> = {
   paidChainRpc:
     "The default provider cannot pay: the chain's RPC is this paid endpoint, and preparing a payment reads the chain through it.",
 }
+
+const invalidKeyGuidance = [
+  'Fix it (what is wrong is below), or unset it: TEMPO_PRIVATE_KEY must be 0x and 64 hex digits;',
+  'keys.toml is written by the Tempo CLI (`tempo wallet login`).',
+]
 
 /** What key discovery found: TEMPO_PRIVATE_KEY unset, and the entries of keys.toml that did not fit. */
 const keysFound = ({ path, passedOver }: { path: string; passedOver: readonly string[] }) =>

@@ -9,7 +9,7 @@ import { charge } from '../providers/charge.js'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
 import { tempo } from '../providers/tempo.js'
 import { fileChannelStore } from './fileChannelStore.js'
-import { discoverKey, keysTomlPath } from './keys.js'
+import { discoverKey, KeyDiscoveryError, keysTomlPath } from './keys.js'
 
 /**
  * The provider `mppHttp` uses in Node when none is given: {@link tempo} — a TIP-1034 session
@@ -27,7 +27,9 @@ import { discoverKey, keysTomlPath } from './keys.js'
  * - `paidChainRpc` when the chain's RPC is `paidUrl`, the endpoint being paid: preparing a
  *   payment reads the chain, and those reads would need paying too;
  * - `noProvider` when no key fits, saying how to set one up, what the server offered and why
- *   each key found was passed over (never quoting key material).
+ *   each key found was passed over (never quoting key material);
+ * - `invalidKey` when `TEMPO_PRIVATE_KEY` or `keys.toml` is malformed (what is wrong is its
+ *   cause, without key material).
  *
  * @example
  * ```ts
@@ -55,7 +57,16 @@ export async function discoverProvider({
   const currency = challenges
     .map((challenge) => (challenge.request as { currency?: unknown }).currency)
     .find((currency): currency is Address => typeof currency === 'string')
-  const { account, path, passedOver } = await discoverKey({ chainId: chain.id, currency, env })
+  const { account, path, passedOver } = await discoverKey({
+    chainId: chain.id,
+    currency,
+    env,
+  }).catch((error: unknown) => {
+    // A key that is there but malformed: that, not a missing provider, is what to fix.
+    if (error instanceof KeyDiscoveryError)
+      throw new PaymentRequiredError({ reason: 'invalidKey', origin, cause: error })
+    throw error
+  })
   if (!account)
     throw new PaymentRequiredError({
       reason: 'noProvider',

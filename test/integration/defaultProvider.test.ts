@@ -107,3 +107,18 @@ test('no key anywhere: PaymentRequiredError telling how to set one up, nothing p
   expect(error.message).toContain('keys.toml')
   expect(rpc.counters.payments.charge).toBe(0)
 })
+
+test('a malformed TEMPO_PRIVATE_KEY: PaymentRequiredError invalidKey saying so first, never quoting it', async () => {
+  const rpc = await localnet.startPaidRpc()
+  vi.stubEnv('TEMPO_PRIVATE_KEY', '0x1234')
+  const error = await rejectionOf(paidClient(rpc.url).getChainId())
+  expect(error).toBeInstanceOf(PaymentRequiredError)
+  expect(error).toMatchObject({
+    reason: 'invalidKey',
+    shortMessage:
+      'The endpoint requires payment, and the Tempo key set up for it is malformed: nothing was paid.',
+    details: 'TEMPO_PRIVATE_KEY is not a 32-byte hex private key.',
+  })
+  expect(error.message).not.toContain('0x1234')
+  expect(rpc.counters.payments.charge).toBe(0)
+})
