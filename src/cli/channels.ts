@@ -14,7 +14,11 @@ import {
 } from '../channels/index.js'
 import { sameId } from '../channels/shared.js'
 import { redactUrl } from '../internal/redactUrl.js'
-import { type FileChannelStore, fileChannelStore } from '../node/fileChannelStore.js'
+import {
+  defaultStorePath,
+  type FileChannelStore,
+  fileChannelStore,
+} from '../node/fileChannelStore.js'
 import { discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
 import { defineLocalnetChain } from '../testing/localnet/chain.js'
 import { commonOptions, parseCommand, parseHttpUrl, parseInteger } from './args.js'
@@ -166,8 +170,15 @@ async function list(args: readonly string[]) {
   if (values.help) return printHelp(help.list)
   const store = openStore(values.store)
   const rpcUrl = await rpcUrlOf(values['rpc-url'], command)
-  // A store that does not exist has no channels, and is not created by looking.
-  if (!existsSync(store.path)) return printChannels([], { json: values.json, now: nowSeconds() })
+  // A store that does not exist has no channels, and is not created by looking; a path given
+  // that names nothing is more likely a typo than an empty store.
+  if (!existsSync(store.path)) {
+    if (values.store !== undefined)
+      throw new CliError(
+        `No channel store at ${store.path}: check --store (the default is ${defaultStorePath()}).`,
+      )
+    return printChannels([], { json: values.json, now: nowSeconds() })
+  }
   return using(store, async () => {
     const client = rpcUrl ? await connect(rpcUrl) : undefined
     const summaries = await listChannels({ store, client })

@@ -51,7 +51,7 @@ export type FileChannelStore = ChannelStore &
  * const provider = session({ account, client, store: fileChannelStore() })
  * ```
  */
-export function fileChannelStore(path: string = defaultPath()): FileChannelStore {
+export function fileChannelStore(path: string = defaultStorePath()): FileChannelStore {
   const file = resolve(path)
   const namespaces = new Map<string, Promise<SqliteChannelStore>>()
   let pooled: Promise<{ database: Database; pool: ReturnType<typeof sqlitePool> }> | undefined
@@ -154,6 +154,6 @@ export function fileChannelStore(path: string = defaultPath()): FileChannelStore
 }
 
 /** `$TEMPO_HOME/wallet/channels.db`, beside `keys.toml` (mppx's own default ignores `TEMPO_HOME`). */
-function defaultPath() {
+export function defaultStorePath() {
   return join(dirname(keysTomlPath()), 'channels.db')
 }

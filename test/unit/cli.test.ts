@@ -173,17 +173,29 @@ describe('failures: one line on stderr, exit 1, no secrets', () => {
     }
   })
 
-  test('list on a store that does not exist: no channels, and no file made', async () => {
-    const path = join(dir, 'missing.db')
-    expect(await runCli(['channels', 'list', '--store', path])).toEqual({
+  test('list with no store yet (the default path): no channels, and no file made', async () => {
+    const home = join(dir, 'home')
+    const path = join(home, 'wallet', 'channels.db')
+    expect(await runCli(['channels', 'list'], { TEMPO_HOME: home })).toEqual({
       code: 0,
       stdout: 'No channels.\n',
       stderr: '',
     })
-    expect(await runCli(['channels', 'list', '--store', path, '--json'])).toEqual({
+    expect(await runCli(['channels', 'list', '--json'], { TEMPO_HOME: home })).toEqual({
       code: 0,
       stdout: '[]\n',
       stderr: '',
+    })
+    expect(existsSync(path)).toBe(false)
+  })
+
+  test('list --store naming no file (a typo): one line saying so, exit 1, no file made', async () => {
+    const home = join(dir, 'home')
+    const path = join(dir, 'chanels.db')
+    expect(await runCli(['channels', 'list', '--store', path], { TEMPO_HOME: home })).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `viem-mpp: No channel store at ${path}: check --store (the default is ${join(home, 'wallet', 'channels.db')}).\n`,
     })
     expect(existsSync(path)).toBe(false)
   })
