@@ -1,0 +1,163 @@
+import { expect, test } from 'vitest'
+import {
+  PaymentFailedError,
+  PaymentRefusedError,
+  PaymentRequiredError,
+  session,
+} from '../../src/index.js'
+import { useLocalnet } from '../support/localnet.js'
+import { type PaidHook, startProxy } from '../support/proxy.js'
+import { sessionHelpers } from '../support/sessions.js'
+
+/**
+ * A fault storm: 1000 paid session calls, 50 at a time, through a proxy that hits about one paid
+ * request in ten with a fault (the connection reset before the server sees it, or after it
+ * answered; a 502 after it accepted; a 410; a stale 402; an answer slower than `paymentTimeout`).
+ * Every call ends, paid or with a typed error. The payee holds vouchers for what it served plus
+ * credit that failed calls left unused (printed: the exposure to a payee that settles its highest
+ * voucher alone), and the close settles on chain exactly what it served.
+ */
+const localnet = useLocalnet()
+const { accountOf, chainClient, paidClient, channelEvents, blockNumber } = sessionHelpers(localnet)
+
+type Fault = 'dropBefore' | 'dropAfter' | 'badGateway' | 'gone' | 'stale' | 'slow'
+const faults: readonly Fault[] = ['dropBefore', 'dropAfter', 'badGateway', 'gone', 'stale', 'slow']
+const paymentTimeout = 1_500
+
+test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close settles exactly what the payee served', async () => {
+  const rpc = await localnet.startPaidRpc({ intent: 'session' })
+  const account = accountOf(8)
+  const from = await blockNumber()
+  const seed = Number(process.env.STORM_SEED ?? Date.now() % 1_000_000)
+  const random = mulberry32(seed)
+  const dealt: Record<Fault, number> = {
+    dropBefore: 0,
+    dropAfter: 0,
+    badGateway: 0,
+    gone: 0,
+    stale: 0,
+    slow: 0,
+  }
+  const hook: PaidHook = async (_, forward) => {
+    if (random() >= 0.1) return forward()
+    const fault = faults[Math.floor(random() * faults.length)]!
+    dealt[fault]++
+    switch (fault) {
+      case 'dropBefore':
+        return 'drop'
+      case 'dropAfter':
+        await (await forward()).text()
+        return 'drop'
+      case 'badGateway':
+        await (await forward()).text()
+        return new Response('bad gateway', { status: 502 })
+      case 'gone':
+        return problem(410, 'session/channel-not-found')
+      case 'stale':
+        return problem(402, 'verification-failed', 'voucher must be strictly greater')
+      case 'slow': {
+        const answer = await forward()
+        await new Promise((resolve) => setTimeout(resolve, paymentTimeout + 500))
+        return answer
+      }
+    }
+  }
+  const proxy = await startProxy(rpc.url, hook)
+  try {
+    const provider = session({ account, client: chainClient() })
+    const client = paidClient(proxy.url, { provider, paymentTimeout, retryCount: 0 })
+    let next = 0
+    let ok = 0
+    const failures = new Map<string, number>()
+    let firstFailure: string | undefined
+    const worker = async () => {
+      while (next < 1000) {
+        const id = ++next
+        try {
+          await client.getBalance({ address: `0x${id.toString(16).padStart(40, '0')}` })
+          ok++
+        } catch (error) {
+          const typed =
+            error instanceof PaymentFailedError ||
+            error instanceof PaymentRefusedError ||
+            error instanceof PaymentRequiredError
+          const detail = /Detail: (.*)/.exec((error as Error).message)?.[1] ?? ''
+          const name = typed
+            ? `${(error as Error).name}: ${(error as { shortMessage?: string }).shortMessage} ${detail} ${(error as Error).cause ? String((error as Error).cause).slice(0, 120) : ''}`
+            : `untyped: ${(error as Error).message}`
+          failures.set(name, (failures.get(name) ?? 0) + 1)
+          if (!firstFailure)
+            firstFailure = (error as Error).message.split('\n').slice(0, 12).join(' | ')
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: 50 }, worker))
+    const failed = [...failures.values()].reduce((sum, n) => sum + n, 0)
+    console.log(
+      `[storm] seed ${seed}: ${ok} paid, failures ${JSON.stringify(Object.fromEntries(failures))}, faults ${JSON.stringify(dealt)}; the first failure: ${firstFailure}`,
+    )
+    expect([...failures.keys()].filter((name) => name.startsWith('untyped'))).toEqual([])
+    expect(ok + failed).toBe(1000)
+    expect(ok).toBeGreaterThan(500)
+
+    // What the payee holds, on its own books, before the close.
+    const opened = await channelEvents('ChannelOpened', account.address, from)
+    const books = await Promise.all(
+      opened.map(async (log) => {
+        const channelId = (log.args as { channelId: `0x${string}` }).channelId
+        return { channelId, ...(await rpc.channel(channelId)) }
+      }),
+    )
+    let held = 0n
+    let served = 0n
+    for (const channel of books) {
+      // The server's own books agree: what it spent is its price times the calls it served.
+      expect(channel.spent).toBe(BigInt(channel.units ?? 0) * rpc.price)
+      expect(channel.highestVoucher ?? 0n).toBeGreaterThanOrEqual(channel.spent ?? 0n)
+      held += channel.highestVoucher ?? 0n
+      served += channel.spent ?? 0n
+    }
+    console.log(
+      `[storm] ${opened.length} channel(s): the payee holds ${held} for ${served} served (${(held - served) / rpc.price} prices over, ${failed} calls failed)`,
+    )
+    // Every call the payer saw succeed was served. Above what was served, the payee holds credit
+    // from vouchers signed while others were in flight (at most 100 per channel) that a failed
+    // call left unused, and the calls whose outcome was lost, which the payer counts as paid.
+    expect(served).toBeGreaterThanOrEqual(BigInt(ok) * rpc.price)
+    expect(held - served).toBeLessThanOrEqual(BigInt(failed + 100 * opened.length) * rpc.price)
+
+    // The close settles on chain exactly what the server served on each channel, and refunds
+    // the rest.
+    const closed = await provider.close()
+    expect(closed.map(({ channelId, settled }) => ({ channelId, settled })).sort(byId)).toEqual(
+      books
+        .filter(({ spent }) => spent !== undefined)
+        .map(({ channelId, spent }) => ({ channelId, settled: spent }))
+        .sort(byId),
+    )
+  } finally {
+    await proxy.stop()
+  }
+}, 240_000)
+
+const byId = (a: { channelId: string }, b: { channelId: string }) =>
+  a.channelId.localeCompare(b.channelId)
+
+function problem(status: number, type: string, detail = type) {
+  return Response.json(
+    { type: `https://paymentauth.org/problems/${type}`, detail },
+    { status, headers: { 'content-type': 'application/problem+json' } },
+  )
+}
+
+/** A small seeded PRNG, so that a failing storm can be replayed (`STORM_SEED`). */
+function mulberry32(seed: number) {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
