@@ -59,12 +59,14 @@ Run 'viem-mpp channels <command> --help' for a command's own options.
   list: `Usage: viem-mpp channels list [options]
 
 Lists the channels in the store, refreshed from the chain when an RPC is known (--rpc-url, or
-keys.toml's chain). With --json: an array of objects with channelId, origin, chainId, escrow,
+keys.toml's chain); without one, or when it does not answer, as stored (STATE "open (stored)",
+and one line on stderr says why). With --json: an array of objects with channelId, origin, chainId, escrow,
 payer, payee, authorizedSigner, currency, deposit, cumulativeAmount, acceptedAmount,
 settledAmount, refundable (decimal strings of base units), state ('open', 'closeRequested',
 'closed'), withdrawableAt (unix seconds, or null), exact (whether cumulativeAmount is exactly
 the highest voucher signed, or only the most that may have been) and lease (the pid and host
-of the process holding the channel, and whether it is alive; null when none).
+of the process holding the channel, and whether it is alive; null when none), and refreshed
+(whether the chain was read).
 
 Options:
 ${commonHelp}
@@ -180,9 +182,28 @@ async function list(args: readonly string[]) {
     return printChannels([], { json: values.json, now: nowSeconds() })
   }
   return using(store, async () => {
-    const client = rpcUrl ? await connect(rpcUrl) : undefined
-    const summaries = await listChannels({ store, client })
-    return printChannels(summaries, { json: values.json, now: await now(client) })
+    // Without the chain, the channels are listed as stored, and said to be.
+    let stale = rpcUrl ? undefined : 'no --rpc-url'
+    const client = rpcUrl
+      ? await connect(rpcUrl).catch(() => {
+          stale = `no JSON-RPC node answers at ${redactUrl(rpcUrl)}`
+          return undefined
+        })
+      : undefined
+    const summaries = await listChannels({ store, client }).catch(async (error: unknown) => {
+      if (!(error instanceof ChannelError && error.reason === 'rpcUnreachable')) throw error
+      stale = `the chain's RPC failed (${error.shortMessage})`
+      return listChannels({ store })
+    })
+    if (stale && summaries.length > 0)
+      process.stderr.write(
+        `viem-mpp: not refreshed from the chain (${stale}): states and deposits are as stored.\n`,
+      )
+    return printChannels(summaries, {
+      json: values.json,
+      now: await now(stale ? undefined : client),
+      refreshed: !stale,
+    })
   })
 }
 
@@ -362,16 +383,20 @@ function printJson(value: unknown) {
 
 function printChannels(
   summaries: readonly ChannelSummary[],
-  { json, now }: { json: boolean | undefined; now: number },
+  {
+    json,
+    now,
+    refreshed = true,
+  }: { json: boolean | undefined; now: number; refreshed?: boolean | undefined },
 ) {
-  if (json) return printJson(summaries.map(jsonOf))
+  if (json) return printJson(summaries.map((summary) => ({ ...jsonOf(summary), refreshed })))
   if (summaries.length === 0) {
     process.stdout.write('No channels.\n')
     return exitCodes.ok
   }
   const rows = summaries.map((channel) => [
     channel.channelId,
-    channel.state,
+    refreshed ? channel.state : `${channel.state} (stored)`,
     formatAmount(channel.deposit, channel.currency),
     `${formatAmount(channel.cumulativeAmount, channel.currency)}${channel.exact ? '' : ' (at most)'}`,
     leaseOf(channel),

@@ -96,6 +96,7 @@ test('list after three paid calls: the channel, its deposit and cumulative amoun
       payer,
       payee: rpc.payee,
       authorizedSigner: payer,
+      refreshed: true,
     },
   ])
 
@@ -261,7 +262,12 @@ test('sync after the store file is deleted brings the channel back; the next cal
   const { rpc, channelId } = await threeCalls(3)
   const payer = accountOf(3).address
   for (const suffix of ['', '-wal', '-shm']) await rm(`${storePath}${suffix}`, { force: true })
-  expect(await listJson(3)).toEqual([])
+  // The store named is gone: said so, not listed as empty.
+  const gone = await channels(3, ['list', '--json'])
+  expect(gone).toMatchObject({ code: 1, stdout: '' })
+  expect(linesOf(gone.stderr)).toEqual([
+    expect.stringMatching(/^viem-mpp: No channel store at .*channels\.db: check --store/),
+  ])
 
   const synced = await channels(3, ['sync', '--json'])
   expect(synced.code).toBe(0)
@@ -288,6 +294,23 @@ test('sync after the store file is deleted brings the channel back; the next cal
     await store?.close()
   }
   expect(await channelEvents('ChannelOpened', payer, from)).toEqual([])
+})
+
+test('list without the chain: the rows as stored, marked so, and one line on stderr saying why', async () => {
+  const { channelId } = await threeCalls(5)
+  const unreachable = 'http://127.0.0.1:9/secret-path'
+  const json = await channels(5, ['list', '--json'], { rpcUrl: unreachable })
+  expect(json.code).toBe(0)
+  expect(linesOf(json.stderr)).toEqual([
+    'viem-mpp: not refreshed from the chain (no JSON-RPC node answers at http://127.0.0.1:9): states and deposits are as stored.',
+  ])
+  expect(JSON.parse(json.stdout)).toEqual([
+    expect.objectContaining({ channelId, state: 'open', settledAmount: null, refreshed: false }),
+  ])
+  const table = await channels(5, ['list'], { rpcUrl: unreachable })
+  expect(table.code).toBe(0)
+  const [, row] = linesOf(table.stdout)
+  expect(row?.split(/\s{2,}/).slice(0, 2)).toEqual([channelId, 'open (stored)'])
 })
 
 test('bad input: one line, exit 1, nothing changed', async () => {

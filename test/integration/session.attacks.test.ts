@@ -136,7 +136,11 @@ describe('greedy deposits', () => {
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('insufficientFunds')
     const line = (error as PaymentRefusedError).metaMessages?.find((m) => m.startsWith('Balance:'))
-    const [available, needed] = [...(line ?? '').matchAll(/\d+/g)].map(([n]) => BigInt(n))
+    const figures = /In base units: (\d+) of (\d+)\./.exec(line ?? '')
+    const [available, needed] = [BigInt(figures?.[1] ?? -1), BigInt(figures?.[2] ?? -1)]
+    expect(line).toMatch(
+      /^Balance: [\d.]+ pathUSD; needed: [\d.]+ pathUSD \(the deposit [\d.]+ pathUSD \+ the most fee [\d.]+ pathUSD\)\./,
+    )
     // The deposit is the whole balance; the open's fee, in the same token, comes on top.
     expect(available).toBe(balance)
     expect(needed! > balance).toBe(true)
