@@ -1,4 +1,4 @@
-import type { Account, Hex, Log } from 'viem'
+import { type Account, type Hex, type Log, WaitForTransactionReceiptTimeoutError } from 'viem'
 import { waitForTransactionReceipt, writeContract } from 'viem/actions'
 import { Actions } from 'viem/tempo'
 import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
@@ -20,6 +20,8 @@ import {
 } from './shared.js'
 import type { ChannelClient, ChannelProgress } from './types.js'
 
+/** How long a withdraw waits for its transaction's receipt (ms). */
+const receiptTimeout = 30_000
 export type WithdrawChannelParameters = {
   /**
    * The store that holds the channel; its entry is removed once the deposit is back. Without one,
@@ -113,9 +115,18 @@ export async function withdrawChannel({
     })
     onProgress?.({ type: 'transaction', hash, label })
     const receipt = await onChain(
-      () => waitForTransactionReceipt(client, { hash }),
+      // Bounded: a transaction the node took but never mines must not hold the caller forever.
+      () => waitForTransactionReceipt(client, { hash, timeout: receiptTimeout }),
       entry.channelId,
-    )
+    ).catch((error: unknown) => {
+      if (!(error instanceof WaitForTransactionReceiptTimeoutError)) throw error
+      throw new ChannelError({
+        reason: 'notWithdrawable',
+        message: `The ${label} transaction ${hash} was not mined within ${receiptTimeout / 1000} s; run again to see where the channel stands.`,
+        channelId: entry.channelId,
+        cause: error,
+      })
+    })
     if (receipt.status !== 'success')
       throw new ChannelError({
         reason: 'notWithdrawable',
