@@ -1,5 +1,8 @@
 import { BaseError } from '../errors.js'
 import { redactUrls } from '../internal/redactUrl.js'
+import { exitCodes } from './exitCodes.js'
+
+export { exitCodes }
 
 export type CliUsageErrorType = CliUsageError & { name: 'CliUsageError' }
 
@@ -41,9 +44,6 @@ export class CliError extends BaseError {
     super(shortMessage, { cause, metaMessages, name: 'CliError' })
   }
 }
-
-/** How the CLI exits: success, a failed command, a wrong command line. */
-export const exitCodes = { ok: 0, failed: 1, usage: 2 } as const
 
 /**
  * What the CLI prints for `error` on stderr: one line, its short message and, for errors from

@@ -6,7 +6,8 @@
  * 1 when a command failed and 2 for a wrong command line.
  */
 import { version } from '../version.js'
-import { CliUsageError, exitCodeOf, exitCodes, formatError } from './errors.js'
+import { exitCodes } from './exitCodes.js'
+import { helpFor } from './help.js'
 
 const help = `Usage: viem-mpp <command> [options]
 
@@ -24,6 +25,12 @@ Exit codes: 0 success, 1 the command failed, 2 a wrong command line.
 /** Runs the command line `args` and resolves with the exit code; errors are printed, not thrown. */
 async function main(args: readonly string[]): Promise<number> {
   const [command, ...rest] = args
+  // Help is printed without loading the command (viem, mppx, SQLite): at once.
+  const asked = helpFor(args)
+  if (asked !== undefined) {
+    process.stdout.write(asked)
+    return exitCodes.ok
+  }
   try {
     switch (command) {
       case 'channels':
@@ -39,13 +46,15 @@ async function main(args: readonly string[]): Promise<number> {
         process.stdout.write(`${version}\n`)
         return exitCodes.ok
       default:
-        throw new CliUsageError(
+        throw new (await import('./errors.js')).CliUsageError(
           command.startsWith('-') ? `unknown option '${command}'` : `unknown command '${command}'`,
         )
     }
   } catch (error) {
     // `--verbose` is read from the raw arguments: it applies even when they do not parse.
     const verbose = rest.slice(0, dashDash(rest)).includes('--verbose')
+    // Loaded here: it brings viem, which `--help` and `--version` do without.
+    const { exitCodeOf, formatError } = await import('./errors.js')
     process.stderr.write(
       // The key's hex digits, so that it is blanked with or without its `0x`.
       formatError(error, {

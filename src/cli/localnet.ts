@@ -3,31 +3,7 @@ import { hardfork } from '../testing/localnet/chain.js'
 import { type Localnet, startLocalnet } from '../testing/localnet/startLocalnet.js'
 import { commonOptions, parseCommand, parseInteger } from './args.js'
 import { CliError, exitCodes } from './errors.js'
-
-export const localnetHelp = `Usage: viem-mpp localnet [options]
-
-Starts a Tempo localnet on loopback: anvil (hardfork ${hardfork.toUpperCase()}) with the TIP-1034
-channel reserve, behind a JSON-RPC shim. Prints its RPC URL, chain id, currency and funded dev
-accounts, then runs until stopped (Ctrl+C, SIGTERM or SIGHUP, or its parent process exits),
-stopping every process it started.
-
-Options:
-  --port N                the RPC URL's loopback port (default: a free one)
-  --chain-id N            chain id (default: 1337, viem's tempoLocalnet)
-  --anvil-binary PATH     anvil 1.7.x binary (default: @foundry-rs/anvil-<platform>'s)
-  --start-timeout MS      how long to wait for anvil to listen (default: 15000)
-  --stop-on-stdin-close   also stop when stdin closes (for a parent process that pipes it)
-  --json                  print the details as one JSON object on stdout
-  --verbose               print the cause of an error
-  -h, --help              print this help
-
-The dev accounts' keys are anvil's public test keys: never use them on a real network.
-
-Examples:
-  viem-mpp localnet
-  viem-mpp localnet --port 8545 --chain-id 31337
-  viem-mpp localnet --json --stop-on-stdin-close
-`
+import { localnetHelp } from './help.js'
 
 const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 

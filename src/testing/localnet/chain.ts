@@ -3,8 +3,9 @@ import { getBlock } from 'viem/actions'
 import { tempoLocalnet } from 'viem/chains'
 import { Addresses } from 'viem/tempo'
 
-/** Tempo hardfork the localnet runs; anvil 1.7.1 knows none later than T4. */
-export const hardfork = 't4'
+import { hardfork } from './hardfork.js'
+
+export { hardfork }
 
 /** Pre-T11 nodes accept an expiring nonce only within 30 s of the block timestamp. */
 const expiringNonceWindow = 25
