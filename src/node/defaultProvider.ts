@@ -77,13 +77,28 @@ export async function discoverProvider({
   const client = createClient({ chain, transport: http(rpcUrl) })
   // Without node:sqlite (which fileChannelStore needs), a channel could be kept in memory only: each
   // run of a script would lock a new deposit that no store records. Charges lock nothing.
-  if (!process.getBuiltinModule?.('node:sqlite')) return chargesOnly(charge({ account, client }))
+  if (!process.getBuiltinModule?.('node:sqlite')) {
+    warnChargesOnly()
+    return chargesOnly(charge({ account, client }))
+  }
   return tempo({
     account,
     client,
     store: fileChannelStore(join(dirname(keysTomlPath(env)), 'channels.db')),
     maxDeposit: defaultMaxDeposit,
   })
+}
+
+let warnedChargesOnly = false
+
+/** Says once per process that this Node pays charges only, where a newer one would open sessions. */
+function warnChargesOnly() {
+  if (warnedChargesOnly) return
+  warnedChargesOnly = true
+  process.emitWarning(
+    `viem-mpp: this Node (${process.version}) has no node:sqlite, so the default provider pays charges only: on Node >= 22.13 it would pay sessions (one deposit, then vouchers, no fee per call).`,
+    { code: 'VIEM_MPP_CHARGES_ONLY' },
+  )
 }
 
 /** `provider`, saying why it passes over a session: this Node cannot keep a channel. */

@@ -102,12 +102,23 @@ test('without node:sqlite (Node 20) the default provider pays charges only: no d
   vi.spyOn(process, 'getBuiltinModule').mockImplementation(((id: string) =>
     id === 'node:sqlite' ? undefined : getBuiltinModule(id)) as typeof getBuiltinModule)
   const from = await blockNumber()
+  const warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
 
   const client = paidClient(rpc.url)
   expect(await client.getChainId()).toBe(1337)
   expect(await client.getChainId()).toBe(1337)
+  expect(await paidClient(rpc.url).getChainId()).toBe(1337)
+  // Said once, for the process.
+  expect(warnings.mock.calls).toEqual([
+    [
+      expect.stringMatching(
+        /^viem-mpp: this Node \(v[\d.]+\) has no node:sqlite, so the default provider pays charges only: on Node >= 22\.13 it would pay sessions/,
+      ),
+      { code: 'VIEM_MPP_CHARGES_ONLY' },
+    ],
+  ])
 
-  expect(rpc.counters.payments).toMatchObject({ charge: 2, open: 0, voucher: 0 })
+  expect(rpc.counters.payments).toMatchObject({ charge: 3, open: 0, voucher: 0 })
   expect(await channelEvents('ChannelOpened', payer(9).address, from)).toEqual([])
   expect(process.getBuiltinModule).toHaveBeenCalledWith('node:sqlite')
   expect(existsSync(join(home, 'wallet', 'channels.db'))).toBe(false)
