@@ -12,6 +12,7 @@ import { session } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
 import type { PaidRpc } from '../../src/testing/index.js'
 import { useLocalnet } from '../support/localnet.js'
+import { seededRandom } from '../support/random.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 /**
@@ -330,7 +331,7 @@ test('SIGKILL at random points during paid calls, 10 times, then a normal run: t
   const payer = localnet.net.accounts[4]!.address
   const fromBlock = await helpers.blockNumber()
   const seed = Number(process.env.SESSION_RUNS_SEED ?? Date.now() % 1_000_000)
-  const random = mulberry32(seed)
+  const random = seededRandom(seed)
   const kills: string[] = []
   for (let i = 0; i < 10; i++) {
     const started = await startRun(rpc, 4, { calls: 30, concurrency: 3, progress: true })
@@ -428,15 +429,3 @@ test('50 concurrent calls in one process open one channel; then each paid call i
     await store.close()
   }
 }, 90_000)
-
-/** A small seeded PRNG, so that a failing sequence of kills can be replayed (`SESSION_RUNS_SEED`). */
-function mulberry32(seed: number) {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}

@@ -7,6 +7,7 @@ import {
 } from '../../src/index.js'
 import { useLocalnet } from '../support/localnet.js'
 import { type PaidHook, startProxy } from '../support/proxy.js'
+import { seededRandom } from '../support/random.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 /**
@@ -33,7 +34,7 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
   const account = accountOf(8)
   const from = await blockNumber()
   const seed = Number(process.env.STORM_SEED ?? Date.now() % 1_000_000)
-  const random = mulberry32(seed)
+  const random = seededRandom(seed)
   const dealt: Record<Fault, number> = {
     dropBefore: 0,
     dropAfter: 0,
@@ -153,16 +154,4 @@ function problem(status: number, type: string, detail = type) {
     { type: `https://paymentauth.org/problems/${type}`, detail },
     { status, headers: { 'content-type': 'application/problem+json' } },
   )
-}
-
-/** A small seeded PRNG, so that a failing storm can be replayed (`STORM_SEED`). */
-function mulberry32(seed: number) {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
