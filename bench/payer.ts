@@ -3,7 +3,8 @@
  * `fileChannelStore(path)`, paying `eth_blockNumber` calls to the paid server.
  *
  * Arguments: the paid URL, the localnet's RPC URL, its chain id, the payer's private key, the
- * store (`memory` or a path), the number of calls and how many are in flight at once. It makes
+ * store (`memory` or a path), the number of calls, how many are in flight at once, and a round
+ * trip in ms that each request waits before it leaves (an endpoint across a network). It makes
  * one call first (so that its channel is open, or taken up, before anything is timed), prints
  * `ready`, waits for a line on stdin, makes the calls, prints `{ calls, failed }` as one JSON
  * line, and releases its channel.
@@ -23,6 +24,7 @@ const [
   store = '',
   calls = '0',
   inFlight = '1',
+  roundTripMs = '0',
 ] = process.argv.slice(2)
 
 const chain = defineLocalnetChain({ id: Number(chainId), rpcUrl })
@@ -32,7 +34,12 @@ const provider = session({
   client: createClient({ chain, transport: http(rpcUrl) }),
   store: file ?? memoryChannelStore(),
 })
-const rpc = createClient({ transport: mppHttp(paidUrl, { provider, retryCount: 0 }) })
+const roundTrip = Number(roundTripMs)
+const fetchFn: typeof fetch = async (input, init) => {
+  if (roundTrip > 0) await new Promise((resolve) => setTimeout(resolve, roundTrip))
+  return fetch(input, init)
+}
+const rpc = createClient({ transport: mppHttp(paidUrl, { provider, retryCount: 0, fetchFn }) })
 const call = () => rpc.request({ method: 'eth_blockNumber' })
 
 await call()

@@ -6,7 +6,13 @@
  * Each figure is the aggregate paid calls per second, from the moment all payers are let go to the
  * last one's end. For the file store it also counts the rows written to `channels.db` per paid
  * call (SQLite triggers on mppx's `channels` table and on `viem_mpp_ledger`, added to the bench's
- * own database). Run by `npm run bench` after the vitest benches; see BENCHMARKS.md.
+ * own database).
+ *
+ * Then the same with a round trip of {@link remoteRoundTripMs} added to each request (an endpoint
+ * across a network, as in production): the server then has CPU to spare on this 2-core machine,
+ * so the aggregate shows whether the processes wait for each other, which the first runs cannot
+ * (there the server's CPU is the limit for every store). Run by `npm run bench` after the vitest
+ * benches; see BENCHMARKS.md.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -21,6 +27,9 @@ import type { Ready } from './servers.js'
 const calls = 150
 const inFlight = 1
 const processCounts = [1, 2, 4] as const
+/** The round trip of the remote runs, and their calls per process. */
+const remoteRoundTripMs = 100
+const remoteCalls = 60
 
 const servers = fork(new URL('./servers.ts', import.meta.url), {
   execArgv: ['--import', 'tsx'],
@@ -37,50 +46,75 @@ const rowWrites = await countRowWrites(storePath)
 type Figure = {
   store: 'memory' | 'file'
   processes: number
+  /** The round trip added to each request, in ms (0: the server on this machine, as is). */
+  roundTripMs: number
   callsPerSecond: number
   failed: number
 }
 const figures: Figure[] = []
 try {
-  for (const processes of processCounts)
-    for (const store of ['memory', 'file'] as const) {
-      const before = rowWrites.read()
-      const figure = await runPayers(store, processes)
-      figures.push(figure)
-      const writes = store === 'file' ? (rowWrites.read() - before) / (processes * calls) : 0
-      console.log(
-        `${processes} process${processes > 1 ? 'es' : ''}, ${store} store: ${figure.callsPerSecond.toFixed(1)} paid calls/s${figure.failed ? ` (${figure.failed} failed)` : ''}${store === 'file' ? `, ${writes.toFixed(3)} rows written per paid call (the warm-up call and the release included)` : ''}`,
-      )
-      Object.assign(figure, store === 'file' ? { rowsWrittenPerCall: round(writes) } : {})
-    }
+  for (const roundTripMs of [0, remoteRoundTripMs])
+    for (const processes of processCounts)
+      for (const store of ['memory', 'file'] as const) {
+        const perProcess = roundTripMs ? remoteCalls : calls
+        const before = rowWrites.read()
+        const figure = await runPayers(store, processes, { calls: perProcess, roundTripMs })
+        figures.push(figure)
+        const writes = store === 'file' ? (rowWrites.read() - before) / (processes * perProcess) : 0
+        console.log(
+          `${roundTripMs ? `${roundTripMs} ms round trip, ` : ''}${processes} process${processes > 1 ? 'es' : ''}, ${store} store: ${figure.callsPerSecond.toFixed(1)} paid calls/s${figure.failed ? ` (${figure.failed} failed)` : ''}${store === 'file' ? `, ${writes.toFixed(3)} rows written per paid call (the warm-up call and the release included)` : ''}`,
+        )
+        Object.assign(figure, store === 'file' ? { rowsWrittenPerCall: round(writes) } : {})
+      }
 } finally {
   rowWrites.close()
   servers.send({ type: 'stop' })
   rmSync(dir, { recursive: true, force: true })
 }
 
-const rate = (store: Figure['store'], processes: number) =>
-  figures.find((figure) => figure.store === store && figure.processes === processes)
-    ?.callsPerSecond ?? Number.NaN
-const ratios = processCounts.map((processes) => ({
+const rate = (store: Figure['store'], processes: number, roundTripMs: number) =>
+  figures.find(
+    (figure) =>
+      figure.store === store &&
+      figure.processes === processes &&
+      figure.roundTripMs === roundTripMs,
+  )?.callsPerSecond ?? Number.NaN
+const ratios = [0, remoteRoundTripMs].flatMap((roundTripMs) =>
+  processCounts.map((processes) => ({
+    roundTripMs,
+    processes,
+    fileOverMemory: round(
+      rate('file', processes, roundTripMs) / rate('memory', processes, roundTripMs),
+    ),
+    fileOverOneProcess: round(rate('file', processes, roundTripMs) / rate('file', 1, roundTripMs)),
+    memoryOverOneProcess: round(
+      rate('memory', processes, roundTripMs) / rate('memory', 1, roundTripMs),
+    ),
+  })),
+)
+for (const {
+  roundTripMs,
   processes,
-  fileOverMemory: round(rate('file', processes) / rate('memory', processes)),
-  fileOverOneProcess: round(rate('file', processes) / rate('file', 1)),
-  memoryOverOneProcess: round(rate('memory', processes) / rate('memory', 1)),
-}))
-for (const { processes, fileOverMemory, fileOverOneProcess, memoryOverOneProcess } of ratios)
+  fileOverMemory,
+  fileOverOneProcess,
+  memoryOverOneProcess,
+} of ratios)
   console.log(
-    `${processes} process${processes > 1 ? 'es' : ''}: file store ${fileOverMemory.toFixed(3)} × memory stores; ${fileOverOneProcess.toFixed(2)} × one process (memory stores: ${memoryOverOneProcess.toFixed(2)} ×)`,
+    `${roundTripMs ? `${roundTripMs} ms round trip, ` : ''}${processes} process${processes > 1 ? 'es' : ''}: file store ${fileOverMemory.toFixed(3)} × memory stores; ${fileOverOneProcess.toFixed(2)} × one process (memory stores: ${memoryOverOneProcess.toFixed(2)} ×)`,
   )
 
 const resultsPath = new URL('./results.json', import.meta.url)
 const results = JSON.parse(readFileSync(resultsPath, 'utf8')) as Record<string, unknown>
-results.processes = { calls, inFlight, figures, ratios }
+results.processes = { calls, remoteCalls, remoteRoundTripMs, inFlight, figures, ratios }
 writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`)
 process.exit(0)
 
 /** Runs `processes` payers at once, each on its own memory store or all on the file store. */
-async function runPayers(store: Figure['store'], processes: number): Promise<Figure> {
+async function runPayers(
+  store: Figure['store'],
+  processes: number,
+  { calls, roundTripMs }: { calls: number; roundTripMs: number },
+): Promise<Figure> {
   const children = Array.from({ length: processes }, () =>
     spawn(
       process.execPath,
@@ -95,6 +129,7 @@ async function runPayers(store: Figure['store'], processes: number): Promise<Fig
         store === 'file' ? storePath : 'memory',
         String(calls),
         String(inFlight),
+        String(roundTripMs),
       ],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     ),
@@ -108,7 +143,13 @@ async function runPayers(store: Figure['store'], processes: number): Promise<Fig
   const seconds = (performance.now() - start) / 1000
   await Promise.all(exited)
   const failed = done.reduce((sum, { failed }) => sum + failed, 0)
-  return { store, processes, callsPerSecond: round((processes * calls - failed) / seconds), failed }
+  return {
+    store,
+    processes,
+    roundTripMs,
+    callsPerSecond: round((processes * calls - failed) / seconds),
+    failed,
+  }
 }
 
 /** The lines a child prints, one per call of the function returned. */

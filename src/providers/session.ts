@@ -32,6 +32,7 @@ import { quoteOf } from './session/quote.js'
 import { type PaidWith, recoverSession } from './session/recover.js'
 import { parseSessionRequest, type SessionRequest } from './session/request.js'
 import { acquire, catchUp, type Scope } from './session/scope.js'
+import { receiptPosition } from './session/snapshot.js'
 import { topUpPayment } from './session/topUp.js'
 import type { ChainClient } from './session/transactions.js'
 
@@ -220,8 +221,10 @@ export function session({
     return {
       quote: quoteOf(context, request, { amount: request.amount, deposit: 0n, fee: 0n }),
       authorize: async () => voucherCredential(context, challenge, channel, await slot.sign()),
-      async commit() {
+      async commit(receipt) {
         slot.settle('served')
+        const position = receiptPosition(receipt, channel.entry)
+        if (position) channel.ledger = Ledger.reconcile(channel.ledger, position)
         settle()
       },
       async rollback() {

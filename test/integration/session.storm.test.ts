@@ -43,8 +43,10 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
     stale: 0,
     slow: 0,
   }
+  /** Once the storm is over, requests pass untouched. */
+  let calm = false
   const hook: PaidHook = async (_, forward) => {
-    if (random() >= 0.1) return forward()
+    if (calm || random() >= 0.1) return forward()
     const fault = faults[Math.floor(random() * faults.length)]!
     dealt[fault]++
     switch (fault) {
@@ -131,6 +133,36 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
     // call left unused, and the calls whose outcome was lost, which the payer counts as paid.
     expect(served).toBeGreaterThanOrEqual(BigInt(ok) * rpc.price)
     expect(held - served).toBeLessThanOrEqual(BigInt(failed + 100 * opened.length) * rpc.price)
+
+    // Then calm: the first call's receipt tells the payer what the server served and holds, and
+    // the calls after it are served from the credit, without a voucher above it, until it is used
+    // up: the server then holds exactly what it served.
+    calm = true
+    const call = () => client.getBalance({ address: account.address })
+    const booksOf = async () =>
+      Promise.all(
+        (await channelEvents('ChannelOpened', account.address, from)).map(async (log) => {
+          const channelId = (log.args as { channelId: `0x${string}` }).channelId
+          return { channelId, ...(await rpc.channel(channelId)) }
+        }),
+      )
+    await call()
+    const before = await booksOf()
+    const live = before.find(
+      ({ channelId, spent }) =>
+        spent !== (books.find((book) => book.channelId === channelId)?.spent ?? 0n),
+    )!
+    const credit = (live.highestVoucher ?? 0n) - (live.spent ?? 0n)
+    const calls = Number(credit / rpc.price) + 1
+    for (let index = 0; index < calls; index++) await call()
+    const after = (await booksOf()).find(({ channelId }) => channelId === live.channelId)!
+    console.log(
+      `[storm] calm: ${credit / rpc.price} prices of credit on the channel in use, used up by the next ${calls - 1} calls`,
+    )
+    expect(after.spent).toBe((live.spent ?? 0n) + BigInt(calls) * rpc.price)
+    expect(after.highestVoucher).toBe(after.spent)
+    expect(after.highestVoucher).toBe((live.highestVoucher ?? 0n) + rpc.price)
+    books.splice(0, books.length, ...(await booksOf()))
 
     // The close settles on chain exactly what the server served on each channel, and refunds
     // the rest.

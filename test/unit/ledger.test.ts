@@ -29,37 +29,57 @@ function deliver(server: Server, amount: bigint, price: bigint): Verdict {
 }
 
 /** A payment signed and not yet settled. */
-type Pending = { amount: bigint; price: bigint }
+type Pending = { amount: bigint; price: bigint; attempt: number }
+
+/** The server's answer to a payment: its verdict, and its figures (a receipt's) when it gave it. */
+type Answer = { payment: Pending; verdict: Verdict; held: bigint; spent: bigint }
 
 type Step =
   | { kind: 'pay'; price: bigint }
-  | { kind: 'deliver'; pick: number }
-  /** The answer is lost: the server got the voucher (`reached`) or not; the payer counts it paid. */
-  | { kind: 'lose'; pick: number; reached: boolean }
+  /** The server gets a pending voucher; its answer comes back at once, or later (`hold`). */
+  | { kind: 'deliver'; pick: number; hold: boolean }
+  /** An answer held on the way comes back. */
+  | { kind: 'answer'; pick: number }
+  /**
+   * The answer is lost, and the payer counts the payment paid: the server got the voucher
+   * (`reached`), or not, or gets it later (`late`: it stays on the way until an `arrive` step).
+   */
+  | { kind: 'lose'; pick: number; reached: boolean | 'late' }
+  /** A voucher on its way since its answer was lost reaches the server. */
+  | { kind: 'arrive'; pick: number }
   /** The request failed before it was sent: the payment is refused, nothing reached the server. */
   | { kind: 'fail'; pick: number }
 
-const price = fc.bigInt({ min: 1n, max: 5000n })
+/** Prices of calls: often the same (as an endpoint's are), or any other. */
+const price = fc.oneof(fc.constant(1n), fc.bigInt({ min: 1n, max: 5000n }))
 const steps = fc.array(
   fc.oneof(
     { weight: 4, arbitrary: price.map((price) => ({ kind: 'pay' as const, price })) },
     {
       weight: 5,
-      arbitrary: fc.nat().map((pick) => ({ kind: 'deliver' as const, pick })),
+      arbitrary: fc
+        .record({ pick: fc.nat(), hold: fc.boolean() })
+        .map((step) => ({ kind: 'deliver' as const, ...step })),
     },
+    { weight: 2, arbitrary: fc.nat().map((pick) => ({ kind: 'answer' as const, pick })) },
     {
       weight: 1,
       arbitrary: fc
-        .record({ pick: fc.nat(), reached: fc.boolean() })
+        .record({ pick: fc.nat(), reached: fc.constantFrom(true, false, 'late' as const) })
         .map((step) => ({ kind: 'lose' as const, ...step })),
     },
+    { weight: 1, arbitrary: fc.nat().map((pick) => ({ kind: 'arrive' as const, pick })) },
     { weight: 1, arbitrary: fc.nat().map((pick) => ({ kind: 'fail' as const, pick })) },
   ),
   { maxLength: 200 },
 )
 
-/** Runs `plan` on a fresh ledger and server, then delivers what is left, in order. */
-function play(plan: Step[]) {
+/**
+ * Runs `plan` on a fresh ledger and server, then delivers what is left, in order. With
+ * `receipts`, each accepted payment's answer carries the server's figures (its highest voucher and
+ * what it charged), as mppx's receipts do, and the payer reconciles its ledger with them.
+ */
+function play(plan: Step[], { receipts = false }: { receipts?: boolean } = {}) {
   const server: Server = { highest: 0n, charged: 0n }
   let ledger = Ledger.create({ spent: 0n, signed: 0n, mark: 0n })
   const pending: Pending[] = []
@@ -70,30 +90,62 @@ function play(plan: Step[]) {
   /** The most the payer had served, in flight, or counted as paid at once. */
   let peak = 0n
 
-  const sign = (price: bigint) => {
+  const sign = (price: bigint, attempt = 1) => {
     const allocated = Ledger.allocate(ledger, price)
     ledger = allocated.ledger
-    pending.push({ amount: allocated.amount, price })
+    pending.push({ amount: allocated.amount, price, attempt })
   }
-  /** Delivers one pending payment; a rejected one is signed again (the flow's retry). */
-  const deliverOne = (index: number) => {
+  /** Calls that failed after three rejected payments. */
+  let failedCalls = 0
+  /** Answers on their way back: the server's verdict and its figures when it gave it. */
+  const answers: Answer[] = []
+  /**
+   * Delivers one pending payment to the server; its answer comes back at once, or (`hold`) waits
+   * for an `answer` step, so that answers come back in another order than the server gave them.
+   */
+  const deliverOne = (index: number, { hold = false }: { hold?: boolean } = {}) => {
     const [payment] = pending.splice(index, 1)
     if (!payment) return
     const verdict = deliver(server, payment.amount, payment.price)
+    if (verdict === 'accepted') served += payment.price
+    const answer = { payment, verdict, held: server.highest, spent: server.charged }
+    if (hold) answers.push(answer)
+    else answerOne(answer)
+  }
+  /** An answer reaches the payer; a rejected payment is signed again (the flow's retry). */
+  const answerOne = ({ payment, verdict, held, spent }: Answer) => {
     if (verdict === 'accepted') {
-      served += payment.price
       ledger = Ledger.settle(ledger, payment.price, 'served')
+      if (receipts) ledger = Ledger.reconcile(ledger, { held, spent })
       return
     }
     if (verdict === 'stale') ledger = Ledger.stale(ledger, payment.amount)
     ledger = Ledger.settle(ledger, payment.price, 'refused')
+    if (verdict === 'insufficient') ledger = Ledger.shortfall(ledger, payment.amount)
     expect(ledger.behind).toBe(false)
-    sign(payment.price)
+    // Three payments per call at most, as in the flow; then the call fails.
+    if (payment.attempt < 3) sign(payment.price, payment.attempt + 1)
+    else failedCalls++
   }
-  const inFlight = () => pending.reduce((sum, { price }) => sum + price, 0n)
+  /** Vouchers whose answers were lost, still on their way to the server. */
+  const transit: Pending[] = []
+  /** A voucher on its way arrives: what the server makes of it, the payer never learns. */
+  const arrive = (index: number) => {
+    const [payment] = transit.splice(index, 1)
+    if (!payment) return
+    const verdict = deliver(server, payment.amount, payment.price)
+    if (verdict === 'accepted') served += payment.price
+    else lostUnseen += payment.price
+  }
+  const inFlight = () =>
+    [...pending, ...answers.map(({ payment }) => payment)].reduce(
+      (sum, { price }) => sum + price,
+      0n,
+    )
   const check = () => {
     expect(ledger.inFlight).toBe(inFlight())
-    const now = server.charged + inFlight() + lostUnseen
+    const onTheWay = transit.reduce((sum, { price }) => sum + price, 0n)
+    const now = server.charged + inFlight() + onTheWay + lostUnseen
     if (now > peak) peak = now
     expect(server.highest).toBeLessThanOrEqual(peak)
     expect(ledger.signed).toBeLessThanOrEqual(peak)
@@ -102,19 +154,24 @@ function play(plan: Step[]) {
 
   for (const step of plan) {
     if (step.kind === 'pay') sign(step.price)
-    else if (pending.length > 0) {
+    else if (step.kind === 'arrive') {
+      if (transit.length > 0) arrive(step.pick % transit.length)
+    } else if (step.kind === 'answer') {
+      const [answer] = answers.splice(step.pick % Math.max(answers.length, 1), 1)
+      if (answer) answerOne(answer)
+    } else if (pending.length > 0) {
       const index = step.pick % pending.length
-      if (step.kind === 'deliver') deliverOne(index)
+      if (step.kind === 'deliver') deliverOne(index, { hold: step.hold })
       else if (step.kind === 'fail') {
         const [payment] = pending.splice(index, 1)
         ledger = Ledger.settle(ledger, payment!.price, 'refused')
       } else {
         const [payment] = pending.splice(index, 1)
-        if (step.reached) {
-          // Processed, answer lost: whatever the server did, the payer counts it paid.
-          const verdict = deliver(server, payment!.amount, payment!.price)
-          if (verdict === 'accepted') served += payment!.price
-          else lostUnseen += payment!.price
+        // Whatever the server does with it, the payer counts it paid.
+        if (step.reached === 'late') transit.push(payment!)
+        else if (step.reached) {
+          transit.push(payment!)
+          arrive(transit.length - 1)
         } else lostUnseen += payment!.price
         ledger = Ledger.settle(ledger, payment!.price, 'served')
       }
@@ -122,20 +179,31 @@ function play(plan: Step[]) {
     check()
   }
   // The rest arrives in order (each rejection signed again and resent at once).
-  while (pending.length > 0) {
-    deliverOne(0)
+  while (pending.length > 0 || transit.length > 0 || answers.length > 0) {
+    if (transit.length > 0) arrive(0)
+    else if (answers.length > 0) answerOne(answers.shift()!)
+    else deliverOne(0)
     check()
   }
   const settled = { highest: server.highest, charged: server.charged, peak }
-  // Then calls of the smallest price, in order, until the server's credit is used up.
+  // Then calls of the smallest price, in order, until the server's credit is used up: with
+  // receipts all of it, without them all but what the payer counted for answers it lost.
+  const credit = () => server.highest - server.charged - (receipts ? 0n : lostUnseen)
   let after = 0
-  while (server.highest > server.charged + lostUnseen && after < 1_000_000) {
+  // With receipts, one call at least: its receipt is how the payer learns of answers lost. The
+  // most calls that can take (see the tests' bound): a ledger that never uses the credit up
+  // ends here, and fails the bound, rather than looping.
+  const most = Number(peak - server.charged + lostUnseen) + 2
+  const failedBefore = failedCalls
+  while ((credit() > 0n || (receipts && after === 0)) && after < most) {
     sign(1n)
     deliverOne(0)
     while (pending.length > 0) deliverOne(0)
     check()
     after++
   }
+  // Calls one at a time never fail: the ledger is never left stuck on a voucher the server refuses.
+  expect(failedCalls).toBe(failedBefore)
   return { server, ledger, served, lostUnseen, settled, after }
 }
 
@@ -158,12 +226,50 @@ describe('Ledger against a model of the server', () => {
     )
   })
 
+  test("with the server's receipts: the credit lost answers left is used up too, and the server holds exactly what it charged", () => {
+    fc.assert(
+      fc.property(steps, (plan) => {
+        const { server, ledger, served, lostUnseen, settled, after } = play(plan, {
+          receipts: true,
+        })
+        expect(ledger.inFlight).toBe(0n)
+        expect(server.charged).toBe(served)
+        expect(server.highest).toBe(server.charged)
+        // Counted down to what the server charged: the answers lost that it never saw are not
+        // paid for.
+        expect(ledger.spent).toBe(served)
+        expect(BigInt(after)).toBeLessThanOrEqual(settled.peak - settled.charged + lostUnseen + 1n)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  test('figures a receipt cannot prove change nothing: in flight, a voucher held above the highest signed, spent above held or above what was counted', () => {
+    const ledger = Ledger.create({ spent: 5000n, signed: 5000n, mark: 10_000n })
+    const inFlight = Ledger.allocate(ledger, 1000n).ledger
+    expect(Ledger.reconcile(inFlight, { held: 5000n, spent: 4000n })).toBe(inFlight)
+    expect(Ledger.reconcile(ledger, { held: 6000n, spent: 4000n })).toBe(ledger)
+    expect(Ledger.reconcile(ledger, { held: 4000n, spent: 4500n })).toBe(ledger)
+    const lower = Ledger.create({ spent: 3000n, signed: 5000n, mark: 10_000n })
+    expect(Ledger.reconcile(lower, { held: 5000n, spent: 4000n })).toBe(lower)
+    const reconciled = Ledger.reconcile(ledger, { held: 5000n, spent: 4000n })
+    expect({ spent: reconciled.spent, floor: reconciled.floor }).toEqual({
+      spent: 4000n,
+      floor: 5000n,
+    })
+    // The next call repeats the voucher held: the server serves it from its credit.
+    expect(Ledger.next(reconciled, 1000n)).toBe(5000n)
+    expect(
+      Ledger.next(Ledger.settle(Ledger.allocate(reconciled, 1000n).ledger, 1000n, 'served'), 1000n),
+    ).toBe(6000n)
+  })
+
   test('in order, with no losses: the highest voucher is exactly what was charged, call after call', () => {
     fc.assert(
       fc.property(fc.array(price, { maxLength: 100 }), (prices) => {
         const plan: Step[] = prices.flatMap((price) => [
           { kind: 'pay' as const, price },
-          { kind: 'deliver' as const, pick: 0 },
+          { kind: 'deliver' as const, pick: 0, hold: false },
         ])
         const { server, ledger } = play(plan)
         const total = prices.reduce((sum, price) => sum + price, 0n)

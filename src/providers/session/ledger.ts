@@ -14,8 +14,12 @@ import { maxOf, minOf } from '../../internal/bigint.js'
  * - vouchers reordered on the way are answered "stale" by the server: it already holds a higher
  *   one, which covers the stale payment's call, so that payment goes again at least at `floor`
  *   (the highest voucher the server can hold) and the server serves it from that voucher;
+ * - an outcome that is not known counts as served, though the server may not have seen it: that
+ *   leaves it credit (a voucher above what it served). A receipt taken when nothing else is in
+ *   flight tells exactly what the server served and holds, and the next vouchers use that credit
+ *   up (they repeat the voucher held while it covers the calls, see {@link Ledger.reconcile});
  * - nothing the server says raises a voucher above that: a receipt's or a snapshot's figures only
- *   ever lower `spent`, or set `floor` to a voucher this signer provably signed;
+ *   ever lower `spent`, or set `floor` to a voucher this signer signed;
  * - `mark` is what the store records: no voucher above it is signed, so a crash leaves the next
  *   holder a bound. It is written ahead in steps (see {@link markFor}).
  *
@@ -48,6 +52,11 @@ export type Ledger = {
    * take-up that started too low): the channel must be taken up again before it pays.
    */
   readonly behind: boolean
+  /**
+   * Whether a payment was allocated while another was in flight, since the ledger was last idle:
+   * then no receipt says exactly what the server served (see {@link Ledger.reconcile}).
+   */
+  readonly overlapped: boolean
 }
 
 export declare namespace Ledger {
@@ -68,7 +77,15 @@ export const Ledger = {
     mark: bigint
     floor?: bigint | undefined
   }): Ledger {
-    return { spent, inFlight: 0n, signed, floor, mark: maxOf(mark, signed), behind: false }
+    return {
+      spent,
+      inFlight: 0n,
+      signed,
+      floor,
+      mark: maxOf(mark, signed),
+      behind: false,
+      overlapped: false,
+    }
   },
 
   /** The voucher the next payment of `price` would sign. */
@@ -88,6 +105,7 @@ export const Ledger = {
         ...ledger,
         inFlight: ledger.inFlight + price,
         signed: maxOf(ledger.signed, amount),
+        overlapped: ledger.inFlight > 0n,
       },
     }
   },
@@ -117,6 +135,42 @@ export const Ledger = {
     if (held !== undefined && held > ledger.signed) return { ...ledger, behind: true }
     const floor = maxOf(ledger.floor, held ?? ledger.signed)
     return { ...ledger, floor, behind: held === undefined && amount >= ledger.signed }
+  },
+
+  /**
+   * The receipt of a payment that was alone in flight from its allocation to its answer: the
+   * server served `spent` and holds a voucher of `held`. What this ledger counted above `spent`
+   * (answers lost that the server never saw) is the server's credit: the next vouchers go from
+   * `spent`, at least at `held` (a lower one would be stale), so that the server serves them from
+   * that credit. Figures that cannot be true change nothing: a voucher held above the highest
+   * signed (another signer: the stale path finds it), `spent` above `held`, or above what this
+   * ledger counted. With payments overlapping, a receipt says nothing exact (answers arrive in any
+   * order, and their calls may or may not be in it). Should the server have served more than the
+   * receipt said (a request lost here that reached it later), {@link Ledger.shortfall} takes the
+   * credit back.
+   */
+  reconcile(ledger: Ledger, { held, spent }: { held: bigint; spent: bigint }): Ledger {
+    if (
+      ledger.inFlight !== 0n ||
+      ledger.overlapped ||
+      held > ledger.signed ||
+      spent > held ||
+      spent > ledger.spent
+    )
+      return ledger
+    return { ...ledger, spent, floor: maxOf(ledger.floor, held) }
+  },
+
+  /**
+   * The server found too little left under a voucher of `amount` for the call (it charged more
+   * than this ledger counts). For a voucher that repeated the one the server holds, to use its
+   * credit, the credit is taken as used up: the next vouchers go above `floor`, which the server
+   * holds already, so nothing is signed that it did not have. Any other voucher: unchanged (the
+   * server's word raises nothing).
+   */
+  shortfall(ledger: Ledger, amount: bigint): Ledger {
+    if (amount > ledger.floor || ledger.spent + ledger.inFlight >= ledger.floor) return ledger
+    return { ...ledger, spent: ledger.floor - ledger.inFlight }
   },
 
   /**

@@ -19,7 +19,8 @@ export type PaidWith = {
  * `reason`, doing what makes it so: a `410` for a channel still funded on chain sets it aside
  * (once per scope, so that a lying server cannot have a deposit locked per request) and one gone
  * from the chain leaves the store; a stale voucher raises the ledger's floor to what the server
- * can hold; a deposit the server finds exceeded is read again from the chain.
+ * can hold; a voucher that repeated the one held, for credit the server no longer has, gives the
+ * credit up; a deposit the server finds exceeded is read again from the chain.
  *
  * @example
  * ```ts
@@ -73,6 +74,14 @@ export async function recoverSession(
     const signed = amount?.()
     if (signed === undefined) return false
     channel.ledger = Ledger.stale(channel.ledger, signed)
+    return true
+  }
+  if (reason === 'insufficientBalance') {
+    const signed = amount?.()
+    if (signed === undefined) return false
+    const ledger = Ledger.shortfall(channel.ledger, signed)
+    if (ledger === channel.ledger) return false
+    channel.ledger = ledger
     return true
   }
   if (reason === 'depositExceeded') {

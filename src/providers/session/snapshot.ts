@@ -1,4 +1,4 @@
-import type { Challenge } from 'mppx'
+import type { Challenge, Receipt } from 'mppx'
 import { Session } from 'mppx/tempo'
 import { type Hex, isAddressEqual } from 'viem'
 import { z } from 'zod'
@@ -100,4 +100,34 @@ function sameDescriptor(given: Record<string, unknown>, descriptor: ChannelEntry
       return false
   }
   return true
+}
+
+/** The parts of a session receipt (draft-tempo-session-00 §Session Receipt Schema) that are used. */
+const receiptSchema = z.object({
+  intent: z.literal('session'),
+  channelId: hex,
+  acceptedCumulative: amount,
+  spent: amount,
+})
+
+/**
+ * What a session receipt says of the channel of `entry`: the voucher the server holds and what it
+ * served, in its word only (the ledger takes them only where they lower what it counts). A
+ * receipt for another channel, or one without these figures, says nothing (`undefined`).
+ *
+ * @example
+ * ```ts
+ * const position = receiptPosition(receipt, channel.entry)
+ * if (position) channel.ledger = Ledger.reconcile(channel.ledger, position)
+ * ```
+ */
+export function receiptPosition(
+  receipt: Receipt.Receipt | undefined,
+  entry: ChannelEntry,
+): ServerPosition | undefined {
+  const parsed = receiptSchema.safeParse(receipt)
+  if (!parsed.success) return undefined
+  const { channelId, acceptedCumulative, spent } = parsed.data
+  if (channelId.toLowerCase() !== entry.channelId.toLowerCase()) return undefined
+  return { held: acceptedCumulative, spent }
 }
