@@ -28,8 +28,8 @@ const calls = 150
 const inFlight = 1
 const processCounts = [1, 2, 4] as const
 /** The round trip of the remote runs, and their calls per process. */
-const remoteRoundTripMs = 100
-const remoteCalls = 60
+const remoteRoundTripMs = 250
+const remoteCalls = 40
 
 const servers = fork(new URL('./servers.ts', import.meta.url), {
   execArgv: ['--import', 'tsx'],

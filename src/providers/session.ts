@@ -1,43 +1,25 @@
 import type { Challenge } from 'mppx'
-import { entryKey } from 'mppx/client'
-import { Proof, Session } from 'mppx/tempo'
-import { type Account, type Hex, maxUint96 } from 'viem'
-import { PaymentRefusedError } from '../errors.js'
-import { maxOf, minOf } from '../internal/bigint.js'
+import { Proof } from 'mppx/tempo'
+import { type Account, maxUint96 } from 'viem'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
-import { withinOrigin } from '../internal/sendWithinOrigin.js'
-import { raceSignal } from '../internal/signal.js'
-import type { ChannelEntry, ChannelStore } from '../stores/ChannelStore.js'
+import type { ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
 import { accessKeyOf } from './accessKey.js'
-import type { PaidRequest, PaymentProvider, PreparedPayment } from './PaymentProvider.js'
+import type { PaidRequest, PaymentProvider } from './PaymentProvider.js'
 import { bookOf } from './session/book.js'
-import {
-  type LiveChannel,
-  nextSettled,
-  type SessionContext,
-  track,
-  voucherCredential,
-  voucherSlot,
-} from './session/channel.js'
+import type { SessionContext } from './session/channel.js'
 import {
   type ClosedChannel,
   closeChannels,
   releaseChannels,
   releaseWhenCollected,
 } from './session/close.js'
-import type { Endpoint } from './session/endpoint.js'
-import { Ledger } from './session/ledger.js'
-import { quoteOf } from './session/quote.js'
-import { type PaidWith, recoverSession } from './session/recover.js'
-import { parseSessionRequest, type SessionRequest } from './session/request.js'
-import { acquire, catchUp, type Scope } from './session/scope.js'
-import { receiptPosition } from './session/snapshot.js'
-import { topUpPayment } from './session/topUp.js'
+import { prepareSessionPayment } from './session/pay.js'
+import { recoverSession } from './session/recover.js'
+import { parseSessionRequest } from './session/request.js'
+import type { Scope } from './session/scope.js'
+import { challengeFor, forget, retire, type SessionState } from './session/state.js'
 import type { ChainClient } from './session/transactions.js'
-
-/** A cached challenge is reused only while it has at least this long left (ms). */
-const challengeMargin = 5_000
 
 /** The default {@link SessionParameters.writeAhead}. */
 export const defaultWriteAhead = 10
@@ -164,239 +146,44 @@ export function session({
     source: Proof.proofSource({ address: account.address, chainId }),
     ahead: book.ahead,
   }
-  // What a channel may hold: `maxDeposit`, and never more than a TIP-1034 (uint96) amount, so that
-  // a server's suggestion of any size is capped rather than obeyed.
-  const cap = maxDeposit !== undefined && maxDeposit < maxUint96 ? maxDeposit : maxUint96
-  const scopes = new Map<string, Scope>()
-  /** Which scope (and voucher) each challenge was paid with, for `recover`. */
-  const paidWith = new WeakMap<Challenge.Challenge, PaidWith>()
-  /** The last accepted challenge per origin + pathname (memory only), for `challengeFor`. */
-  const accepted = new Map<string, { challenge: Challenge.Challenge; scope: Scope }>()
-  /** Channels this provider gave up on: not taken up again. */
-  const passedOver = new Set<Hex>()
-
-  const scopeOf = (origin: string, request: SessionRequest) => {
-    const key = entryKey({
-      descriptor: { payee: request.recipient, token: request.currency },
-      escrow: request.escrow,
-      chainId,
-    } as ChannelEntry)
-    const id = `${origin}\n${key}`
-    let scope = scopes.get(id)
-    if (!scope) {
-      scope = {
-        origin,
-        key,
-        channel: undefined,
-        busy: undefined,
-        lost: undefined,
-        retired: [],
-        replaced: false,
-      }
-      scopes.set(id, scope)
-    }
-    return scope
+  const state: SessionState = {
+    context,
+    book,
+    // Never more than a TIP-1034 (uint96) amount, so that a server's suggestion of any size is
+    // capped rather than obeyed.
+    cap: maxDeposit !== undefined && maxDeposit < maxUint96 ? maxDeposit : maxUint96,
+    maxDeposit,
+    preferredDeposit,
+    scopes: new Map(),
+    paidWith: new WeakMap(),
+    accepted: new Map(),
+    passedOver: new Set(),
   }
-
-  const forget = (scope: Scope) => {
-    for (const [key, cached] of accepted) if (cached.scope === scope) accepted.delete(key)
-  }
-
-  /** The deposit of a new channel: the preferred one, else the server's, capped by `maxDeposit`. */
-  const openingDeposit = (request: SessionRequest) => {
-    const wanted = preferredDeposit ?? request.suggestedDeposit ?? request.amount
-    // At least one call's price; a greedy suggestion is capped, not obeyed.
-    return minOf(maxOf(wanted, request.amount), cap)
-  }
-
-  const voucherPayment = (
-    scope: Scope,
-    channel: LiveChannel,
-    request: SessionRequest,
-    challenge: Challenge.Challenge,
-  ): PreparedPayment => {
-    const settle = track(channel)
-    const slot = voucherSlot(context, channel, request.amount)
-    paidWith.set(challenge, { scope, channel, amount: () => slot.amount })
-    return {
-      quote: quoteOf(context, request, { amount: request.amount, deposit: 0n, fee: 0n }),
-      authorize: async () => voucherCredential(context, challenge, channel, await slot.sign()),
-      async commit(receipt) {
-        slot.settle('served')
-        const position = receiptPosition(receipt, channel.entry)
-        if (position) channel.ledger = Ledger.reconcile(channel.ledger, position)
-        settle()
-      },
-      async rollback() {
-        slot.settle('refused')
-        settle()
-      },
-    }
-  }
-
-  /**
-   * `payment`, whose acceptance (a 2xx, receipt or not) keeps its challenge for `challengeFor`:
-   * later calls to this URL pay before being asked.
-   */
-  const remembered = (
-    payment: PreparedPayment,
-    scope: Scope,
-    challenge: Challenge.Challenge,
-    url: string,
-  ): PreparedPayment => ({
-    ...payment,
-    async commit(receipt, outcome) {
-      await payment.commit(receipt, outcome)
-      if (outcome?.accepted && scope.channel) {
-        const { origin, pathname } = new URL(url)
-        accepted.set(origin + pathname, { challenge, scope })
-      }
-    },
-  })
-
-  /** Sets a channel aside for `close()` (it stays leased): the scope takes another. */
-  const retire = (scope: Scope, channel: LiveChannel) => {
-    if (scope.channel !== channel) return
-    scope.channel = undefined
-    scope.retired.push(channel)
-    forget(scope)
-  }
-
-  const prepare: PaymentProvider['prepare'] = async (parameters) => {
-    const payment = await preparePayment(parameters)
-    const { scope, url } = payment
-    return remembered(payment.payment, scope, parameters.challenge, url)
-  }
-
-  const preparePayment = async ({
-    challenge,
-    request: paid,
-    signal,
-  }: Parameters<PaymentProvider['prepare']>[0]): Promise<{
-    payment: PreparedPayment
-    scope: Scope
-    url: string
-  }> => {
-    const { request, reason } = parseSessionRequest(challenge, chainId)
-    if (!request) throw new Error(`Not a payable session challenge: ${reason}.`)
-    // Refused before anything is touched: a price no channel may hold changes no state.
-    if (maxDeposit !== undefined && request.amount > maxDeposit)
-      throw new PaymentRefusedError({
-        reason: 'maxDeposit',
-        amount: request.amount,
-        currency: request.currency,
-        limit: maxDeposit,
-      })
-    const scope = scopeOf(new URL(paid.url).origin, request)
-    const endpoint: Endpoint = {
-      url: paid.url,
-      headers: paid.headers,
-      fetch: paid.fetch ?? withinOrigin(globalThis.fetch),
-    }
-    for (;;) {
-      if (scope.busy) {
-        await raceSignal(scope.busy, signal)
-        continue
-      }
-      const channel = scope.channel
-      if (!channel) {
-        const payment = await acquire(context, scope, {
-          book,
-          request,
-          challenge,
-          endpoint,
-          signal,
-          cap,
-          deposit: openingDeposit(request),
-          passedOver,
-        })
-        if (!payment) continue
-        paidWith.set(challenge, { scope })
-        return { payment, scope, url: paid.url }
-      }
-      if (channel.busy) {
-        await raceSignal(channel.busy, signal)
-        continue
-      }
-      if (channel.lease.lost) {
-        // Another holder has the channel now: nothing more is signed on it here.
-        scope.channel = undefined
-        forget(scope)
-        continue
-      }
-      channel.endpoint = endpoint
-      if (channel.ledger.behind) {
-        await catchUp(context, scope, channel, { signal, passedOver })
-        continue
-      }
-      // Payments prepared before this one and not signed yet come first: their vouchers are lower.
-      const next = Ledger.next(channel.ledger, channel.unsigned + request.amount)
-      // A channel that could not hold the next voucher even topped up to `maxDeposit` is spent:
-      // once its payments in flight have settled, it is set aside for close() and another used,
-      // so that `maxDeposit` bounds what each channel locks, not what a key may spend.
-      if (next > cap) {
-        if (channel.pending > 0) await raceSignal(nextSettled(channel), signal)
-        else retire(scope, channel)
-        continue
-      }
-      if (next <= channel.entry.deposit)
-        return { payment: voucherPayment(scope, channel, request, challenge), scope, url: paid.url }
-      paidWith.set(challenge, { scope, channel })
-      const payment = await topUpPayment(context, {
-        channel,
-        request,
-        challenge,
-        additional: Session.Client.Machine.resolveAutomaticTopUp({
-          deposit: channel.entry.deposit,
-          maxDeposit: cap,
-          requiredCumulative: next,
-          suggestedDeposit: preferredDeposit ?? request.suggestedDeposit,
-        }),
-        signal,
-      })
-      return { payment, scope, url: paid.url }
-    }
-  }
-
-  const recover: NonNullable<PaymentProvider['recover']> = async ({ reason, challenge }) => {
-    const paid = paidWith.get(challenge)
-    if (!paid) return false
-    // Only a key the chain really lacks is authorized again (never `KeyAlreadyExists`).
-    if (reason === 'keyNotProvisioned')
-      return accessKeyOf(account, chainId)?.recover(client) ?? false
-    return recoverSession(context, paid, reason, { retire, forget })
-  }
+  const forgetScope = (scope: Scope) => forget(state, scope)
 
   const provider: SessionProvider = {
     acceptPayment: 'tempo/session',
     supports: (challenge) => parseSessionRequest(challenge, chainId).reason === undefined,
     unsupportedReason: (challenge) => parseSessionRequest(challenge, chainId).reason,
-    prepare,
-    recover,
-    challengeFor(request) {
-      const url = new URL(request.url)
-      const cached = accepted.get(url.origin + url.pathname)
-      if (!cached) return undefined
-      if (!unexpired(cached.challenge)) {
-        accepted.delete(url.origin + url.pathname)
-        return undefined
-      }
-      const { scope } = cached
-      if (!scope.channel || scope.busy || scope.channel.busy || scope.channel.ledger.behind)
-        return undefined
-      // A copy per request, so that `recover` tells its payment from the others'.
-      return { ...cached.challenge }
+    prepare: (parameters) => prepareSessionPayment(state, parameters),
+    async recover({ reason, challenge }) {
+      const paid = state.paidWith.get(challenge)
+      if (!paid) return false
+      // Only a key the chain really lacks is authorized again (never `KeyAlreadyExists`).
+      if (reason === 'keyNotProvisioned')
+        return accessKeyOf(account, chainId)?.recover(client) ?? false
+      return recoverSession(context, paid, reason, {
+        retire: (scope, channel) => retire(state, scope, channel),
+        forget: forgetScope,
+      })
     },
-    close: (options) => closeChannels(context, [...scopes.values()], { ...options, forget }),
-    release: (options) => releaseChannels(scopes.values(), { ...options, forget }),
+    challengeFor: (request) => challengeFor(state, request),
+    close: (options) =>
+      closeChannels(context, [...state.scopes.values()], { ...options, forget: forgetScope }),
+    release: (options) =>
+      releaseChannels(state.scopes.values(), { ...options, forget: forgetScope }),
   }
   // A provider dropped without release(): its channels go back to the store when it is collected.
-  releaseWhenCollected(provider, scopes)
+  releaseWhenCollected(provider, state.scopes)
   return provider
-}
-
-function unexpired(challenge: Challenge.Challenge) {
-  return (
-    challenge.expires === undefined || Date.parse(challenge.expires) - challengeMargin > Date.now()
-  )
 }
