@@ -1,14 +1,9 @@
 import { expect, test } from 'vitest'
-import {
-  PaymentFailedError,
-  PaymentRefusedError,
-  PaymentRequiredError,
-  session,
-} from '../../src/index.js'
+import { session } from '../../src/index.js'
 import { useLocalnet } from '../support/localnet.js'
-import { type PaidHook, startProxy } from '../support/proxy.js'
-import { seededRandom } from '../support/random.js'
+import { startProxy } from '../support/proxy.js'
 import { sessionHelpers } from '../support/sessions.js'
+import { faultStorm, runCalls } from '../support/storm.js'
 
 /**
  * A fault storm: 1000 paid session calls, 50 at a time, through a proxy that hits about one paid
@@ -21,8 +16,6 @@ import { sessionHelpers } from '../support/sessions.js'
 const localnet = useLocalnet()
 const { accountOf, chainClient, paidClient, channelEvents, blockNumber } = sessionHelpers(localnet)
 
-type Fault = 'dropBefore' | 'dropAfter' | 'badGateway' | 'gone' | 'stale' | 'slow'
-const faults: readonly Fault[] = ['dropBefore', 'dropAfter', 'badGateway', 'gone', 'stale', 'slow']
 /**
  * Long enough for a call's payment under the load of other test files on 2 cores; a `slow` fault
  * answers after it.
@@ -33,77 +26,21 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
   const rpc = await localnet.startPaidRpc({ intent: 'session' })
   const account = accountOf(8)
   const from = await blockNumber()
-  const seed = Number(process.env.STORM_SEED ?? Date.now() % 1_000_000)
-  const random = seededRandom(seed)
-  const dealt: Record<Fault, number> = {
-    dropBefore: 0,
-    dropAfter: 0,
-    badGateway: 0,
-    gone: 0,
-    stale: 0,
-    slow: 0,
-  }
-  /** Once the storm is over, requests pass untouched. */
-  let calm = false
-  const hook: PaidHook = async (_, forward) => {
-    if (calm || random() >= 0.1) return forward()
-    const fault = faults[Math.floor(random() * faults.length)]!
-    dealt[fault]++
-    switch (fault) {
-      case 'dropBefore':
-        return 'drop'
-      case 'dropAfter':
-        await (await forward()).text()
-        return 'drop'
-      case 'badGateway':
-        await (await forward()).text()
-        return new Response('bad gateway', { status: 502 })
-      case 'gone':
-        return problem(410, 'session/channel-not-found')
-      case 'stale':
-        return problem(402, 'verification-failed', 'voucher must be strictly greater')
-      case 'slow': {
-        const answer = await forward()
-        await new Promise((resolve) => setTimeout(resolve, paymentTimeout + 500))
-        return answer
-      }
-    }
-  }
-  const proxy = await startProxy(rpc.url, hook)
+  const storm = faultStorm({
+    faults: ['dropBefore', 'dropAfter', 'badGateway', 'gone', 'stale', 'slow'],
+    slowerThan: paymentTimeout,
+  })
+  const proxy = await startProxy(rpc.url, storm.hook)
   try {
     const provider = session({ account, client: chainClient() })
     const client = paidClient(proxy.url, { provider, paymentTimeout, retryCount: 0 })
-    let next = 0
-    let ok = 0
-    const failures = new Map<string, number>()
-    let firstFailure: string | undefined
-    const worker = async () => {
-      while (next < 1000) {
-        const id = ++next
-        try {
-          await client.getBalance({ address: `0x${id.toString(16).padStart(40, '0')}` })
-          ok++
-        } catch (error) {
-          const typed =
-            error instanceof PaymentFailedError ||
-            error instanceof PaymentRefusedError ||
-            error instanceof PaymentRequiredError
-          const detail = /Detail: (.*)/.exec((error as Error).message)?.[1] ?? ''
-          const name = typed
-            ? `${(error as Error).name}: ${(error as { shortMessage?: string }).shortMessage} ${detail} ${(error as Error).cause ? String((error as Error).cause).slice(0, 120) : ''}`
-            : `untyped: ${(error as Error).message}`
-          failures.set(name, (failures.get(name) ?? 0) + 1)
-          if (!firstFailure)
-            firstFailure = (error as Error).message.split('\n').slice(0, 12).join(' | ')
-        }
-      }
-    }
-    await Promise.all(Array.from({ length: 50 }, worker))
-    const failed = [...failures.values()].reduce((sum, n) => sum + n, 0)
-    console.log(
-      `[storm] seed ${seed}: ${ok} paid, failures ${JSON.stringify(Object.fromEntries(failures))}, faults ${JSON.stringify(dealt)}; the first failure: ${firstFailure}`,
+    const { ok, failed, failures } = await runCalls(1000, 50, (index) =>
+      client.getBalance({ address: `0x${index.toString(16).padStart(40, '0')}` }),
     )
-    expect([...failures.keys()].filter((name) => name.startsWith('untyped'))).toEqual([])
+    console.log(
+      `[storm] seed ${storm.seed}: ${ok} paid, failures ${JSON.stringify(failures)}, faults ${JSON.stringify(storm.dealt)}`,
+    )
+    expect(Object.keys(failures).filter((name) => name.startsWith('untyped'))).toEqual([])
     expect(ok + failed).toBe(1000)
     // Faults hit one paid request in ten; a call fails for its own fault, or one it waited on.
     expect(ok).toBeGreaterThan(500)
@@ -137,7 +74,7 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
     // Then calm: the first call's receipt tells the payer what the server served and holds, and
     // the calls after it are served from the credit, without a voucher above it, until it is used
     // up: the server then holds exactly what it served.
-    calm = true
+    storm.calm()
     const call = () => client.getBalance({ address: account.address })
     const booksOf = async () =>
       Promise.all(
@@ -180,10 +117,3 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
 
 const byId = (a: { channelId: string }, b: { channelId: string }) =>
   a.channelId.localeCompare(b.channelId)
-
-function problem(status: number, type: string, detail = type) {
-  return Response.json(
-    { type: `https://paymentauth.org/problems/${type}`, detail },
-    { status, headers: { 'content-type': 'application/problem+json' } },
-  )
-}
