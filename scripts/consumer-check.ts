@@ -2,8 +2,9 @@
  * Installs viem-mpp as a newcomer would, and checks that its README's quick start works as
  * written:
  *
- * 1. `npm pack` (which builds dist/) of a copy of the repository, and publint and arethetypeswrong on the tarball (the
- *    package is ESM-only: attw's `esm-only` profile);
+ * 1. `npm pack` (which builds dist/ and writes the published package.json) of a copy of the
+ *    repository; the packed package.json has no scripts, devDependencies or overrides; publint and
+ *    arethetypeswrong on the tarball (the package is ESM-only: attw's `esm-only` profile);
  * 2. an empty folder outside the repository, where the commands
  *    of README.md's `<!-- check: install -->` block are run as written, but for `viem-mpp`
  *    itself, which is the tarball; `npm ls` must then find a valid tree;
@@ -70,8 +71,8 @@ export async function consumerCheck({
     throw new Error(`The consumer project must be outside the repository: ${work}`)
   try {
     const tarball = await step('npm pack', async () => {
-      // Packed from a copy, so that its build (npm's `prepare`) leaves this tree's dist/ alone
-      // while other tests may be using it.
+      // Packed from a copy, so that its build (npm's `prepack`) leaves this tree's dist/ and
+      // package.json alone while other tests may be using them.
       const copy = join(work, 'viem-mpp')
       const skipped = (path: string) =>
         ['node_modules', '.git'].includes(basename(path)) || resolve(path) === join(root, 'dist')
@@ -80,6 +81,14 @@ export async function consumerCheck({
       const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', work], copy)
       const [{ filename }] = JSON.parse(stdout.slice(stdout.indexOf('['))) as [{ filename: string }]
       return join(work, filename)
+    })
+    await step('manifest', async () => {
+      // The published package.json: nothing only this repository needs (no install script for
+      // consumers' npm to warn about, no overrides that apply to nobody).
+      const { stdout } = await run('tar', ['-xzOf', tarball, 'package/package.json'], work)
+      const manifest = JSON.parse(stdout) as Record<string, unknown>
+      const left = ['scripts', 'devDependencies', 'overrides'].filter((field) => field in manifest)
+      if (left.length) throw new Error(`The packed package.json still has ${left.join(', ')}.`)
     })
     await step('publint', () => run(bin('publint'), ['--strict', tarball], root))
     await step('attw', () => run(bin('attw'), ['--profile', 'esm-only', tarball], root))

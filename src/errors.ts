@@ -1,7 +1,7 @@
 import { formatUnits, type Hex, isAddressEqual, BaseError as ViemBaseError } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { defaultMaxAmount } from './internal/defaultProvider.js'
-import { redactError } from './internal/redactUrl.js'
+import { redactError, redactUrls } from './internal/redactUrl.js'
 import type { Problem } from './Problem.js'
 import { version } from './version.js'
 
@@ -89,6 +89,7 @@ export class PaymentRequiredError extends BaseError {
         ...(reason === 'noProvider' ? setupGuidance : []),
         ...(reason === 'invalidKey' ? invalidKeyGuidance : []),
         ...(reason === 'paidChainRpc' ? unpaidClientGuidance : []),
+        ...(reason === 'insecureTransport' ? plainHttpGuidance : []),
       ],
       name: 'PaymentRequiredError',
     })
@@ -143,6 +144,12 @@ const setupGuidance = [
   'Or give the transport a provider:',
   "  mppHttp(url, { provider: tempo({ account, client }) })   // import { tempo } from 'viem-mpp'",
   'where `client` is a viem client for the chain that is not this paid transport.',
+]
+
+const plainHttpGuidance = [
+  'Use the endpoint over https://. A devnet on your own network that only speaks http:// can be',
+  "paid all the same by naming its origin: mppHttp(url, { dangerouslyPayOverPlainHttp: ['http://10.0.0.5:8545'] })",
+  '(anyone on that network path can then read the credentials, and settle a charge).',
 ]
 
 const unpaidClientGuidance = [
@@ -406,6 +413,36 @@ export class InvalidPaymentTimeoutError extends BaseError {
       metaMessages: [`Received: ${String(paymentTimeout)}`],
       name: 'InvalidPaymentTimeoutError',
     })
+  }
+}
+
+export type InvalidPlainHttpOriginErrorType = InvalidPlainHttpOriginError & {
+  name: 'InvalidPlainHttpOriginError'
+}
+
+/**
+ * An entry of `dangerouslyPayOverPlainHttp` is not a plain-http origin (`http://host:port`, no
+ * path, no credentials). Thrown when the transport is made, before any request.
+ *
+ * @example
+ * ```ts
+ * import { InvalidPlainHttpOriginError, mppHttp } from 'viem-mpp'
+ *
+ * mppHttp(url, { dangerouslyPayOverPlainHttp: ['10.0.0.5:8545'] }) // throws: no scheme
+ * ```
+ */
+export class InvalidPlainHttpOriginError extends BaseError {
+  constructor({ entry }: { entry: string }) {
+    super(
+      'Each entry of `dangerouslyPayOverPlainHttp` must be an http:// origin (scheme, host and port; no path).',
+      {
+        metaMessages: [
+          `Received: ${redactUrls(String(entry))}`,
+          'For example: http://10.0.0.5:8545',
+        ],
+        name: 'InvalidPlainHttpOriginError',
+      },
+    )
   }
 }
 

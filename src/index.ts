@@ -19,6 +19,8 @@ export {
 export {
   InvalidPaymentTimeoutError,
   type InvalidPaymentTimeoutErrorType,
+  InvalidPlainHttpOriginError,
+  type InvalidPlainHttpOriginErrorType,
   InvalidQuoteError,
   type InvalidQuoteErrorType,
   type PaymentError,

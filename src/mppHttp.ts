@@ -19,6 +19,7 @@ import {
   PaymentFailedError,
 } from './errors.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
+import { credentialPolicy } from './flow/plainHttp.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
 import { defaultMaxAmount, defaultProvider } from './internal/defaultProvider.js'
 import { type Attempt, type Call, callsOf, createInFlightCalls } from './internal/inFlightCalls.js'
@@ -46,6 +47,15 @@ export type MppHttpTransportConfig<
      * @default 120_000
      */
     paymentTimeout?: number | undefined
+    /**
+     * Plain-`http://` origins (`http://host:port`) to which payment credentials may go all the
+     * same: a devnet on your own network. Off by default: credentials go only over `https://`
+     * and to this machine, since anyone on the path of plain http can read them (and settle a
+     * charge's). Each origin listed warns once per process when it is first paid. An entry that
+     * is not such an origin throws `InvalidPlainHttpOriginError` when the transport is made.
+     * @default []
+     */
+    dangerouslyPayOverPlainHttp?: readonly string[] | undefined
   }
 
 export type MppHttpTransport<
@@ -110,12 +120,14 @@ export function mppHttp<
     onPaymentRejected,
     onReceipt,
     paymentTimeout = 120_000,
+    dangerouslyPayOverPlainHttp,
     fetchFn: fetchFn_,
     ...httpConfig
   } = config
   // Refused before anything can be signed: a timer would fire at once for these.
   if (typeof paymentTimeout !== 'number' || !(paymentTimeout >= 0 && paymentTimeout <= maxTimeout))
     throw new InvalidPaymentTimeoutError({ paymentTimeout })
+  const mayCarryCredentials = credentialPolicy(dangerouslyPayOverPlainHttp)
   // A call travels through three layers:
   //   1. viem's retry layer (createTransport, with the caller's retryCount), around
   //   2. `attempt`, which knows whether its HTTP exchange was paid for (then it is final), around
@@ -167,6 +179,7 @@ export function mppHttp<
       fetchFn,
       chainId: chain?.id,
       paymentTimeout,
+      mayCarryCredentials,
       onChallenge,
       onPaymentSent,
       onPaymentRejected,

@@ -51,6 +51,8 @@ export type PaymentFlowConfig = PaymentHooks & {
   chainId: number | undefined
   /** How long a request's whole payment flow may take, in ms. */
   paymentTimeout: number
+  /** Whether a credential may be sent to a URL (see `credentialPolicy`). */
+  mayCarryCredentials: (url: URL) => boolean
 }
 
 /**
@@ -66,7 +68,7 @@ export type PaymentFlowConfig = PaymentHooks & {
  * before the credential is sent pays nothing.
  */
 export function createPaymentFlow(config: PaymentFlowConfig) {
-  const { getProvider, policy, fetchFn, chainId, paymentTimeout } = config
+  const { getProvider, policy, fetchFn, chainId, paymentTimeout, mayCarryCredentials } = config
   // What providers send their own requests (a top-up, a close) with: made once, not per request.
   const providerFetch = withinOrigin(fetchFn)
   // The provider that has paid here and can pay before the server asks. Until one has, requests
@@ -391,18 +393,6 @@ function expiredByOwnClock(challenge: Challenge.Challenge, skew: number) {
  * The core spec forbids Payment credentials over unencrypted HTTP, where anyone on the path can
  * take them.
  */
-function mayCarryCredentials(url: URL) {
-  if (url.protocol === 'https:') return true
-  if (url.protocol !== 'http:') return false
-  const host = url.hostname
-  return (
-    host === 'localhost' ||
-    host.endsWith('.localhost') ||
-    host === '[::1]' ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
-  )
-}
-
 /** The challenge to pay, or why none can be paid. Passed-over challenges say why. */
 function choose(
   challenges: readonly Challenge.Challenge[],
@@ -491,6 +481,8 @@ async function startPayment(
       reservation.commit()
       // The server has the payment: a provider that cannot record it must not lose the answer.
       await settleQuietly(() => prepared.commit(receipt, outcome))
+      const { feePaid } = prepared
+      if (feePaid && prepared.quote.fee > 0n) reservation.feePaid(settling(() => feePaid()))
     },
     async rollback() {
       reservation.release()

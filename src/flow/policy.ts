@@ -40,7 +40,16 @@ export type Reservation = {
   commit(): void
   /** The payment was not taken: its amount and fee are free again. */
   release(): void
+  /**
+   * After `commit`: the fee the payment really cost, once known (`undefined`: not known, the most
+   * fee stays spent). What the most fee reserved above it goes back to the budget; a payment the
+   * budget would refuse meanwhile waits for it first.
+   */
+  feePaid(fee: Promise<bigint | undefined>): void
 }
+
+/** How long a payment the budget would refuse waits for the fees being read of earlier ones. */
+const feeReadWait = 5_000
 
 /**
  * The transport's spending rules. Approval reserves the payment's amount and most fee, so that
@@ -53,12 +62,28 @@ export function createSpendingPolicy({
 }: SpendingPolicyConfig) {
   let spent = 0n
   let reserved = 0n
+  /** Fees being read after their payments: each may give some budget back. */
+  const feesPending = new Set<Promise<unknown>>()
 
   /** What a payment takes from the budget: its amount and its most fee (both in USD units). */
   const spendOf = ({ amount, fee }: PaymentQuote) => amount + fee
   const partsOf = ({ fee, currency, feeToken }: PaymentQuote) => ({ fee, currency, feeToken })
+  const fitsBudget = (quote: PaymentQuote) =>
+    budget === undefined || spent + reserved + spendOf(quote) <= budget
+  /**
+   * A payment the budget would refuse waits for the fees being read (up to {@link feeReadWait}):
+   * what they give back may make room for it.
+   */
+  const feesRead = async (quote: PaymentQuote, signal: AbortSignal) => {
+    if (fitsBudget(quote) || feesPending.size === 0) return
+    const waiting = AbortSignal.any([signal, AbortSignal.timeout(feeReadWait)])
+    while (!fitsBudget(quote) && feesPending.size > 0 && !waiting.aborted)
+      await raceSignal(Promise.race(feesPending), waiting).catch((error: unknown) => {
+        if (signal.aborted) throw error
+      })
+  }
   const checkBudget = (quote: PaymentQuote) => {
-    if (budget !== undefined && spent + reserved + spendOf(quote) > budget)
+    if (budget !== undefined && !fitsBudget(quote))
       throw new PaymentRefusedError({
         reason: 'budget',
         amount: quote.amount,
@@ -86,6 +111,7 @@ export function createSpendingPolicy({
           limit: maxAmount,
         })
       // Checked before the hook, so that it is not asked about a payment the budget refuses…
+      await feesRead(quote, signal)
       checkBudget(quote)
 
       let approved: unknown
@@ -120,6 +146,15 @@ export function createSpendingPolicy({
           if (settled) return
           settled = true
           reserved -= spends
+        },
+        feePaid(fee) {
+          const reading = fee
+            .then((paid) => {
+              if (paid !== undefined && paid >= 0n && paid < quote.fee) spent -= quote.fee - paid
+            })
+            .catch(() => {})
+            .finally(() => feesPending.delete(reading))
+          feesPending.add(reading)
         },
       }
     },

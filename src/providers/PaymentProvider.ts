@@ -157,6 +157,14 @@ export type PreparedPayment = {
    */
   rollback(): Promise<void>
   /**
+   * The fee the payment really cost, in base units of the quote's `feeToken`, read once it is
+   * committed (e.g. from the chain's receipt of the transaction it signed); `undefined` if not
+   * known (its transaction is not on chain, or the server sponsors the fee). The budget then
+   * keeps that instead of the most fee quoted. Asked in the background, after `commit`: a call
+   * never waits for it, though a payment the budget would refuse meanwhile does.
+   */
+  feePaid?(): Promise<bigint | undefined>
+  /**
    * Whether the credential is a bearer payment that whoever holds it can settle until it expires
    * (a signed transfer). Its amount then stays counted against the budget even when the server
    * rejects it, since a lying server could still settle it.

@@ -6,6 +6,7 @@ import {
   type Chain,
   type Client,
   concat,
+  type Hash,
   type Hex,
   keccak256,
   slice,
@@ -17,7 +18,7 @@ import { Actions, TokenId } from 'viem/tempo'
 import { z } from 'zod'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
-import { assertAffordable, maxFeeOf } from './funds.js'
+import { assertAffordable, maxFeeOf, paidFeeOf } from './funds.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
@@ -246,6 +247,8 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
           keychain: inTurn.keychain,
         })
         const payer = payerOf(account, turn?.keyAuthorization)
+        /** The hash of the transaction signed, once it is. */
+        let signed: Hash | undefined
         return {
           quote: { ...quote, fee, ...(feeToken ? { feeToken } : {}) },
           async authorize() {
@@ -260,6 +263,7 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
                 )
             }
             const signature = await signTransaction(client, prepared.transaction as never)
+            signed = keccak256(signature)
             return Credential.serialize({
               challenge,
               payload: { signature, type: 'transaction' },
@@ -268,6 +272,9 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
           },
           // A signed transfer can be broadcast by whoever holds it until it expires.
           bearer: true,
+          // The server broadcasts the transaction as signed (a sponsored one, co-signed, costs
+          // the payer no fee): the chain tells its fee by its hash.
+          feePaid: async () => (signed ? paidFeeOf(client, signed) : undefined),
           async commit(receipt) {
             // An accepted payment carrying the authorization provisioned the key. Accepted with no
             // receipt, or outcome unknown: the chain is asked again next time.

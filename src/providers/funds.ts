@@ -3,10 +3,11 @@ import {
   type Address,
   type Chain,
   type Client,
+  type Hash,
   isAddressEqual,
   type Transport,
 } from 'viem'
-import { readContract } from 'viem/actions'
+import { getTransactionReceipt, readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
 import { assertAccessKeyCanPay, type KeyCall, type KeychainEntry } from './accessKey.js'
@@ -28,6 +29,23 @@ export function maxFeeOf({
   gasPrice?: bigint | undefined
 }) {
   const feeUnits = gas * (maxFeePerGas ?? gasPrice ?? 0n)
+  return (feeUnits + feeUnitsPerToken - 1n) / feeUnitsPerToken
+}
+
+/**
+ * What a mined transaction's fee cost, in base units of its fee token (`gasUsed ×
+ * effectiveGasPrice`, rounded up); `undefined` if the chain does not show it (not mined, or the
+ * node could not be asked).
+ *
+ * @example
+ * ```ts
+ * const fee = await paidFeeOf(client, keccak256(signedTransaction))
+ * ```
+ */
+export async function paidFeeOf(client: Client<Transport, Chain>, hash: Hash) {
+  const receipt = await getTransactionReceipt(client, { hash }).catch(() => undefined)
+  if (!receipt) return undefined
+  const feeUnits = receipt.gasUsed * receipt.effectiveGasPrice
   return (feeUnits + feeUnitsPerToken - 1n) / feeUnitsPerToken
 }
 

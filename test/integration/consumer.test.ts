@@ -11,6 +11,7 @@ test("README.md's install and quick start work in a fresh project, from the pack
   const { timings } = await consumerCheck({ log: (line) => steps.push(line) })
   expect(Object.keys(timings)).toEqual([
     'npm pack',
+    'manifest',
     'publint',
     'attw',
     'npm install (README)',

@@ -1,28 +1,54 @@
 /**
  * Opt-in: the paid flow against a real Tempo network (a devnet or testnet) instead of the localnet.
  *
- *   VIEM_MPP_DEVNET_RPC_URL=https://…  VIEM_MPP_DEVNET_PAYER_KEY=0x…  VIEM_MPP_DEVNET_PAYEE_KEY=0x…
+ *   VIEM_MPP_DEVNET_RPC_URL=https://…  VIEM_MPP_DEVNET_PAYER_KEY=0x…
  *
- * Both keys must hold the network's pathUSD (the payee's pays the session's close). Unset, the file
- * prints why it did nothing: the networks are not reachable from the machines CI runs on.
+ * The key must hold the network's pathUSD: it pays, and funds a fresh payee with what the
+ * session's close costs it (or give the payee's own funded key as VIEM_MPP_DEVNET_PAYEE_KEY).
+ * Unset, the file prints why it did nothing. CI runs it against the localnet reached as a remote
+ * node (https under a test CA, a hostname that is not loopback): test/integration/devnetMode.test.ts.
  */
-import { createPublicClient, type Hex, http } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
+import { createClient, createPublicClient, type Hex, http } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { Actions } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
 import { charge, mppHttp, session } from '../../src/index.js'
-import { startLocalnet, startPaidRpc } from '../../src/testing/index.js'
+import { type Localnet, startLocalnet, startPaidRpc } from '../../src/testing/index.js'
 import { tip20 } from '../support/localnet.js'
 
 const rpcUrl = process.env.VIEM_MPP_DEVNET_RPC_URL
 const payerKey = process.env.VIEM_MPP_DEVNET_PAYER_KEY as Hex | undefined
-const payeeKey = process.env.VIEM_MPP_DEVNET_PAYEE_KEY as Hex | undefined
-const configured = Boolean(rpcUrl && payerKey && payeeKey)
+const configured = Boolean(rpcUrl && payerKey)
 
 if (!configured)
   console.info(
-    'devnet.test.ts: not run — set VIEM_MPP_DEVNET_RPC_URL, VIEM_MPP_DEVNET_PAYER_KEY and ' +
-      'VIEM_MPP_DEVNET_PAYEE_KEY to pay a real Tempo devnet or testnet.',
+    'devnet.test.ts: not run — set VIEM_MPP_DEVNET_RPC_URL and VIEM_MPP_DEVNET_PAYER_KEY (a key ' +
+      "holding the network's pathUSD) to pay a real Tempo devnet or testnet.",
   )
+
+/** What the payee's own transactions (a session's close) may cost it: 0.05 USD. */
+const payeeFunds = 50_000n
+
+/**
+ * The payee's key: VIEM_MPP_DEVNET_PAYEE_KEY, else a fresh key the payer funds with
+ * {@link payeeFunds}.
+ */
+async function payeeKeyOn(net: Localnet): Promise<Hex> {
+  const given = process.env.VIEM_MPP_DEVNET_PAYEE_KEY as Hex | undefined
+  if (given) return given
+  const key = generatePrivateKey()
+  const payer = createClient({
+    account: privateKeyToAccount(payerKey as Hex),
+    chain: net.chain,
+    transport: http(net.rpcUrl),
+  })
+  await Actions.token.transferSync(payer, {
+    to: privateKeyToAccount(key).address,
+    amount: payeeFunds,
+    token: net.currency,
+  })
+  return key
+}
 
 describe.runIf(configured)('on a real Tempo network', () => {
   const setUp = async (intent: 'charge' | 'session') => {
@@ -31,7 +57,7 @@ describe.runIf(configured)('on a real Tempo network', () => {
       upstream: net.rpcUrl,
       chain: net.chain,
       intent,
-      payeePrivateKey: payeeKey,
+      payeePrivateKey: await payeeKeyOn(net),
     })
     const chainClient = createPublicClient({ chain: net.chain, transport: http(net.rpcUrl) })
     const balance = (address: Hex) =>

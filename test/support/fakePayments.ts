@@ -74,6 +74,7 @@ export function fakeProvider({
   failIn,
   select,
   reuse = false,
+  feePaid,
 }: {
   method?: string
   recover?: boolean | ((parameters: RecoverParameters) => boolean)
@@ -90,6 +91,8 @@ export function fakeProvider({
    * receipt) while it is more than 5 s from expiring, as a session does.
    */
   reuse?: boolean
+  /** What its payments' `feePaid` says they really cost (none: it has no `feePaid`). */
+  feePaid?: () => Promise<bigint | undefined>
 } = {}) {
   const calls = {
     prepared: [] as string[],
@@ -123,6 +126,7 @@ export function fakeProvider({
           transfers: [{ recipient, amount: BigInt(request.amount) }],
         },
         bearer,
+        ...(feePaid ? { feePaid } : {}),
         async authorize() {
           failing('authorize')
           calls.authorized.push(challenge.id)

@@ -426,6 +426,50 @@ describe('spending policy', () => {
     expect(server.paid()).toHaveLength(2)
   })
 
+  test('the fee a payment really cost, once read, gives the rest of its most fee back to the budget', async () => {
+    const server = await serve(paywall())
+    // Each payment of 100 quotes a most fee of 50 and really costs 10: two fit a budget of
+    // 260 (110 + 150) only once the first one's fee is read.
+    let read: (fee: bigint | undefined) => void = () => {}
+    const fees: Promise<bigint | undefined>[] = []
+    const { provider, calls } = fakeProvider({
+      fee: 50n,
+      feePaid: () => {
+        const fee = new Promise<bigint | undefined>((resolve) => {
+          read = resolve
+        })
+        fees.push(fee)
+        return fee
+      },
+    })
+    const client = clientFor(server.url, { provider, budget: 260n })
+    await client.request({ method: 'eth_blockNumber' })
+    // The second payment waits for the first one's fee rather than being refused.
+    const second = client.request({ method: 'eth_chainId' })
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(calls.prepared).toHaveLength(2)
+    expect(calls.authorized).toHaveLength(1)
+    read(10n)
+    await second
+    expect(calls.authorized).toHaveLength(2)
+    // Its own fee is read as not known: the most fee stays spent (110 + 150 = 260), nothing fits.
+    read(undefined)
+    await fees[1]
+    const error = await rejectionOf(client.request({ method: 'eth_gasPrice' }))
+    expect((error as PaymentRefusedError).reason).toBe('budget')
+    expect((error as PaymentRefusedError).message).toContain('Limit: 0')
+  })
+
+  test('a fee read that never answers holds a payment the budget refuses 5 s at most', async () => {
+    const server = await serve(paywall())
+    const { provider, calls } = fakeProvider({ fee: 50n, feePaid: () => new Promise(() => {}) })
+    const client = clientFor(server.url, { provider, budget: 200n })
+    await client.request({ method: 'eth_blockNumber' })
+    const error = await rejectionOf(client.request({ method: 'eth_chainId' }))
+    expect((error as PaymentRefusedError).reason).toBe('budget')
+    expect(calls.authorized).toHaveLength(1)
+  }, 15_000)
+
   test('onPaymentRequired sees the decoded cost', async () => {
     const server = await serve(paywall(() => challengeHeader({ amount: '4242' })))
     const { provider } = fakeProvider()

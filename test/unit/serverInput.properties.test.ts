@@ -361,7 +361,7 @@ describe('a Tempo charge request, whatever its fields', () => {
           expect(transfer.amount).toBeGreaterThanOrEqual(0n)
         }
       }),
-      { numRuns: 300 },
+      { numRuns: 600 },
     )
     // Most changes leave a payable request (a memo, a split's amount, the chain it names).
     expect(quoted).toBeGreaterThan(30)

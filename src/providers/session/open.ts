@@ -1,8 +1,10 @@
 import type { Challenge } from 'mppx'
 import { Session } from 'mppx/tempo'
+import { type Hash, keccak256 } from 'viem'
 import { maxOf } from '../../internal/bigint.js'
 import { raceSignal } from '../../internal/signal.js'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
+import { paidFeeOf } from '../funds.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
 import { prepareAffordable } from './affordable.js'
 import type { Book } from './book.js'
@@ -80,10 +82,13 @@ export async function openPayment(
     | undefined
   let sent = false
   let authorizing: Promise<unknown> | undefined
+  /** The hash of the open transaction, once signed: the server broadcasts it as it is. */
+  let signed: Hash | undefined
 
   const authorize = async () => {
     const transaction = await prepared.ready()
     const opened = await signOpen(client, { account, request, prepared: transaction, descriptor })
+    signed = keccak256(opened.transaction)
     const validBefore = transaction.transaction.validBefore ?? Math.floor(Date.now() / 1000)
     const entry: ChannelEntry = {
       channelId: opened.channelId,
@@ -145,6 +150,7 @@ export async function openPayment(
       fee: prepared.fee,
       feeToken: prepared.feeToken,
     }),
+    feePaid: async () => (signed ? paidFeeOf(client, signed) : undefined),
     authorize() {
       const authorized = authorize()
       authorizing = authorized.catch(() => {})

@@ -1,6 +1,8 @@
 import type { Challenge } from 'mppx'
 import { Session } from 'mppx/tempo'
+import { type Hash, keccak256 } from 'viem'
 import { signTransaction } from 'viem/actions'
+import { paidFeeOf } from '../funds.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
 import { prepareAffordable } from './affordable.js'
 import {
@@ -62,11 +64,14 @@ export async function topUpPayment(
   })
   const { turn } = prepared
 
+  /** The hash of the top-up transaction, once signed: the server broadcasts it as it is. */
+  let signed: Hash | undefined
   const topUp = async () => {
     const transaction = await signTransaction(
       context.client,
       (await prepared.ready()).transaction as never,
     )
+    signed = keccak256(transaction)
     const authorization = credentialOf(context, challenge, {
       action: 'topUp',
       type: 'transaction',
@@ -100,6 +105,7 @@ export async function topUpPayment(
       fee: prepared.fee,
       feeToken: prepared.feeToken,
     }),
+    feePaid: async () => (signed ? paidFeeOf(context.client, signed) : undefined),
     async authorize() {
       try {
         await topUp()

@@ -35,6 +35,16 @@ const tip20AllowanceSlot = 10n
 const reserveCallGas = 1_500_000n
 
 /**
+ * Gas added for a transaction an access key signs (`keyId` in the fill): an estimate of its calls
+ * leaves out the keychain's checks and its spending-limit bookkeeping (which may write a slot,
+ * 250,000 gas under Tempo's schedule), and anvil silently drops a transaction short of gas.
+ */
+const accessKeyGas = 250_000n
+
+/** The intrinsic gas of a transaction: counted once however many calls it makes. */
+const baseTransactionGas = 21_000n
+
+/**
  * Gas added for a key authorization in the transaction: the fill leaves out its cost (a transfer
  * that provisions an access key used ~817k gas against the ~784k viem asked for), and anvil
  * silently drops a transaction with too little gas for it instead of failing it.
@@ -56,6 +66,10 @@ type RpcResponse = { jsonrpc: '2.0'; id?: unknown; result?: unknown; error?: unk
 type Call = { to?: Address | null | undefined; data?: Hex | undefined; input?: Hex | undefined }
 type CallRequest = Call & {
   from?: Address | undefined
+  keyId?: Address | undefined
+  nonce?: Hex | undefined
+  nonceKey?: Hex | undefined
+  feeToken?: Address | undefined
   calls?: readonly Call[] | undefined
   keyAuthorization?: unknown
 }
@@ -130,9 +144,16 @@ export async function startReserveShim({
     const calls = reserveCallsOf(callsOf(request)).map(decodeReserveCall)
     const extraGas =
       message.method === 'eth_fillTransaction'
-        ? reserveCallGas * BigInt(calls.length) + keyAuthorizationGasOf(request?.keyAuthorization)
+        ? reserveCallGas * BigInt(calls.length) +
+          keyAuthorizationGasOf(request?.keyAuthorization) +
+          (request?.keyId ? accessKeyGas : 0n)
         : 0n
-    if (!request?.from || calls.length === 0) return raiseFilledGas(await forward(), extraGas)
+    if (!request?.from || calls.length === 0) {
+      const filled = await forward()
+      const from = request?.from
+      if (message.method !== 'eth_fillTransaction' || !from) return raiseFilledGas(filled, extraGas)
+      return withGas(filled, await estimateCalls({ ...request, from }), extraGas)
+    }
     const sender = request.from
     return locks.run(sender.toLowerCase(), async () => {
       const slot = mappingSlot(sender, contextHashSlot)
@@ -149,6 +170,58 @@ export async function startReserveShim({
         await setContextHash(sender, previous)
       }
     })
+  }
+
+  /**
+   * The gas a Tempo node would fill in for `request`: anvil's fill (and its estimate of a batch of
+   * calls) reports a fixed 771,000 whatever the calls, which made every fee quote several times
+   * what was paid. Each call is estimated alone (anvil estimates a single call for real), as a
+   * transaction past its account's creation, less the base cost of a transaction counted once per
+   * call beyond the first; a transaction that creates its sender's account (the protocol nonce 0)
+   * adds what that costs (what the first call's estimate at nonce 0 adds), and an expiring-nonce
+   * one never does. `undefined` if a call cannot be estimated (it would fail): the fill's figure
+   * stays.
+   */
+  const estimateCalls = async (request: CallRequest & { from: Address }) => {
+    const calls = callsOf(request) as (Call & { value?: Hex })[]
+    const estimate = async ({ to, data, input, value }: (typeof calls)[number], nonce: Hex) =>
+      BigInt(
+        (await rpc('eth_estimateGas', [
+          {
+            from: request.from,
+            to,
+            data: data ?? input,
+            nonce,
+            ...(value ? { value } : {}),
+            ...(request.feeToken ? { feeToken: request.feeToken } : {}),
+          },
+        ])) as Hex,
+      )
+    try {
+      let gas = 0n
+      for (const call of calls) gas += await estimate(call, '0x1')
+      gas -= baseTransactionGas * BigInt(calls.length - 1)
+      const [first] = calls
+      if (first && (await createsAccount(request)))
+        gas += (await estimate(first, '0x0')) - (await estimate(first, '0x1'))
+      return gas
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Whether a transaction of `request` may pay for creating its sender's account: one on the
+   * protocol nonce at 0 does; an expiring-nonce one never does; another nonce lane is counted as
+   * if it did (its own first use has a cost of its kind).
+   */
+  const createsAccount = async (request: CallRequest & { from: Address }) => {
+    const lane = request.nonceKey === undefined ? 0n : BigInt(request.nonceKey)
+    if (lane === maxUint256) return false
+    if (lane !== 0n) return true
+    const nonce =
+      request.nonce ?? ((await rpc('eth_getTransactionCount', [request.from, 'pending'])) as Hex)
+    return BigInt(nonce) === 0n
   }
 
   /**
@@ -189,9 +262,22 @@ export async function startReserveShim({
             },
           }
         return simulate(message, forward)
-      case 'eth_call':
       case 'eth_estimateGas': {
+        // A batch of calls: estimated call by call, as a fill is (anvil's own figure is fixed).
+        const request = message.params?.[0] as CallRequest | undefined
+        const calls = request?.calls ?? []
+        if (request?.from && calls.length > 1 && reserveCallsOf(calls).length === 0) {
+          const gas = await estimateCalls({ ...request, from: request.from })
+          if (gas !== undefined) return { jsonrpc: '2.0', id: message.id, result: numberToHex(gas) }
+        }
         const plain = asSingleCall(message)
+        return simulate(
+          plain,
+          async () => (await post(upstream, JSON.stringify(plain)))[0] as RpcResponse,
+        )
+      }
+      case 'eth_call': {
+        const plain = asSingleCall(withoutExpiringGasLimit(message))
         return simulate(
           plain,
           async () => (await post(upstream, JSON.stringify(plain)))[0] as RpcResponse,
@@ -366,9 +452,33 @@ function asSingleCall(message: RpcMessage): RpcMessage {
   return { ...message, params: [{ ...fields, to, data: data ?? input, value }, ...rest] }
 }
 
+/**
+ * A simulation (`eth_call`) of an expiring-nonce transaction without its gas limit: anvil counts
+ * an account's creation in the intrinsic gas of any transaction at nonce 0, expiring ones
+ * included, which a Tempo node does not (and anvil does not charge when it executes one), so a
+ * server simulating a charge with its real gas limit was told "intrinsic gas too high".
+ */
+function withoutExpiringGasLimit(message: RpcMessage): RpcMessage {
+  const [request, ...rest] = message.params ?? []
+  const { gas: _gas, ...fields } = (request ?? {}) as CallRequest & { gas?: Hex }
+  if (fields.nonceKey === undefined || BigInt(fields.nonceKey) !== maxUint256) return message
+  return { ...message, params: [fields, ...rest] }
+}
+
 function callsOf(request: CallRequest | undefined): readonly Call[] {
   if (!request) return []
   return request.calls ?? [request]
+}
+
+/**
+ * Sets the gas of an `eth_fillTransaction` result to `gas` (when known) plus `extraGas`: what the
+ * calls were estimated to use, and what a key authorization adds.
+ */
+function withGas(response: RpcResponse, gas: bigint | undefined, extraGas: bigint): RpcResponse {
+  const tx = (response.result as { tx?: { gas?: Hex } } | undefined)?.tx
+  if (gas === undefined || !tx?.gas) return raiseFilledGas(response, extraGas)
+  tx.gas = numberToHex(gas + extraGas)
+  return response
 }
 
 /** Adds `extraGas` to the gas of an `eth_fillTransaction` result (other results pass through). */
