@@ -366,6 +366,7 @@ export class PaymentFailedError extends BaseError {
         settled
           ? 'The payment may have been taken; it will not be made again.'
           : 'Nothing was taken.',
+        ...(mentionsExpiringNonceRule(cause, problem) ? localnetChainGuidance : []),
       ],
       name: 'PaymentFailedError',
     })
@@ -385,6 +386,27 @@ export declare namespace PaymentFailedError {
     settled: boolean
     cause?: unknown
   }
+}
+
+/**
+ * A Tempo node before T11 (this package's localnet among them) wants an expiring-nonce transaction
+ * at nonce 0 and valid for 30 s at most; viem's `tempoLocalnet` prepares it otherwise.
+ */
+const localnetChainGuidance = [
+  'The node applies the localnet rules for expiring nonces (nonce 0, valid for 30 s at most): give',
+  "the provider a client on the localnet's own chain, `net.chain` from startLocalnet() or",
+  "defineLocalnetChain({ id, rpcUrl }) from 'viem-mpp/testing', rather than viem's tempoLocalnet.",
+]
+
+/** Whether the node's answer (in the error's causes or the problem) is that expiring-nonce rule. */
+function mentionsExpiringNonceRule(cause: unknown, problem: Problem | undefined) {
+  const rule = /expiring nonce transaction must have nonce == 0|valid_before .* too far in the future/i
+  if (problem?.detail && rule.test(problem.detail)) return true
+  for (let error = cause, depth = 0; error && depth < 10; depth++) {
+    if (rule.test(String((error as Error).message ?? ''))) return true
+    error = (error as Error).cause
+  }
+  return false
 }
 
 /** Any error this package raises for a payment. */

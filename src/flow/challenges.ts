@@ -53,7 +53,7 @@ export function unpayableReason(
   const challengeChainId = (challenge.request.methodDetails as { chainId?: unknown } | undefined)
     ?.chainId
   if (chainId !== undefined && challengeChainId !== undefined && challengeChainId !== chainId)
-    return `chain ${String(challengeChainId)}, not the client's ${chainId}`
+    return `chain ${String(challengeChainId)}, not the viem client's chain ${chainId}`
   return undefined
 }
 

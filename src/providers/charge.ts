@@ -20,6 +20,7 @@ import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
 import { assertAffordable, maxFeeOf, paidFeeOf } from './funds.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
+import { otherChain } from './reasons.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
 const bytes32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/) as unknown as z.ZodType<Hex>
@@ -122,17 +123,23 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
   const key = accessKeyOf(account, chainId)
   const { feeToken: chainFeeToken } = client.chain as { feeToken?: TokenId.TokenIdOrAddress }
 
-  const parse = (challenge: Challenge.Challenge) => {
-    if (challenge.method !== 'tempo' || challenge.intent !== 'charge') return undefined
+  /** The challenge's charge request, or why it is not paid here. */
+  const read = (
+    challenge: Challenge.Challenge,
+  ): { request: ChargeRequest; reason?: undefined } | { request?: undefined; reason: string } => {
+    if (challenge.method !== 'tempo' || challenge.intent !== 'charge')
+      return { reason: 'not a Tempo charge challenge' }
     const parsed = chargeRequestSchema.safeParse(challenge.request)
-    if (!parsed.success) return undefined
+    if (!parsed.success) return { reason: 'malformed charge request' }
     const { methodDetails } = parsed.data
-    if (methodDetails?.chainId !== undefined && methodDetails.chainId !== chainId) return undefined
+    if (methodDetails?.chainId !== undefined && methodDetails.chainId !== chainId)
+      return { reason: otherChain(methodDetails.chainId, chainId) }
     // Push mode broadcasts before the server has accepted anything; only pull is paid here.
     if (methodDetails?.supportedModes && !methodDetails.supportedModes.includes('pull'))
-      return undefined
-    return parsed.data
+      return { reason: 'push mode only (only pull is paid)' }
+    return { request: parsed.data }
   }
+  const parse = (challenge: Challenge.Challenge) => read(challenge).request
 
   /**
    * The transaction making `calls` (the charge's transfers) as `payer` (see `payerOf`), valid
@@ -174,6 +181,7 @@ export function charge({ account, client }: ChargeParameters): PaymentProvider {
   return {
     acceptPayment: 'tempo/charge',
     supports: (challenge) => parse(challenge) !== undefined,
+    unsupportedReason: (challenge) => read(challenge).reason,
     async prepare({ challenge, signal }) {
       const request = parse(challenge)
       if (!request) throw new Error(`Not a Tempo charge challenge on chain ${chainId}.`)

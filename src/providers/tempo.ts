@@ -42,7 +42,7 @@ export function tempo({ account, client, store, maxDeposit }: TempoParameters): 
     ...both,
     acceptPayment: 'tempo/session, tempo/charge;q=0.5',
     unsupportedReason: (challenge) =>
-      challenge.intent === 'session' ? sessions.unsupportedReason?.(challenge) : undefined,
+      (challenge.intent === 'session' ? sessions : charges).unsupportedReason?.(challenge),
     challengeFor: (request) => sessions.challengeFor(request),
     close: () => sessions.close(),
   }

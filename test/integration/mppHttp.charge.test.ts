@@ -15,14 +15,17 @@ import {
   UserRejectedRequestError,
 } from 'viem'
 import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
+import { tempoLocalnet } from 'viem/chains'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   charge,
   type MppHttpTransportConfig,
   mppHttp,
   type PaymentEvent,
+  PaymentFailedError,
   PaymentRefusedError,
   PaymentRequiredError,
+  tempo,
 } from '../../src/index.js'
 import type { Localnet, PaidRpc } from '../../src/testing/index.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
@@ -497,9 +500,45 @@ describe('nothing can pay', () => {
     const error = await rejectionOf(client.getChainId())
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
-    expect(error.message).toContain('tempo/charge: not supported by the provider')
+    expect(error.message).toContain(
+      "tempo/charge: chain 1337, but the provider's client is on chain 4242",
+    )
     expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
     expect(await balanceOf(rpc.payee)).toBe(before)
+  })
+
+  test("tempo() with a client on another chain: one reason for both intents, naming the provider's client", async () => {
+    const rpc = await localnet.startPaidRpc({ intent: ['session', 'charge'] })
+    const otherChain = defineChain({ ...net.chain, id: 4242 })
+    const provider = tempo({
+      account: accountOf(3),
+      client: createClient({ chain: otherChain, transport: http(net.rpcUrl) }),
+    })
+    const error = await rejectionOf(paidClient(rpc.url, { provider }).getChainId())
+    expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
+    expect((error as PaymentRequiredError).metaMessages).toEqual([
+      `Endpoint: ${rpc.url}`,
+      'Offered:',
+      "  tempo/session: chain 1337, but the provider's client is on chain 4242",
+      "  tempo/charge: chain 1337, but the provider's client is on chain 4242",
+    ])
+  })
+
+  test("a provider client on viem's tempoLocalnet: the node's expiring-nonce rule, and which chain to use", async () => {
+    const rpc = await start()
+    const client = createClient({
+      chain: { ...tempoLocalnet, rpcUrls: { default: { http: [net.rpcUrl] } } },
+      transport: http(net.rpcUrl),
+    })
+    const error = await rejectionOf(
+      paidClient(rpc.url, { provider: charge({ account: accountOf(3), client }) }).getChainId(),
+    )
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    expect((error as PaymentFailedError).settled).toBe(false)
+    expect(error.message).toContain('expiring nonce transaction must have nonce == 0')
+    expect(error.message).toContain(
+      "the provider a client on the localnet's own chain, `net.chain`",
+    )
   })
 })
 

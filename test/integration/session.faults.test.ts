@@ -82,7 +82,7 @@ describe('session challenges that are not paid', () => {
       'Offered:',
       '  tempo/session: session protocol "v1" (only "v2" is paid)',
       '  tempo/session: no sessionProtocol (only TIP-1034 sessions, "v2", are paid)',
-      `  tempo/session: chain 4242, not the client's ${chainId}`,
+      `  tempo/session: chain 4242, not the viem client's chain ${chainId}`,
       `  tempo/session: escrow 0x1111111111111111111111111111111111111111 is not the canonical TIP-1034 channel reserve (${reserve})`,
       '  tempo/session: no escrowContract',
     ])

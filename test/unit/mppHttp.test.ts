@@ -334,7 +334,7 @@ describe('nothing can pay', () => {
     [
       'another chain',
       challengeHeader({ chainId: 1, id: 'c2' }),
-      "test/charge: chain 1, not the client's 1337",
+      "test/charge: chain 1, not the viem client's chain 1337",
     ],
     [
       'an expired challenge',

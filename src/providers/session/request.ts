@@ -2,6 +2,7 @@ import type { Challenge } from 'mppx'
 import { type Address, isAddressEqual } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { z } from 'zod'
+import { otherChain } from '../reasons.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
 /** A base-10 integer string of base units that fits a TIP-1034 `uint96` amount. */
@@ -78,7 +79,7 @@ export function parseSessionRequest(
     return { reason: `session protocol "${sessionProtocol}" (only "v2" is paid)` }
   if (methodDetails.chainId === undefined) return { reason: 'no chainId' }
   if (methodDetails.chainId !== chainId)
-    return { reason: `chain ${methodDetails.chainId}, not the client's ${chainId}` }
+    return { reason: otherChain(methodDetails.chainId, chainId) }
   if (escrowContract === undefined) return { reason: 'no escrowContract' }
   if (!isAddressEqual(escrowContract, Addresses.tip20ChannelReserve))
     return {

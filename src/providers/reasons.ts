@@ -1,0 +1,13 @@
+/**
+ * Why a provider whose client is on `clientChain` passes over a challenge for `chain`: the same
+ * words for a charge and a session, naming the provider's client (the transport's own chain is
+ * checked, in other words, before a provider is asked).
+ *
+ * @example
+ * ```ts
+ * otherChain(1337, 4217) // "chain 1337, but the provider's client is on chain 4217"
+ * ```
+ */
+export function otherChain(chain: number, clientChain: number) {
+  return `chain ${chain}, but the provider's client is on chain ${clientChain}`
+}
