@@ -195,7 +195,7 @@ describe('splits', () => {
     const error = await rejectionOf(client.request({ method: 'eth_chainId' }))
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
-    expect(error.message).toContain('tempo/charge: not supported by the provider')
+    expect(error.message).toContain('tempo/charge: malformed charge request')
     expect(server.paid()).toEqual([])
     expect(methods).toEqual([])
   })
