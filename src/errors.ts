@@ -1,7 +1,7 @@
-import { formatUnits, type Hex, isAddressEqual, BaseError as ViemBaseError } from 'viem'
-import { Addresses } from 'viem/tempo'
+import { type Hex, BaseError as ViemBaseError } from 'viem'
 import { defaultMaxAmount } from './internal/defaultProvider.js'
 import { redactError, redactUrls } from './internal/redactUrl.js'
+import { tokenAmount } from './internal/tokenAmount.js'
 import type { Problem } from './Problem.js'
 import { version } from './version.js'
 
@@ -271,15 +271,6 @@ export declare namespace PaymentRefusedError {
   }
 }
 
-/** TIP-20 tokens have 6 decimals. */
-const tip20Decimals = 6
-
-/** `amount` of `token` for people: `0.001 pathUSD`, or the token's address for another. */
-function tokenAmount(amount: bigint, token: string) {
-  const name = isAddressEqual(token as Hex, Addresses.pathUsd) ? 'pathUSD' : token
-  return `${formatUnits(amount, tip20Decimals)} ${name}`
-}
-
 /** What an `insufficientFunds` refusal says: whose balance, how much, and what adds up to the need. */
 function shortfallOf({ payer, token, available, needed, parts }: PaymentRefusedError.Shortfall) {
   const sum = parts
@@ -400,7 +391,8 @@ const localnetChainGuidance = [
 
 /** Whether the node's answer (in the error's causes or the problem) is that expiring-nonce rule. */
 function mentionsExpiringNonceRule(cause: unknown, problem: Problem | undefined) {
-  const rule = /expiring nonce transaction must have nonce == 0|valid_before .* too far in the future/i
+  const rule =
+    /expiring nonce transaction must have nonce == 0|valid_before .* too far in the future/i
   if (problem?.detail && rule.test(problem.detail)) return true
   for (let error = cause, depth = 0; error && depth < 10; depth++) {
     if (rule.test(String((error as Error).message ?? ''))) return true

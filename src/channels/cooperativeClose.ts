@@ -1,6 +1,7 @@
 import { Challenge, Credential } from 'mppx'
 import { Proof, Session } from 'mppx/tempo'
 import { type Account, type Hex, isAddressEqual } from 'viem'
+import { tokenAmount } from '../internal/tokenAmount.js'
 import { decodeChallenges } from '../internal/wwwAuthenticate.js'
 import { readProblem } from '../Problem.js'
 import { parseSessionRequest } from '../providers/session/request.js'
@@ -139,10 +140,14 @@ export async function cooperativeClose({
       const wanted = chargedOf(await readProblem(answer))
       if (wanted === undefined || wanted <= first)
         throw refused(`The server at ${server} refused to close the channel (${answer.status}).`)
-      if (wanted > most)
+      if (wanted > most) {
+        const token = entry.descriptor.token
+        // A channel recovered from the chain: this store never saw the vouchers signed on it.
+        const unknown = most === 0n ? ' (none known here: its vouchers were signed elsewhere)' : ''
         throw refused(
-          `The server at ${server} asks for a close voucher of ${wanted}, more than the ${most} signed.`,
+          `The server at ${server} asks for a close voucher of ${tokenAmount(wanted, token)} (${wanted} base units), above the ${tokenAmount(most, token)} (${most}) signed on the channel${unknown}: it does not close it.`,
         )
+      }
       answer = await closeWith(wanted)
       if (!answer.ok) {
         await answer.body?.cancel()

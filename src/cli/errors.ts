@@ -47,8 +47,9 @@ export class CliError extends BaseError {
 
 /**
  * What the CLI prints for `error` on stderr: one line, its short message and, for errors from
- * outside the library, the innermost cause (`HTTP request failed: bad port`). With `verbose`,
- * the error's hints and each cause follow, one per line. URLs are cut to their origins and the
+ * outside the library, the innermost cause (`HTTP request failed: bad port`); then, for the
+ * library's own errors, their hints (what to do next), naming the CLI's commands and flags rather
+ * than the library's functions. With `verbose`, each cause follows, with its own hints. URLs are cut to their origins and the
  * `secrets` given (the private key in use) are blanked, whatever an error quotes.
  *
  * @example
@@ -83,15 +84,39 @@ export function formatError(
   if (top instanceof CliUsageError)
     line += ` (see \`viem-mpp ${top.command ? `${top.command} ` : ''}--help\`)`
   const lines = [`viem-mpp: ${line}`]
-  if (verbose) {
-    for (const error of chain) {
-      if (error !== top) lines.push(`  caused by ${error.name}: ${summary(error)}`)
-      for (const meta of (error as BaseError).metaMessages ?? [])
-        if (meta.trim()) lines.push(`    ${meta.trim()}`)
+  // Our own errors' hints say what to do next: always shown, in the CLI's terms.
+  const hintsOf = (error: Error) =>
+    ((error as BaseError).metaMessages ?? []).map((meta) => meta.trim()).filter(Boolean)
+  if (ownError(top))
+    for (const hint of hintsOf(top))
+      if (!line.includes(hint.replace(/^File: /, '')))
+        lines.push(`  ${inCliTerms(hint, (top as { channelId?: unknown }).channelId)}`)
+  if (verbose)
+    for (const error of chain.slice(1)) {
+      lines.push(`  caused by ${error.name}: ${summary(error)}`)
+      for (const hint of hintsOf(error)) lines.push(`    ${hint}`)
     }
-  }
   // The error's own line is kept whole; viem's hints may quote whole request bodies.
   return `${lines.map((line, index) => (index === 0 ? clean(line) : truncate(clean(line)))).join('\n')}\n`
+}
+
+/**
+ * The library's functions and options a hint names, as the CLI's commands and flags: a user at
+ * the command line runs those.
+ */
+const cliTerms: readonly [RegExp, string][] = [
+  [/\bwithdrawChannel\(\)/g, '`viem-mpp channels withdraw <channelId>`'],
+  [/\bcloseChannel\(\)/g, '`viem-mpp channels close <channelId>`'],
+  [/\bsyncChannels\(\)/g, '`viem-mpp channels sync`'],
+  [/\blistChannels\(\)/g, '`viem-mpp channels list`'],
+  [/`anvilBinary`/g, '`--anvil-binary <path>`'],
+  [/`port`/g, '`--port`'],
+]
+
+/** `hint` with the library's names replaced by the CLI's (with the error's channel, if it names one). */
+function inCliTerms(hint: string, channelId: unknown) {
+  const terms = cliTerms.reduce((text, [name, command]) => text.replace(name, command), hint)
+  return typeof channelId === 'string' ? terms.replaceAll('<channelId>', channelId) : terms
 }
 
 /** A line cut to a readable length. */

@@ -2,7 +2,7 @@
 /**
  * `viem-mpp`, the package's command line: `viem-mpp channels ...` manages payment channels,
  * `viem-mpp localnet` starts a Tempo localnet. Results go to stdout, progress and errors to
- * stderr; an error is one line (its causes with `--verbose`), and the exit code is 0 on success,
+ * stderr; an error is one line and its hints (its causes with `--verbose`), and the exit code is 0 on success,
  * 1 when a command failed and 2 for a wrong command line.
  */
 import { version } from '../version.js'

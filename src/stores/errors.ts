@@ -74,7 +74,7 @@ const shortMessages: Record<ChannelStoreError.Reason, string> = {
 }
 
 const corruptHint =
-  'It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain.'
+  'It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain with syncChannels().'
 
 const runtimeHint = () =>
   `This is Node ${globalThis.process?.versions?.node ?? '(unknown)'}. Use another store (memoryChannelStore()), or a newer Node.`

@@ -2,6 +2,7 @@ import { Session } from 'mppx/tempo'
 import { type Hex, parseEventLogs } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
+import { formatError } from '../../src/cli/errors.js'
 import { closeChannel, listChannels, memoryChannelStore } from '../../src/index.js'
 import { channelHelpers, channelRefusal } from '../support/channels.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
@@ -149,7 +150,16 @@ describe('closeChannel', () => {
         }),
       )
       expect(error.reason).toBe('serverRefused')
-      expect(error.shortMessage).toContain('more than the 3000 signed')
+      expect(error.shortMessage).toBe(
+        `The server at ${new URL(proxy.url).origin} asks for a close voucher of 0.05 pathUSD (50000 base units), above the 0.003 pathUSD (3000) signed on the channel: it does not close it.`,
+      )
+      // The next step: withdrawing without the server.
+      expect(error.metaMessages).toEqual([
+        'The channel stays open; withdrawChannel() gets the deposit back without the server.',
+      ])
+      expect(formatError(error, { verbose: false })).toContain(
+        `\n  The channel stays open; \`viem-mpp channels withdraw ${channelId}\` gets the deposit back without the server.\n`,
+      )
       // One close voucher, at what is settled on chain (nothing): never the 50 000 asked.
       expect(closes).toEqual(['0'])
       expect(await listChannels({ store })).toHaveLength(1)

@@ -313,7 +313,7 @@ test('list without the chain: the rows as stored, marked so, and one line on std
   expect(row?.split(/\s{2,}/).slice(0, 2)).toEqual([channelId, 'open (stored)'])
 })
 
-test('bad input: one line, exit 1, nothing changed', async () => {
+test('bad input: a line saying why (and what to do, if anything), exit 1, nothing changed', async () => {
   const { channelId } = await threeCalls(4)
   const listed = await listJson(4)
   const stored = await readFile(storePath)
@@ -332,8 +332,10 @@ test('bad input: one line, exit 1, nothing changed', async () => {
   for (const run of [unknown, otherPayer, unreachable]) {
     expect(run.code).toBe(1)
     expect(run.stdout).toBe('')
-    expect(linesOf(run.stderr)).toHaveLength(1)
     expect(run.stderr).toMatch(/^viem-mpp: /)
+    // The hints that follow name the CLI's commands, never the library's functions.
+    for (const hint of linesOf(run.stderr).slice(1))
+      expect(hint).not.toMatch(/\w\(\)|`[a-z]+[A-Z]\w*`/)
     expect(run.stderr).not.toMatch(/secret|password|user/)
   }
   expect(unknown.stderr).toContain(`0x${'ab'.repeat(32)}`)
@@ -348,7 +350,9 @@ test('bad input: one line, exit 1, nothing changed', async () => {
       ),
     ),
   ])
-  expect(unreachable.stderr).toBe('viem-mpp: No JSON-RPC node answers at http://127.0.0.1:9.\n')
+  expect(unreachable.stderr).toBe(
+    'viem-mpp: No JSON-RPC node answers at http://127.0.0.1:9.\n  Check --rpc-url.\n',
+  )
   expect(await listJson(4)).toEqual(listed)
   expect(await readFile(storePath)).toEqual(stored)
 
@@ -358,6 +362,8 @@ test('bad input: one line, exit 1, nothing changed', async () => {
   expect(corrupt.code).toBe(1)
   expect(linesOf(corrupt.stderr)).toEqual([
     'viem-mpp: The channel database is corrupt; it was left as it is.',
+    `  File: ${storePath}`,
+    '  It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain with `viem-mpp channels sync`.',
   ])
   expect(await readFile(storePath, 'utf8')).toBe('not a database')
 })

@@ -80,7 +80,7 @@ test('--port 1 (a port fetch refuses): one line, exit 1, no anvil left', async (
   expect(anvilsOnPort(1)).toEqual([])
 })
 
-test('a port taken: one line saying so, exit 1', async () => {
+test('a port taken: a line saying so, and what to do with the command line, exit 1', async () => {
   const first = await started()
   try {
     const port = new URL(first.details.rpcUrl).port
@@ -90,6 +90,7 @@ test('a port taken: one line saying so, exit 1', async () => {
     expect(run.stdout).toBe('')
     expect(linesOf(run.stderr)).toEqual([
       `viem-mpp: Cannot listen on 127.0.0.1:${port}: the port is taken.`,
+      '  Pick another port, or omit `--port` for a free one.',
     ])
   } finally {
     first.child.kill('SIGTERM')

@@ -14,14 +14,19 @@ describe('formatError, a store that cannot be used', () => {
     )
   })
 
-  test('a corrupt one keeps its own line: the hint and the file with --verbose only', () => {
+  test('a corrupt one keeps its own line, then the file and what to do', () => {
     const error = new ChannelStoreError({
       reason: 'corrupt',
       path: '/tmp/channels.db',
       cause: new Error('file is not a database'),
     })
     expect(formatError(error, { verbose: false })).toBe(
-      'viem-mpp: The channel database is corrupt; it was left as it is.\n',
+      [
+        'viem-mpp: The channel database is corrupt; it was left as it is.',
+        '  File: /tmp/channels.db',
+        '  It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain with `viem-mpp channels sync`.',
+        '',
+      ].join('\n'),
     )
   })
 })

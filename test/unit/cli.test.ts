@@ -12,6 +12,8 @@ import {
   formatWhen,
   toJson,
 } from '../../src/cli/output.js'
+import { ChannelError } from '../../src/index.js'
+import { AnvilStartError } from '../../src/testing/index.js'
 import { version } from '../../src/version.js'
 import { linesOf, runCli } from '../support/cli.js'
 
@@ -142,14 +144,14 @@ describe('failures: one line on stderr, exit 1, no secrets', () => {
     )
   })
 
-  test('an RPC that does not answer: its origin only; the causes with --verbose', async () => {
+  test('an RPC that does not answer: its origin only, and what to check; the causes with --verbose', async () => {
     const url = 'http://user:password@127.0.0.1:9/secret-path?key=secret-query'
     const env = { TEMPO_PRIVATE_KEY: privateKey }
     const quiet = await runCli(['channels', 'sync', '--rpc-url', url], env)
     expect(quiet).toEqual({
       code: 1,
       stdout: '',
-      stderr: 'viem-mpp: No JSON-RPC node answers at http://127.0.0.1:9.\n',
+      stderr: 'viem-mpp: No JSON-RPC node answers at http://127.0.0.1:9.\n  Check --rpc-url.\n',
     })
     const verbose = await runCli(['channels', 'sync', '--rpc-url', url, '--verbose'], env)
     expect(verbose.code).toBe(1)
@@ -200,7 +202,7 @@ describe('failures: one line on stderr, exit 1, no secrets', () => {
     expect(existsSync(path)).toBe(false)
   })
 
-  test('a corrupt store: one line, exit 1, the file left as it is', async () => {
+  test('a corrupt store: its line, the file and what to do, exit 1, the file left as it is', async () => {
     const path = join(dir, 'channels.db')
     await writeFile(path, 'garbage, not SQLite')
     const run = await runCli(['channels', 'list', '--store', path], {
@@ -209,10 +211,15 @@ describe('failures: one line on stderr, exit 1, no secrets', () => {
     expect(run).toEqual({
       code: 1,
       stdout: '',
-      stderr: 'viem-mpp: The channel database is corrupt; it was left as it is.\n',
+      stderr: [
+        'viem-mpp: The channel database is corrupt; it was left as it is.',
+        `  File: ${path}`,
+        '  It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain with `viem-mpp channels sync`.',
+        '',
+      ].join('\n'),
     })
     const verbose = await runCli(['channels', 'list', '--store', path, '--verbose'])
-    expect(linesOf(verbose.stderr)).toContain(`    File: ${path}`)
+    expect(linesOf(verbose.stderr)).toContain(`  File: ${path}`)
     expect(await readFile(path, 'utf8')).toBe('garbage, not SQLite')
   })
 })
@@ -230,11 +237,14 @@ describe('formatError', () => {
       'viem-mpp: HTTP request failed: connect ECONNREFUSED 127.0.0.1:8545\n',
     )
     const ours = new CliError('No key for chain 1.', { cause: foreign, metaMessages: ['Set one.'] })
-    expect(formatError(ours, { verbose: false })).toBe('viem-mpp: No key for chain 1.\n')
+    // Our own error's hint says what to do: shown without --verbose.
+    expect(formatError(ours, { verbose: false })).toBe(
+      'viem-mpp: No key for chain 1.\n  Set one.\n',
+    )
     expect(formatError(ours, { verbose: true })).toBe(
       [
         'viem-mpp: No key for chain 1.',
-        '    Set one.',
+        '  Set one.',
         '  caused by Error: HTTP request failed.',
         '  caused by TypeError: fetch failed',
         '  caused by Error: connect ECONNREFUSED 127.0.0.1:8545',
@@ -243,6 +253,29 @@ describe('formatError', () => {
     )
     expect(formatError(new CliUsageError('bad', { command: 'localnet' }), { verbose: false })).toBe(
       'viem-mpp: bad (see `viem-mpp localnet --help`)\n',
+    )
+  })
+
+  test("hints name the CLI's commands and flags, not the library's functions and options", () => {
+    const missing = new AnvilStartError('anvil binary not found at /nowhere/anvil.', {
+      metaMessages: ['Pass `anvilBinary` with the path to an anvil 1.7.x binary.'],
+    })
+    expect(formatError(missing, { verbose: false })).toBe(
+      [
+        'viem-mpp: anvil binary not found at /nowhere/anvil.',
+        '  Pass `--anvil-binary <path>` with the path to an anvil 1.7.x binary.',
+        '',
+      ].join('\n'),
+    )
+    const channelId = `0x${'ab'.repeat(32)}` as const
+    const unreachable = new ChannelError({
+      reason: 'unreachable',
+      message: 'The server at https://rpc.example could not be reached; the channel stays open.',
+      channelId,
+      details: ['withdrawChannel() gets the deposit back without it, or closeChannel() later.'],
+    })
+    expect(linesOf(formatError(unreachable, { verbose: false }))[1]).toBe(
+      `  \`viem-mpp channels withdraw ${channelId}\` gets the deposit back without it, or \`viem-mpp channels close ${channelId}\` later.`,
     )
   })
 
