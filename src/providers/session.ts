@@ -184,6 +184,6 @@ export function session({
       releaseChannels(state.scopes.values(), { ...options, forget: forgetScope }),
   }
   // A provider dropped without release(): its channels go back to the store when it is collected.
-  releaseWhenCollected(provider, state.scopes)
+  releaseWhenCollected(provider, book)
   return provider
 }

@@ -1,6 +1,12 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { type Address, createClient, http } from 'viem'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import { memoryChannelStore, type PaymentQuote, session } from '../../src/index.js'
+import { fileChannelStore } from '../../src/node/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import { useLocalnet } from '../support/localnet.js'
 import { sessionHelpers } from '../support/sessions.js'
@@ -341,4 +347,45 @@ describe('session', () => {
       expect(await channelEvents('ChannelOpened', accountOf(index).address, from)).toHaveLength(1)
     expect(rpc.counters.payments).toEqual({ charge: 0, open: 2, voucher: 0, topUp: 0, close: 0 })
   })
+})
+
+test('a provider dropped without release() gives its channel back to the store once it is garbage-collected', async () => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const rpc = await localnet.startPaidRpc({ intent: 'session' })
+  const dir = await mkdtemp(join(tmpdir(), 'viem-mpp-gc-'))
+  const store = fileChannelStore(join(dir, 'channels.db'))
+  try {
+    const from = await blockNumber()
+    // Pays twice, then drops the provider, its transport and its client: nothing refers to them.
+    const payAndDrop = async () => {
+      const client = paidClient(rpc.url, { provider: provider(8, { store }) })
+      await client.getChainId()
+      await client.getBlockNumber()
+    }
+    await payAndDrop()
+    const lease = async () => (await store.list())[0]?.ledger?.lease
+    expect(await lease()).toMatchObject({ pid: process.pid })
+    // Collected, its channel is released: the lease ends and the exact ledger is written.
+    for (let round = 0; round < 100 && (await lease()) !== undefined; round++) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(await lease()).toBeUndefined()
+    expect((await store.list())[0]?.ledger).toMatchObject({
+      signed: 2n * rpc.price,
+      spent: 2n * rpc.price,
+    })
+
+    // Another provider in this process takes the same channel: no second open, the ledger exact.
+    const next = provider(8, { store })
+    await paidClient(rpc.url, { provider: next }).getChainId()
+    expect(await channelEvents('ChannelOpened', accountOf(8).address, from)).toHaveLength(1)
+    const [channel] = await store.list()
+    expect((await rpc.channel(channel!.entry.channelId))?.highestVoucher).toBe(3n * rpc.price)
+    await next.release()
+  } finally {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  }
 })

@@ -16,6 +16,11 @@ import type {
 export type Book = ChannelPool & {
   /** How many calls' worth the mark is written ahead of the vouchers signed. */
   readonly ahead: number
+  /**
+   * The leases taken through this book and not released or removed yet: what goes back to the
+   * store when the provider is garbage-collected. Nothing in a lease refers to the provider.
+   */
+  readonly held: ReadonlySet<ChannelLease>
 }
 
 /**
@@ -28,8 +33,41 @@ export type Book = ChannelPool & {
  * ```
  */
 export function bookOf(store: ChannelStore, ahead: number): Book {
-  if (store.pool) return { ...store.pool, ahead }
-  return { ...plainPool(store), ahead: 1 }
+  const pool = store.pool ?? plainPool(store)
+  const held = new Set<ChannelLease>()
+  /** `lease`, counted in `held` until it is released or removed. */
+  const tracked = (lease: ChannelLease): ChannelLease => {
+    const counted: ChannelLease = {
+      get record() {
+        return lease.record
+      },
+      get lost() {
+        return lease.lost
+      },
+      raise: (mark) => lease.raise(mark),
+      update: (changes) => lease.update(changes),
+      async release() {
+        await lease.release()
+        held.delete(counted)
+      },
+      async remove() {
+        await lease.remove()
+        held.delete(counted)
+      },
+    }
+    held.add(counted)
+    return counted
+  }
+  return {
+    ...pool,
+    ahead: store.pool ? ahead : 1,
+    held,
+    claim: async (record, options) => {
+      const lease = await pool.claim(record, options)
+      return lease && tracked(lease)
+    },
+    add: async (entry, options) => tracked(await pool.add(entry, options)),
+  }
 }
 
 /** Channels of plain stores leased in this process, by store: such stores have no leases. */

@@ -43,12 +43,41 @@ export function voucherCredential(
 }
 
 /**
+ * Where a channel's ledger lives: its lease's tally reads it there, so that the lease (which the
+ * store's renewals and a finalizer hold) never refers to the channel, whose endpoint leads back to
+ * the transport and the provider.
+ */
+export type LedgerCell = { ledger: Ledger }
+
+/**
+ * The tally a lease writes when it ends: what `cell`'s ledger says was signed and served, or
+ * `fallback` until the cell is set (a take-up not done yet). Made here, at the module's top level,
+ * so that the closure holds the cell and nothing of the function that leased the channel (a
+ * closure keeps its whole enclosing scope, endpoint and transport included).
+ *
+ * @example
+ * ```ts
+ * const tally = tallyOf({ cell })
+ * ```
+ */
+export function tallyOf(holder: { cell?: LedgerCell | undefined; fallback?: bigint | undefined }) {
+  return () => {
+    if (holder.cell) return Ledger.tally(holder.cell.ledger)
+    const fallback = holder.fallback ?? 0n
+    return { signed: fallback, spent: fallback }
+  }
+}
+
+/**
  * A channel this provider pays on, leased from the store: its entry, its ledger, and what the
  * payments on it are doing. Only this process signs on it while the lease lasts.
  */
 export type LiveChannel = {
   entry: ChannelEntry
+  /** The ledger, kept in {@link LiveChannel.cell}. */
   ledger: Ledger
+  /** Holds `ledger`, for the lease's tally. */
+  readonly cell: LedgerCell
   readonly lease: ChannelLease
   /** Where its management requests go: the last paid request's URL (memory only). */
   endpoint: Endpoint
@@ -71,22 +100,29 @@ export type LiveChannel = {
 }
 
 /**
- * A channel taken into use with `ledger`.
+ * A channel taken into use with the ledger in `cell`.
  *
  * @example
  * ```ts
- * const channel = liveChannel({ entry, ledger: Ledger.create({ spent, signed, mark }), lease, endpoint })
+ * const cell = { ledger: Ledger.create({ spent, signed, mark }) }
+ * const channel = liveChannel({ entry, cell, lease, endpoint })
  * ```
  */
 export function liveChannel({
   entry,
-  ledger,
+  cell,
   lease,
   endpoint,
-}: Pick<LiveChannel, 'entry' | 'ledger' | 'lease' | 'endpoint'>): LiveChannel {
+}: Pick<LiveChannel, 'entry' | 'cell' | 'lease' | 'endpoint'>): LiveChannel {
   return {
     entry,
-    ledger,
+    cell,
+    get ledger() {
+      return cell.ledger
+    },
+    set ledger(ledger) {
+      cell.ledger = ledger
+    },
     lease,
     endpoint,
     pending: 0,

@@ -4,6 +4,8 @@ import { ChannelError } from '../../channels/errors.js'
 import { createDeadline } from '../../internal/deadline.js'
 import { redactErrorInPlace, redactUrl } from '../../internal/redactUrl.js'
 import { raceSignal } from '../../internal/signal.js'
+import type { ChannelLease } from '../../stores/ChannelStore.js'
+import type { Book } from './book.js'
 import { drained, type LiveChannel, type SessionContext } from './channel.js'
 import { decideLostOpen } from './open.js'
 import { heldChannels, type Scope } from './scope.js'
@@ -187,24 +189,29 @@ export async function releaseChannels(
   }
 }
 
-/** Releases the leases of providers that are garbage-collected without `release()`. */
+/**
+ * Releases the leases of providers that are garbage-collected without `release()`. It holds the
+ * books' lease sets only: nothing in them refers back to a provider (a lease's tally reads its
+ * channel's ledger cell, not the channel, whose endpoint leads to the transport and so to the
+ * provider), or the provider could never be collected.
+ */
 const collected =
   typeof FinalizationRegistry === 'undefined'
     ? undefined
-    : new FinalizationRegistry<Map<string, Scope>>((scopes) => {
-        for (const scope of scopes.values())
-          for (const channel of heldChannels(scope)) channel.lease.release().catch(() => {})
+    : new FinalizationRegistry<ReadonlySet<ChannelLease>>((leases) => {
+        for (const lease of [...leases]) lease.release().catch(() => {})
       })
 
 /**
- * Releases the channels of `scopes` when `provider` is garbage-collected: a provider dropped
- * without `release()` does not keep its channels from other holders until its process ends.
+ * Releases the channels leased through `book` when `provider` is garbage-collected: a provider
+ * dropped without `release()` does not keep its channels from other holders until its process
+ * ends (and its lease renewals, if the store renews, stop).
  *
  * @example
  * ```ts
- * releaseWhenCollected(provider, scopes)
+ * releaseWhenCollected(provider, book)
  * ```
  */
-export function releaseWhenCollected(provider: object, scopes: Map<string, Scope>): void {
-  collected?.register(provider, scopes)
+export function releaseWhenCollected(provider: object, book: Book): void {
+  collected?.register(provider, book.held)
 }

@@ -13,6 +13,7 @@ import {
   type LiveChannel,
   liveChannel,
   type SessionContext,
+  tallyOf,
   voucherSlot,
 } from './channel.js'
 import type { Endpoint } from './endpoint.js'
@@ -99,20 +100,20 @@ export async function openPayment(
       chainId: context.chainId,
       opened: false,
     }
-    let ledger = Ledger.create({ spent: 0n, signed: 0n, mark: 0n })
+    const ledger = Ledger.create({ spent: 0n, signed: 0n, mark: 0n })
     const mark = Ledger.markFor(ledger, request.amount, {
       price: request.amount,
       ahead: book.ahead,
       deposit,
     })
-    ledger = Ledger.marked(ledger, mark ?? 0n)
-    const tally = () => Ledger.tally(channel.ledger)
+    const cell = { ledger: Ledger.marked(ledger, mark ?? 0n) }
+    const tally = tallyOf({ cell })
     // Written before the open leaves: a crash from here on leaves the channel in the store.
     const lease = await book.add(
-      { ...entry, cumulativeAmount: ledger.mark },
+      { ...entry, cumulativeAmount: cell.ledger.mark },
       { origin, tally, openingUntil: validBefore },
     )
-    const channel = liveChannel({ entry, ledger, lease, endpoint })
+    const channel = liveChannel({ entry, cell, lease, endpoint })
     const slot = voucherSlot(context, channel, request.amount)
     try {
       const voucher = await slot.sign()

@@ -9,9 +9,11 @@ import type { PreparedPayment } from '../PaymentProvider.js'
 import type { Book } from './book.js'
 import {
   drained,
+  type LedgerCell,
   type LiveChannel,
   occupy,
   type SessionContext,
+  tallyOf,
   track,
   voucherCredential,
   voucherSlot,
@@ -153,13 +155,11 @@ async function takeUpRecord(
   finish: () => void,
 ): Promise<PreparedPayment | 'ready' | 'skipped'> {
   const { book, request, endpoint, signal } = parameters
-  let taken: LiveChannel | undefined
   // Until the take-up knows better, a lease ending (process exit) writes the mark as signed.
-  const fallback = record.ledger?.mark ?? record.entry.cumulativeAmount
-  const lease = await book.claim(record, {
-    origin: scope.origin,
-    tally: () => (taken ? Ledger.tally(taken.ledger) : { signed: fallback, spent: fallback }),
-  })
+  const taken: { cell?: LedgerCell; fallback: bigint } = {
+    fallback: record.ledger?.mark ?? record.entry.cumulativeAmount,
+  }
+  const lease = await book.claim(record, { origin: scope.origin, tally: tallyOf(taken) })
   if (!lease) return 'skipped'
   const result = await takeUp(context, { lease, endpoint, request, signal }).catch(
     async (error: unknown) => {
@@ -168,7 +168,7 @@ async function takeUpRecord(
     },
   )
   if (result.kind === 'skip') return 'skipped'
-  taken = result.channel
+  taken.cell = result.channel.cell
   if (result.kind === 'ready') {
     scope.channel = result.channel
     return 'ready'

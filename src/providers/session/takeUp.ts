@@ -60,7 +60,10 @@ export async function takeUp(
   const { entry, ledger } = lease.record
   if (ledger && !ledger.lease && ledger.openingUntil === undefined && entry.opened) {
     const exact = Ledger.create({ spent: ledger.spent, signed: ledger.signed, mark: ledger.mark })
-    return { kind: 'ready', channel: liveChannel({ entry, ledger: exact, lease, endpoint }) }
+    return {
+      kind: 'ready',
+      channel: liveChannel({ entry, cell: { ledger: exact }, lease, endpoint }),
+    }
   }
   const state = await raceSignal(
     Chain.getChannelState(context.client, entry.channelId, entry.escrow),
@@ -84,7 +87,7 @@ export async function takeUp(
   const start = (spent: bigint, signed: bigint, floor?: bigint) =>
     liveChannel({
       entry: { ...entry, deposit: state.deposit, opened: true },
-      ledger: Ledger.create({ spent, signed, mark, floor }),
+      cell: { ledger: Ledger.create({ spent, signed, mark, floor }) },
       lease,
       endpoint,
     })
