@@ -35,6 +35,22 @@ const lostOpenPoll = 1_000
  */
 export type LostOpen = { channel: LiveChannel; validBefore: number }
 
+export type OpenPaymentParameters = {
+  book: Book
+  origin: string
+  request: SessionRequest
+  challenge: Challenge.Challenge
+  endpoint: Endpoint
+  deposit: bigint
+  signal: AbortSignal
+  /** The server accepted the open: the channel is the scope's. */
+  onOpened: (channel: LiveChannel) => void
+  /** The open was sent and not accepted: the chain decides. */
+  onLost: (lost: LostOpen) => void
+  /** The payment is decided (called once, after `onOpened`/`onLost`). */
+  onEnd: () => void
+}
+
 /**
  * Pays a call by opening a channel with `deposit`: the open transaction, prepared (and its fee
  * quoted) before anything is signed, carries the call's voucher. The channel is written to the
@@ -58,21 +74,7 @@ export async function openPayment(
     onOpened,
     onLost,
     onEnd,
-  }: {
-    book: Book
-    origin: string
-    request: SessionRequest
-    challenge: Challenge.Challenge
-    endpoint: Endpoint
-    deposit: bigint
-    signal: AbortSignal
-    /** The server accepted the open: the channel is the scope's. */
-    onOpened: (channel: LiveChannel) => void
-    /** The open was sent and not accepted: the chain decides. */
-    onLost: (lost: LostOpen) => void
-    /** The payment is decided (called once, after `onOpened`/`onLost`). */
-    onEnd: () => void
-  },
+  }: OpenPaymentParameters,
 ): Promise<PreparedPayment> {
   const { account, client } = context
   const { data, descriptor } = openCall(account, request, deposit)
@@ -91,29 +93,16 @@ export async function openPayment(
     const opened = await signOpen(client, { account, request, prepared: transaction, descriptor })
     signed = keccak256(opened.transaction)
     const validBefore = transaction.transaction.validBefore ?? Math.floor(Date.now() / 1000)
-    const entry: ChannelEntry = {
-      channelId: opened.channelId,
-      cumulativeAmount: 0n,
+    const channel = await recordOpening(context, {
+      book,
+      origin,
+      endpoint,
+      request,
       deposit,
-      descriptor: opened.descriptor,
-      escrow: request.escrow,
-      chainId: context.chainId,
-      opened: false,
-    }
-    const ledger = Ledger.create({ spent: 0n, signed: 0n, mark: 0n })
-    const mark = Ledger.markFor(ledger, request.amount, {
-      price: request.amount,
-      ahead: book.ahead,
-      deposit,
+      opened,
+      validBefore,
     })
-    const cell = { ledger: Ledger.marked(ledger, mark ?? 0n) }
-    const tally = tallyOf({ cell })
-    // Written before the open leaves: a crash from here on leaves the channel in the store.
-    const lease = await book.add(
-      { ...entry, cumulativeAmount: cell.ledger.mark },
-      { origin, tally, openingUntil: validBefore },
-    )
-    const channel = liveChannel({ entry, cell, lease, endpoint })
+    const { entry, lease } = channel
     const slot = voucherSlot(context, channel, request.amount)
     try {
       const voucher = await slot.sign()
@@ -187,6 +176,54 @@ export async function openPayment(
       }
     },
   }
+}
+
+/**
+ * Writes the channel an open creates to the store, leased, with its mark covering the first
+ * voucher: before the open leaves, so that a crash from then on leaves the channel (and its
+ * deposit) in the store, marked as opening until `validBefore`.
+ */
+async function recordOpening(
+  context: SessionContext,
+  {
+    book,
+    origin,
+    endpoint,
+    request,
+    deposit,
+    opened,
+    validBefore,
+  }: {
+    book: Book
+    origin: string
+    endpoint: Endpoint
+    request: SessionRequest
+    deposit: bigint
+    opened: Awaited<ReturnType<typeof signOpen>>
+    validBefore: number
+  },
+): Promise<LiveChannel> {
+  const entry: ChannelEntry = {
+    channelId: opened.channelId,
+    cumulativeAmount: 0n,
+    deposit,
+    descriptor: opened.descriptor,
+    escrow: request.escrow,
+    chainId: context.chainId,
+    opened: false,
+  }
+  const ledger = Ledger.create({ spent: 0n, signed: 0n, mark: 0n })
+  const mark = Ledger.markFor(ledger, request.amount, {
+    price: request.amount,
+    ahead: book.ahead,
+    deposit,
+  })
+  const cell = { ledger: Ledger.marked(ledger, mark ?? 0n) }
+  const lease = await book.add(
+    { ...entry, cumulativeAmount: cell.ledger.mark },
+    { origin, tally: tallyOf({ cell }), openingUntil: validBefore },
+  )
+  return liveChannel({ entry, cell, lease, endpoint })
 }
 
 /**
