@@ -19,3 +19,10 @@ export {
   type StartPaidRpcOptions,
   startPaidRpc,
 } from './paidRpc/startPaidRpc.js'
+export {
+  type Redis,
+  RedisStartError,
+  type RedisStartErrorType,
+  type StartRedisOptions,
+  startRedis,
+} from './redis/startRedis.js'

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { BaseError } from '../../errors.js'
+import { stopper, tiedToParent } from '../process.js'
 import { hardfork } from './chain.js'
 
 export type AnvilOptions = {
@@ -149,28 +150,4 @@ function waitForListening(child: ChildProcess, timeout: number): Promise<string>
 
 function lastLines(output: string) {
   return output.trim().split('\n').slice(-5).join('\n')
-}
-
-/**
- * Runs `$0 "$@"` (anvil) and kills it as soon as our end of the shell's stdin closes: on `stop()`,
- * and also when this Node process dies in any way (even SIGKILL), since the OS closes the pipe.
- * Exits with anvil's status when anvil exits by itself (e.g. the port is taken).
- */
-const tiedToParent =
-  'exec 3<&0; "$0" "$@" 3<&- & pid=$!; (read -r _ <&3; kill $pid 2>/dev/null) & wait $pid'
-
-/** Returns an idempotent stop function: closes the shell's stdin and waits for it to exit. */
-function stopper(child: ChildProcess) {
-  let stopping: Promise<void> | undefined
-  return () => {
-    stopping ??= new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-        child.stdin?.destroy()
-        return resolve()
-      }
-      child.once('exit', () => resolve())
-      child.stdin?.end()
-    })
-    return stopping
-  }
 }
