@@ -235,9 +235,11 @@ describe('Ledger against a model of the server', () => {
         expect(ledger.inFlight).toBe(0n)
         expect(server.charged).toBe(served)
         expect(server.highest).toBe(server.charged)
-        // Counted down to what the server charged: the answers lost that it never saw are not
-        // paid for.
-        expect(ledger.spent).toBe(served)
+        // Counted down to what the server charged, never above it: the answers lost that it never
+        // saw are not paid for. (A voucher lost here that reached the server after the receipt
+        // leaves the count below what it charged: nothing the server says raises it, and the
+        // next repeat of its voucher, refused for want of credit, gives that up: see shortfall.)
+        expect(ledger.spent).toBeLessThanOrEqual(served)
         expect(BigInt(after)).toBeLessThanOrEqual(settled.peak - settled.charged + lostUnseen + 1n)
       }),
       { numRuns: 500 },
