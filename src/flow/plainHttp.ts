@@ -1,13 +1,11 @@
 import { InvalidPlainHttpOriginError } from '../errors.js'
+import { warnOnce } from '../internal/warnOnce.js'
 
 /**
  * Origins reached over plain `http://` to which payment credentials may go all the same: a devnet
  * on the user's own network (10/8, 192.168/16, a docker bridge), named one by one.
  */
 export type PlainHttpOrigins = readonly string[]
-
-/** Origins warned about in this process: once each. */
-const warned = new Set<string>()
 
 /**
  * Which URLs a payment credential may be sent to: `https://`, loopback over `http://` (this
@@ -30,7 +28,11 @@ export function credentialPolicy(plainHttpOrigins: PlainHttpOrigins = []) {
     if (url.protocol !== 'http:') return false
     if (isLoopback(url.hostname)) return true
     if (!allowed.has(url.origin)) return false
-    warnOnce(url.origin)
+    warnOnce(
+      'VIEM_MPP_PLAIN_HTTP',
+      url.origin,
+      `payment credentials go to ${url.origin} over plain http (dangerouslyPayOverPlainHttp): anyone on the network path can read them, and a charge's can be settled by whoever does.`,
+    )
     return true
   }
 }
@@ -56,16 +58,4 @@ function isLoopback(host: string) {
     host === '[::1]' ||
     /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
   )
-}
-
-function warnOnce(origin: string) {
-  if (warned.has(origin)) return
-  warned.add(origin)
-  const message = `payment credentials go to ${origin} over plain http (dangerouslyPayOverPlainHttp): anyone on the network path can read them, and a charge's can be settled by whoever does.`
-  const process = (
-    globalThis as { process?: { emitWarning?: (message: string, options: object) => void } }
-  ).process
-  if (process?.emitWarning)
-    process.emitWarning(message, { type: 'ViemMppWarning', code: 'VIEM_MPP_PLAIN_HTTP' })
-  else console.warn(`viem-mpp: ${message}`)
 }

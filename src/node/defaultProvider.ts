@@ -5,6 +5,7 @@ import { PaymentRequiredError } from '../errors.js'
 import { label } from '../flow/challenges.js'
 import { defaultMaxDeposit } from '../internal/defaultProvider.js'
 import { redactUrl } from '../internal/redactUrl.js'
+import { warnOnce } from '../internal/warnOnce.js'
 import { charge } from '../providers/charge.js'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
 import { tempo } from '../providers/tempo.js'
@@ -89,15 +90,12 @@ export async function discoverProvider({
   })
 }
 
-let warnedChargesOnly = false
-
 /** Says once per process that this Node pays charges only, where a newer one would open sessions. */
 function warnChargesOnly() {
-  if (warnedChargesOnly) return
-  warnedChargesOnly = true
-  process.emitWarning(
-    `viem-mpp: this Node (${process.version}) has no node:sqlite, so the default provider pays charges only: on Node >= 22.13 it would pay sessions (one deposit, then vouchers, no fee per call).`,
-    { code: 'VIEM_MPP_CHARGES_ONLY' },
+  warnOnce(
+    'VIEM_MPP_CHARGES_ONLY',
+    'node:sqlite',
+    `this Node (${process.version}) has no node:sqlite, so the default provider pays charges only: on Node >= 22.13 it would pay sessions (one deposit, then vouchers, no fee per call).`,
   )
 }
 

@@ -112,9 +112,9 @@ test('without node:sqlite (Node 20) the default provider pays charges only: no d
   expect(warnings.mock.calls).toEqual([
     [
       expect.stringMatching(
-        /^viem-mpp: this Node \(v[\d.]+\) has no node:sqlite, so the default provider pays charges only: on Node >= 22\.13 it would pay sessions/,
+        /^this Node \(v[\d.]+\) has no node:sqlite, so the default provider pays charges only: on Node >= 22\.13 it would pay sessions/,
       ),
-      { code: 'VIEM_MPP_CHARGES_ONLY' },
+      { type: 'ViemMppWarning', code: 'VIEM_MPP_CHARGES_ONLY' },
     ],
   ])
 
