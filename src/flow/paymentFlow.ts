@@ -482,7 +482,7 @@ async function startPayment(
       // The server has the payment: a provider that cannot record it must not lose the answer.
       await settleQuietly(() => prepared.commit(receipt, outcome))
       const { feePaid } = prepared
-      if (feePaid && prepared.quote.fee > 0n) reservation.feePaid(settling(() => feePaid()))
+      if (feePaid) reservation.feePaid(() => feePaid())
     },
     async rollback() {
       reservation.release()

@@ -41,11 +41,11 @@ export type Reservation = {
   /** The payment was not taken: its amount and fee are free again. */
   release(): void
   /**
-   * After `commit`: the fee the payment really cost, once known (`undefined`: not known, the most
-   * fee stays spent). What the most fee reserved above it goes back to the budget; a payment the
-   * budget would refuse meanwhile waits for it first.
+   * After `commit`: reads the fee the payment really cost (`undefined`: not known, the most fee
+   * stays spent), only if there is a budget to give the rest of the most fee back to; a payment
+   * the budget would refuse meanwhile waits for the read first.
    */
-  feePaid(fee: Promise<bigint | undefined>): void
+  feePaid(read: () => Promise<bigint | undefined>): void
 }
 
 /** How long a payment the budget would refuse waits for the fees being read of earlier ones. */
@@ -147,8 +147,10 @@ export function createSpendingPolicy({
           settled = true
           reserved -= spends
         },
-        feePaid(fee) {
-          const reading = fee
+        feePaid(read) {
+          if (budget === undefined || quote.fee === 0n) return
+          const reading = Promise.resolve()
+            .then(read)
             .then((paid) => {
               if (paid !== undefined && paid >= 0n && paid < quote.fee) spent -= quote.fee - paid
             })

@@ -160,8 +160,9 @@ export type PreparedPayment = {
    * The fee the payment really cost, in base units of the quote's `feeToken`, read once it is
    * committed (e.g. from the chain's receipt of the transaction it signed); `undefined` if not
    * known (its transaction is not on chain, or the server sponsors the fee). The budget then
-   * keeps that instead of the most fee quoted. Asked in the background, after `commit`: a call
-   * never waits for it, though a payment the budget would refuse meanwhile does.
+   * keeps that instead of the most fee quoted. Asked in the background, after `commit`, and only
+   * when the transport has a `budget`: a call never waits for it, though a payment the budget
+   * would refuse meanwhile does.
    */
   feePaid?(): Promise<bigint | undefined>
   /**
