@@ -234,6 +234,7 @@ export declare namespace PaymentRefusedError {
   type Reason =
     | 'maxAmount'
     | 'budget'
+    | 'fleetBudget'
     | 'onPaymentRequired'
     | 'insufficientFunds'
     | 'maxDeposit'
@@ -304,6 +305,8 @@ const maxAmountHint = `Without \`maxAmount\`, the default provider pays at most 
 const refusals: Record<PaymentRefusedError.Reason, string> = {
   maxAmount: 'The payment exceeds `maxAmount`; nothing was paid.',
   budget: 'The payment exceeds what is left of `budget`; nothing was paid.',
+  fleetBudget:
+    "The payment exceeds what is left of the channel store's fleet `budget`; nothing was signed.",
   onPaymentRequired: '`onPaymentRequired` refused the payment; nothing was paid.',
   insufficientFunds:
     "The payer's balance cannot cover the payment and its fee; nothing was signed or paid.",

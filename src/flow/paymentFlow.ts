@@ -1,6 +1,11 @@
 import { Challenge, Receipt } from 'mppx'
 import { rankByAcceptPayment } from '../AcceptPayment.js'
-import { isPaymentError, PaymentFailedError, PaymentRequiredError } from '../errors.js'
+import {
+  isPaymentError,
+  PaymentFailedError,
+  PaymentRefusedError,
+  PaymentRequiredError,
+} from '../errors.js'
 import { createDeadline, releaseAfterBody } from '../internal/deadline.js'
 import { redactUrl } from '../internal/redactUrl.js'
 import { sendWithinOrigin, withinOrigin } from '../internal/sendWithinOrigin.js'
@@ -279,6 +284,8 @@ export function createPaymentFlow(config: PaymentFlowConfig) {
         authorization = await raceSignal(payment.authorize(), signal)
       } catch (error) {
         await payment.rollback()
+        // Refused while signing (a fleet budget): nothing was signed.
+        if (error instanceof PaymentRefusedError) throw error
         throw fail({
           shortMessage: signal.aborted ? unsent : 'The payment could not be made.',
           settled: false,

@@ -13,3 +13,9 @@ export {
   parseKeysToml,
   selectKey,
 } from './keys.js'
+export {
+  type RedisChannelStore,
+  type RedisChannelStoreConfig,
+  type RedisClient,
+  redisChannelStore,
+} from './redisChannelStore.js'

@@ -133,10 +133,12 @@ export type ChannelLease = {
   readonly record: ChannelRecord
   /**
    * Writes the ledger's `mark` ahead (with the `tally` of the moment): once it resolves, vouchers
-   * up to `mark` may be signed. Throws `ChannelStoreError` (`leaseLost`) if another holder has the
-   * channel now, so that nothing is signed on a channel that is not this holder's.
+   * up to the mark it returns (the mark written) may be signed. Throws `ChannelStoreError`
+   * (`leaseLost`) if another holder has the channel now, so that nothing is signed on a channel
+   * that is not this holder's. A store with a fleet budget may write less than `mark`, never less
+   * than `needed` (else it throws `ChannelStoreError` `budget`); others write `mark`.
    */
-  raise(mark: bigint): Promise<void>
+  raise(mark: bigint, needed?: bigint): Promise<bigint>
   /** Records changes to the entry: a new deposit (after a top-up), the open landed. */
   update(changes: { deposit?: bigint | undefined; opened?: boolean | undefined }): Promise<void>
   /** Ends the lease, writing the `tally` exactly (`mark` = `signed`). Idempotent. */

@@ -22,23 +22,30 @@ export class ChannelStoreError extends BaseError {
   readonly path: string | undefined
   /** The channel whose record is at fault, when one is. */
   readonly channelId: string | undefined
+  /** For `budget`: what is left of the store's fleet budget (base units). */
+  readonly left: bigint | undefined
 
   constructor({
     reason,
     path,
     channelId,
+    left,
     cause,
   }: {
     reason: ChannelStoreError.Reason
+    /** Where the store is: its file, or its Redis (`redis://host:port/db`, never a password). */
     path?: string | undefined
     channelId?: string | undefined
+    left?: bigint | undefined
     cause?: unknown
   }) {
     super(shortMessages[reason], {
       cause: cause instanceof Error ? cause : undefined,
       metaMessages: [
-        ...(path === undefined ? [] : [`File: ${path}`]),
+        ...(path === undefined ? [] : [`${path.includes('://') ? 'Store' : 'File'}: ${path}`]),
         ...(channelId === undefined ? [] : [`Channel: ${channelId}`]),
+        ...(left === undefined ? [] : [`Left of the fleet budget: ${left} (base units)`]),
+        ...(reason === 'unavailable' && path?.includes('://') ? [unavailableHint] : []),
         ...(reason === 'corrupt' ? [corruptHint] : []),
         ...(reason === 'unsupportedRuntime' ? [runtimeHint()] : []),
       ],
@@ -47,6 +54,7 @@ export class ChannelStoreError extends BaseError {
     this.reason = reason
     this.path = path
     this.channelId = channelId
+    this.left = left
   }
 }
 
@@ -58,6 +66,8 @@ export declare namespace ChannelStoreError {
     | 'leaseLost'
     | 'unsupportedRuntime'
     | 'noStorage'
+    | 'budget'
+    | 'invalidOptions'
 }
 
 const shortMessages: Record<ChannelStoreError.Reason, string> = {
@@ -71,7 +81,12 @@ const shortMessages: Record<ChannelStoreError.Reason, string> = {
     'fileChannelStore needs node:sqlite: Node >= 22.13, or Node 22.5 to 22.12 with --experimental-sqlite.',
   noStorage:
     'localStorageChannelStore needs a Web Storage: globalThis.localStorage is not available.',
+  budget: "The store's fleet budget cannot cover this payment; nothing was signed.",
+  invalidOptions: 'The channel store was given an invalid option.',
 }
+
+const unavailableHint =
+  'Nothing was signed above what the store recorded; payments resume on the same channels once it answers again.'
 
 const corruptHint =
   'It may record open channels and their deposits: move it aside (or restore a backup) rather than deleting it, and recover the channels from the chain with syncChannels().'

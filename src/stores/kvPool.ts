@@ -8,6 +8,7 @@ import type {
   ChannelStore,
   LedgerTally,
 } from './ChannelStore.js'
+import { entryJson, entryOf } from './entryJson.js'
 import { ChannelStoreError } from './errors.js'
 import { originOf } from './origin.js'
 
@@ -102,7 +103,7 @@ export function kvChannelStore({
       throw new ChannelStoreError({ reason: 'corrupt', cause: error })
     }
   }
-  const entryAt = (name: string) => read(name, parseEntry)
+  const entryAt = (name: string) => read(name, (text) => entryOf(JSON.parse(text)))
   const indexOf = (origin: string, key: string) =>
     read(names.index(origin, key), (text) => JSON.parse(text) as string[]) ?? []
   const setIndex = (origin: string, key: string, ids: string[]) => {
@@ -123,10 +124,10 @@ export function kvChannelStore({
     const key = entryKey(entry)
     const id = entry.channelId.toLowerCase()
     if (!kv.get(names.canonical(origin, key))) {
-      kv.set(names.canonical(origin, key), serialize(entry))
+      kv.set(names.canonical(origin, key), entryJson(entry))
       return
     }
-    kv.set(names.pooled(origin, key, id), serialize(entry))
+    kv.set(names.pooled(origin, key, id), entryJson(entry))
     setIndex(origin, key, [...indexOf(origin, key).filter((other) => other !== id), id])
   }
   /**
@@ -142,7 +143,7 @@ export function kvChannelStore({
     const firstId = first.channelId.toLowerCase()
     kv.set(names.canonical(origin, key), kv.get(names.pooled(origin, key, usable)) as string)
     kv.delete(names.pooled(origin, key, usable))
-    kv.set(names.pooled(origin, key, firstId), serialize(first))
+    kv.set(names.pooled(origin, key, firstId), entryJson(first))
     setIndex(origin, key, [...ids.filter((id) => id !== usable), firstId])
   }
   /** Removes the channel `id` of a scope; a pool entry takes the first entry's place. */
@@ -210,7 +211,7 @@ export function kvChannelStore({
     const writeEntry = (changes: Partial<ChannelEntry>) => {
       const name = at()
       const entry = name && entryAt(name)
-      if (name && entry) kv.set(name, serialize({ ...entry, ...changes }))
+      if (name && entry) kv.set(name, entryJson({ ...entry, ...changes }))
     }
     const ours = () => {
       if (ended || ledgerOf(id)?.lease?.id !== leaseId)
@@ -244,6 +245,7 @@ export function kvChannelStore({
         const { signed, spent } = tally()
         writeLedger({ ...stored, mark: String(mark), signed: String(signed), spent: String(spent) })
         writeEntry({ cumulativeAmount: mark })
+        return mark
       },
       async update({ deposit, opened }) {
         ours()
@@ -372,23 +374,6 @@ function ledgerRecord(
 /** A ledger for a channel no ledger-keeping store wrote: the mark is all that is known. */
 function fromMark(mark: bigint): StoredLedger {
   return { mark: String(mark), signed: '0', spent: '0' }
-}
-
-function serialize(entry: ChannelEntry) {
-  return JSON.stringify({
-    ...entry,
-    cumulativeAmount: entry.cumulativeAmount.toString(),
-    deposit: entry.deposit.toString(),
-  })
-}
-
-function parseEntry(text: string): ChannelEntry {
-  const stored = JSON.parse(text) as ChannelEntry & { cumulativeAmount: string; deposit: string }
-  return {
-    ...stored,
-    cumulativeAmount: BigInt(stored.cumulativeAmount),
-    deposit: BigInt(stored.deposit),
-  }
 }
 
 function sameId(a: string, b: string) {

@@ -3,24 +3,11 @@
  * tests and users' own, from the system. Without one, these tests say so in one line; in CI
  * (`VIEM_MPP_REQUIRE_TOOLS=1`, where .ci/run installs redis-server) a missing one fails them.
  */
-import { execFileSync } from 'node:child_process'
 import { connect } from 'node:net'
 import { describe, expect, test } from 'vitest'
 import { RedisStartError, startRedis } from '../../src/testing/index.js'
+import { redisAvailable } from '../support/redis.js'
 import { rejectionOf } from '../support/rejection.js'
-
-const installed = (() => {
-  for (const binary of [process.env.REDIS_SERVER, 'redis-server', 'valkey-server'])
-    if (binary)
-      try {
-        execFileSync('/bin/sh', ['-c', `command -v "${binary}"`], { stdio: 'ignore' })
-        return true
-      } catch {}
-  return false
-})()
-const required = process.env.VIEM_MPP_REQUIRE_TOOLS === '1'
-if (!installed && !required)
-  console.info('redis.test.ts: not run — no redis-server (apt-get install redis-server).')
 
 /** Sends `PING` and resolves with the server's answer (`+PONG`), or rejects. */
 function ping(port: number) {
@@ -43,7 +30,7 @@ const alive = (pid: number) => {
   }
 }
 
-describe.runIf(installed || required)('startRedis', () => {
+describe.runIf(redisAvailable('redis.test.ts'))('startRedis', () => {
   test('a server on a free loopback port that answers, stopped by stop()', async () => {
     const redis = await startRedis()
     expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`)

@@ -1,33 +1,13 @@
-import { createChannelStore, createJsonChannelStore, entryKey } from 'mppx/client'
+import { createChannelStore, createJsonChannelStore } from 'mppx/client'
 import { describe, expect, test, vi } from 'vitest'
 import {
-  type ChannelEntry,
   type ChannelStorage,
   type ChannelStore,
   ChannelStoreError,
   localStorageChannelStore,
   memoryChannelStore,
 } from '../../src/index.js'
-import type { ChannelLease, ChannelPool, LedgerTally } from '../../src/stores/ChannelStore.js'
-
-const entry: ChannelEntry = {
-  channelId: `0x${'c1'.repeat(32)}`,
-  cumulativeAmount: 12_345_678_901_234_567_890n,
-  deposit: 50_000_000n,
-  descriptor: {
-    payer: '0x1111111111111111111111111111111111111111',
-    payee: '0xAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAa',
-    operator: '0x0000000000000000000000000000000000000000',
-    token: '0x20C0000000000000000000000000000000000000',
-    salt: `0x${'5a'.repeat(32)}`,
-    authorizedSigner: '0x2222222222222222222222222222222222222222',
-    expiringNonceHash: `0x${'e7'.repeat(32)}`,
-  },
-  escrow: '0x4D50500000000000000000000000000000000000',
-  chainId: 31337,
-  opened: true,
-}
-const key = entryKey(entry)
+import { entry, key, poolContract, secretUrl } from '../support/poolContract.js'
 
 /** A Web Storage stand-in over a Map, so that the test sees every key and value written. */
 function mapStorage() {
@@ -39,8 +19,6 @@ function mapStorage() {
   }
   return { items, storage }
 }
-
-const secretUrl = 'https://user:pw@rpc.example:8443/v1/KEY-123?apikey=SECRET-456'
 
 describe('memoryChannelStore', () => {
   test('get and set copy entries: mutating one held changes nothing stored', async () => {
@@ -157,20 +135,6 @@ describe('localStorageChannelStore', () => {
   })
 })
 
-const origin = 'https://rpc.example:8443'
-type ChannelStoreWithPool = ReturnType<typeof localStorageChannelStore>
-/** A second channel of the entry's scope. */
-const second: ChannelEntry = { ...entry, channelId: `0x${'c3'.repeat(32)}`, cumulativeAmount: 0n }
-
-/** What a session provider does for a call: a free channel of the scope if it gets one, else a new one. */
-async function acquire(pool: ChannelPool, fresh: ChannelEntry, tally: () => LedgerTally) {
-  for (const record of await pool.free(secretUrl, key)) {
-    const lease = await pool.claim(record, { origin: secretUrl, tally })
-    if (lease) return lease
-  }
-  return pool.add({ ...fresh, opened: false }, { origin: secretUrl, tally, openingUntil: 1 })
-}
-
 describe.each([
   ['memoryChannelStore', () => [memoryChannelStore()]],
   [
@@ -181,70 +145,7 @@ describe.each([
       return [localStorageChannelStore(storage), localStorageChannelStore(storage)]
     },
   ],
-] as const)('%s pool', (_, stores) => {
-  test('a channel is leased by one holder at a time; release writes its ledger exactly', async () => {
-    const [store] = stores() as [ChannelStoreWithPool]
-    const tally = () => ({ signed: entry.cumulativeAmount + 4n, spent: 3n })
-    expect(await store.pool.put(entry, { origin })).toBe(true)
-    expect(await store.pool.put(entry, { origin })).toBe(false)
-    const [record] = await store.pool.free(secretUrl, key)
-    if (!record) throw new Error('no free channel')
-
-    const claims = await Promise.all([
-      store.pool.claim(record, { origin, tally }),
-      store.pool.claim(record, { origin, tally }),
-    ])
-    const leases = claims.filter((lease): lease is ChannelLease => lease !== undefined)
-    expect(leases).toHaveLength(1)
-    expect(await store.pool.free(origin, key)).toEqual([])
-    expect(await store.pool.claim(record, { origin, tally })).toBeUndefined()
-
-    await leases[0]?.raise(entry.cumulativeAmount + 10n)
-    expect((await store.forOrigin(origin).get(key))?.cumulativeAmount).toBe(
-      entry.cumulativeAmount + 10n,
-    )
-    await leases[0]?.release()
-    expect(await store.pool.free(origin, key)).toEqual([
-      {
-        origin,
-        key,
-        entry: { ...entry, cumulativeAmount: entry.cumulativeAmount + 4n },
-        ledger: {
-          mark: entry.cumulativeAmount + 4n,
-          signed: entry.cumulativeAmount + 4n,
-          spent: 3n,
-          lease: undefined,
-          openingUntil: undefined,
-        },
-      },
-    ])
-  })
-
-  test('two providers sharing the store pay on two channels; the first stays where mppx reads it', async () => {
-    const [first, other = first] = stores() as [ChannelStoreWithPool, ChannelStoreWithPool?]
-    const tally = () => ({ signed: 0n, spent: 0n })
-    await first.pool.put(entry, { origin })
-    // Both look for a free channel at the same moment: one takes the stored one, one opens another.
-    const leases = await Promise.all([
-      acquire(first.pool, second, tally),
-      acquire(other.pool, second, tally),
-    ])
-    expect(leases.map(({ record }) => record.entry.channelId).sort()).toEqual([
-      entry.channelId,
-      second.channelId,
-    ])
-    expect(await first.forOrigin(origin).get(key)).toEqual(entry)
-    expect(await first.pool.free(origin, key)).toEqual([])
-
-    // The new channel's open landed; both providers are done.
-    for (const lease of leases) if (!lease.record.entry.opened) await lease.update({ opened: true })
-    await Promise.all(leases.map((lease) => lease.release()))
-    expect((await other.pool.free(origin, key)).map(({ entry }) => entry.channelId)).toEqual([
-      entry.channelId,
-      second.channelId,
-    ])
-  })
-})
+] as const)('%s pool', (_, stores) => poolContract(stores))
 
 describe("mppx's own stores", () => {
   test("mppx's createChannelStore plugs in unchanged as a ChannelStore", async () => {

@@ -1,8 +1,9 @@
 import type { ChannelEntry, ChannelLease, LedgerTally } from '../../stores/ChannelStore.js'
+import { entryJson } from '../../stores/entryJson.js'
 import { ChannelStoreError } from '../../stores/errors.js'
-import { onExit, thisHolder } from './holder.js'
+import { onExit, thisHolder } from '../holder.js'
 import type { Statements } from './pool.js'
-import { entryJson, type StoredChannel, states } from './rows.js'
+import { type StoredChannel, states } from './rows.js'
 import { type Database, storeError, transaction } from './sqlite.js'
 
 /**
@@ -154,6 +155,7 @@ export function leaseOn(
         writeLedger(mark, signed, spent, true)
         writeEntry({ cumulativeAmount: mark })
       })
+      return mark
     },
     async update({ deposit, opened }) {
       guarded(() => {

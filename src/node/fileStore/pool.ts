@@ -1,10 +1,10 @@
 import { entryKey } from 'mppx/client'
 import type { ChannelEntry, ChannelPool, ChannelRecord } from '../../stores/ChannelStore.js'
+import { entryJson } from '../../stores/entryJson.js'
 import { type LeaseContext, type LeaseStart, leaseOn } from './lease.js'
 import {
   type ChannelRow,
   canonicalKey,
-  entryJson,
   pooledKey,
   pooledRange,
   readRow,

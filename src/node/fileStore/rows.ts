@@ -1,7 +1,7 @@
-import { z } from 'zod'
 import type { ChannelEntry, ChannelLedger, ChannelRecord } from '../../stores/ChannelStore.js'
+import { entryOf, isStoredAmount } from '../../stores/entryJson.js'
 import { ChannelStoreError } from '../../stores/errors.js'
-import { isLive } from './holder.js'
+import { isLive } from '../holder.js'
 
 /**
  * A row of the `channels` table joined with its ledger row (the ledger's columns are `null` when
@@ -104,27 +104,6 @@ export function scopeOf(scopeKey: string): { namespace: string; key: string; poo
   return { namespace, key, pooled: pooled !== undefined }
 }
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/)
-const amount = z.string().regex(/^(\d+|0x[0-9a-fA-F]+)$/)
-/**
- * mppx's stored entry (`serializeEntry`: amounts as strings). Fields beyond what the store uses
- * (to key, insert and sign) are kept as they are: other tools may add their own.
- */
-const storedEntry = z.looseObject({
-  channelId: z.string().regex(/^0x[0-9a-fA-F]{64}$/),
-  cumulativeAmount: amount,
-  deposit: amount,
-  descriptor: z.looseObject({
-    payer: address,
-    payee: address,
-    token: address,
-    authorizedSigner: address,
-    salt: z.string().regex(/^0x[0-9a-fA-F]*$/),
-  }),
-  escrow: address,
-  chainId: z.number().int().nonnegative(),
-})
-
 /**
  * Reads a row: its entry as mppx reads it (`entry_json`, or the columns of a row without one;
  * `opened` is whether its state is `active`), its ledger, and its lease. A row that does not parse
@@ -140,7 +119,7 @@ export function readRow(row: ChannelRow, path: string): StoredChannel {
     new ChannelStoreError({ reason: 'corrupt', path, channelId: row.channel_id, cause })
   let entry: ChannelEntry
   try {
-    entry = entryOf(row)
+    entry = entryOfRow(row)
   } catch (error) {
     throw corrupt(error)
   }
@@ -167,8 +146,8 @@ export function readRow(row: ChannelRow, path: string): StoredChannel {
   }
 }
 
-function entryOf(row: ChannelRow): ChannelEntry {
-  const stored = storedEntry.parse(
+function entryOfRow(row: ChannelRow): ChannelEntry {
+  return entryOf(
     row.entry_json === null
       ? {
           channelId: row.channel_id,
@@ -179,13 +158,8 @@ function entryOf(row: ChannelRow): ChannelEntry {
           chainId: row.chain_id,
         }
       : JSON.parse(row.entry_json),
+    row.state === states.active,
   )
-  return {
-    ...stored,
-    cumulativeAmount: BigInt(stored.cumulativeAmount),
-    deposit: BigInt(stored.deposit),
-    opened: row.state === states.active,
-  } as ChannelEntry
 }
 
 function descriptorOf({ descriptor_json }: ChannelRow) {
@@ -206,7 +180,7 @@ function ledgerOf(
 ): ChannelLedger | undefined {
   if (row.mark === null) return undefined
   const [mark, signed, spent] = [row.mark, row.signed, row.spent].map((value) => {
-    if (!amount.safeParse(value).success) throw corrupt(new Error(`Bad ledger amount ${value}.`))
+    if (!isStoredAmount(value)) throw corrupt(new Error(`Bad ledger amount ${value}.`))
     return BigInt(value as string)
   }) as [bigint, bigint, bigint]
   if (mark !== entry.cumulativeAmount) return undefined
@@ -226,21 +200,4 @@ function ledgerOf(
           },
     openingUntil: row.opening_until ?? undefined,
   }
-}
-
-/**
- * `entry` as mppx stores it in `entry_json` (its `serializeEntry` form: amounts as decimal
- * strings), so that mppx reads the row as its own.
- *
- * @example
- * ```ts
- * insert.run(..., entryJson(entry), ...)
- * ```
- */
-export function entryJson(entry: ChannelEntry): string {
-  return JSON.stringify({
-    ...entry,
-    cumulativeAmount: entry.cumulativeAmount.toString(),
-    deposit: entry.deposit.toString(),
-  })
 }

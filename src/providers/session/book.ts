@@ -44,7 +44,7 @@ export function bookOf(store: ChannelStore, ahead: number): Book {
       get lost() {
         return lease.lost
       },
-      raise: (mark) => lease.raise(mark),
+      raise: (mark, needed) => lease.raise(mark, needed),
       update: (changes) => lease.update(changes),
       async release() {
         await lease.release()
@@ -101,7 +101,10 @@ function plainPool(store: ChannelStore): ChannelPool {
     const leaseOf: ChannelLease = {
       record,
       lost: false,
-      raise: (mark) => write({ cumulativeAmount: mark }),
+      raise: async (mark) => {
+        await write({ cumulativeAmount: mark })
+        return mark
+      },
       update: ({ deposit, opened }) =>
         write({
           ...(deposit === undefined ? {} : { deposit }),

@@ -1,7 +1,9 @@
 import type { Challenge } from 'mppx'
 import { Credential } from 'mppx'
 import type { Account, Hex } from 'viem'
+import { PaymentRefusedError } from '../../errors.js'
 import type { ChannelEntry, ChannelLease } from '../../stores/ChannelStore.js'
+import { ChannelStoreError } from '../../stores/errors.js'
 import type { Endpoint } from './endpoint.js'
 import { Ledger } from './ledger.js'
 import { type ChainClient, signVoucher } from './transactions.js'
@@ -180,8 +182,9 @@ export async function markUpTo(
     const raising = channel.raising
     if (raising) {
       if (covered) return
-      if (raising.mark >= amount) return raising.written
-      await raising.written.catch(() => {})
+      // A store with a fleet budget may write less than was asked: looked at again once written.
+      if (raising.mark >= amount) await raising.written
+      else await raising.written.catch(() => {})
       continue
     }
     const mark = Ledger.markFor(channel.ledger, amount, {
@@ -190,8 +193,8 @@ export async function markUpTo(
       deposit: channel.entry.deposit,
     })
     if (mark === undefined) return
-    const written = channel.lease.raise(mark).then(() => {
-      channel.ledger = Ledger.marked(channel.ledger, mark)
+    const written = channel.lease.raise(mark, amount).then((granted) => {
+      channel.ledger = Ledger.marked(channel.ledger, granted)
     })
     const current = { mark, written }
     channel.raising = current
@@ -201,7 +204,8 @@ export async function markUpTo(
       })
       .catch(() => {})
     // Covered already: the write goes on while the voucher is signed and sent.
-    if (!covered) return written
+    if (covered) return
+    await written
   }
 }
 
@@ -271,7 +275,7 @@ export function voucherSlot(context: SessionContext, channel: LiveChannel, price
         return { amount: allocated.amount, signature }
       } catch (error) {
         settle('refused')
-        throw error
+        throw refusalOf(error, channel, price)
       }
     },
     settle,
@@ -298,4 +302,23 @@ export function occupy(holder: { busy: Promise<void> | undefined }): () => void 
     if (holder.busy === busy) holder.busy = undefined
     done()
   }
+}
+
+/**
+ * A store's fleet budget refusing the mark is the payment refused: nothing was signed.
+ *
+ * @example
+ * ```ts
+ * throw refusalOf(error, channel, price)
+ * ```
+ */
+export function refusalOf(error: unknown, channel: Pick<LiveChannel, 'entry'>, price: bigint) {
+  if (!(error instanceof ChannelStoreError && error.reason === 'budget')) return error
+  return new PaymentRefusedError({
+    reason: 'fleetBudget',
+    amount: price,
+    currency: channel.entry.descriptor.token,
+    limit: error.left,
+    cause: error,
+  })
 }

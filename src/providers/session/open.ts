@@ -12,6 +12,7 @@ import {
   credentialOf,
   type LiveChannel,
   liveChannel,
+  refusalOf,
   type SessionContext,
   tallyOf,
   voucherSlot,
@@ -219,10 +220,14 @@ async function recordOpening(
     deposit,
   })
   const cell = { ledger: Ledger.marked(ledger, mark ?? 0n) }
-  const lease = await book.add(
-    { ...entry, cumulativeAmount: cell.ledger.mark },
-    { origin, tally: tallyOf({ cell }), openingUntil: validBefore },
-  )
+  const lease = await book
+    .add(
+      { ...entry, cumulativeAmount: cell.ledger.mark },
+      { origin, tally: tallyOf({ cell }), openingUntil: validBefore },
+    )
+    .catch((error: unknown) => {
+      throw refusalOf(error, { entry }, request.amount)
+    })
   return liveChannel({ entry, cell, lease, endpoint })
 }
 

@@ -12,13 +12,20 @@ export type StartRedisOptions = {
   port?: number | undefined
   /** How long to wait for the server to accept connections, in ms. @default 10_000 */
   startTimeout?: number | undefined
+  /**
+   * A folder where the server keeps its data (an append-only file, synced at every write), so
+   * that a server started again on it (a restart) has everything it had. @default nothing on disk
+   */
+  dir?: string | undefined
+  /** A password clients must give (`requirepass`); `url` then holds it. @default none */
+  password?: string | undefined
 }
 
 export type Redis = {
-  /** `redis://127.0.0.1:<port>`, for `redisChannelStore` or an ioredis client. */
+  /** `redis://127.0.0.1:<port>` (`redis://:<password>@…` with one), for `redisChannelStore` or ioredis. */
   url: string
   port: number
-  /** Operating-system process id. */
+  /** The server's operating-system process id (to pause it with SIGSTOP, say). */
   pid: number
   /** Ends the server and waits for it to exit. Idempotent. */
   stop(): Promise<void>
@@ -59,11 +66,18 @@ export async function startRedis({
   binary = process.env.REDIS_SERVER || undefined,
   port = 0,
   startTimeout = 10_000,
+  dir,
+  password,
 }: StartRedisOptions = {}): Promise<Redis> {
   const candidates = binary ? [binary] : ['redis-server', 'valkey-server']
   let lastError: Error | undefined
   for (const candidate of candidates) {
-    const started = await startServer(candidate, port, startTimeout).catch((error: Error) => {
+    const started = await startServer(candidate, {
+      port,
+      timeout: startTimeout,
+      dir,
+      password,
+    }).catch((error: Error) => {
       lastError = error
       return undefined
     })
@@ -79,7 +93,15 @@ export async function startRedis({
 /** The binary is not there to run. */
 class MissingBinaryError extends Error {}
 
-async function startServer(binary: string, port: number, timeout: number): Promise<Redis> {
+async function startServer(
+  binary: string,
+  {
+    port,
+    timeout,
+    dir,
+    password,
+  }: { port: number; timeout: number; dir: string | undefined; password: string | undefined },
+): Promise<Redis> {
   // Port 0 asks the OS for a free port, which redis-server does not: one is picked here.
   const chosen = port === 0 ? await freePort() : port
   const args = [
@@ -89,8 +111,10 @@ async function startServer(binary: string, port: number, timeout: number): Promi
     '127.0.0.1',
     '--save',
     '',
-    '--appendonly',
-    'no',
+    ...(dir === undefined
+      ? ['--appendonly', 'no']
+      : ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always']),
+    ...(password === undefined ? [] : ['--requirepass', password]),
     '--protected-mode',
     'yes',
   ]
@@ -102,9 +126,9 @@ async function startServer(binary: string, port: number, timeout: number): Promi
     },
   )
   const stop = stopper(child)
+  let output = ''
   try {
     await new Promise<void>((resolve, reject) => {
-      let output = ''
       const timer = setTimeout(
         () =>
           finish(
@@ -143,7 +167,10 @@ async function startServer(binary: string, port: number, timeout: number): Promi
     await stop()
     throw error
   }
-  return { url: `redis://127.0.0.1:${chosen}`, port: chosen, pid: child.pid as number, stop }
+  const auth = password === undefined ? '' : `:${encodeURIComponent(password)}@`
+  // The server's own pid, from its start-up line (the shell that runs it has another).
+  const pid = Number(/\bpid=(\d+)/.exec(output)?.[1] ?? child.pid)
+  return { url: `redis://${auth}127.0.0.1:${chosen}`, port: chosen, pid, stop }
 }
 
 /** A loopback port free at this moment. */
