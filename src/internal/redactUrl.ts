@@ -4,7 +4,9 @@
  */
 export function redactUrl(url: string): string {
   try {
-    return new URL(url).origin
+    const { origin, protocol, host } = new URL(url)
+    // A scheme without origins (redis://, wss:// has one): its scheme and host all the same.
+    return origin === 'null' && host ? `${protocol}//${host}` : origin
   } catch {
     return '<invalid URL>'
   }

@@ -1,4 +1,5 @@
 import { BaseError } from '../errors.js'
+import { redactErrorInPlace } from '../internal/redactUrl.js'
 
 export type ChannelStoreErrorType = ChannelStoreError & { name: 'ChannelStoreError' }
 
@@ -55,6 +56,9 @@ export class ChannelStoreError extends BaseError {
     this.path = path
     this.channelId = channelId
     this.left = left
+    // Its messages name a file or a Redis host, never a secret: kept as it is (reason and all)
+    // when it becomes the cause of a payment error.
+    redactErrorInPlace(this)
   }
 }
 

@@ -18,6 +18,10 @@ type OwnedClient = RedisClient & {
   quit(): Promise<unknown>
   disconnect(): void
   on(event: 'error', listener: (error: unknown) => void): unknown
+  once(event: 'ready', listener: () => void): unknown
+  off(event: 'ready', listener: () => void): unknown
+  /** `ready` once connected; `connecting`, `reconnecting`, … while not. */
+  readonly status: string
   stream?: { ref?(): void; unref?(): void } | undefined
 }
 
@@ -58,6 +62,17 @@ export function connect(redis: RedisClient | string, timeout: number): Connectio
   let client: Promise<RedisClient> | undefined
   let owned: OwnedClient | undefined
   let running = 0
+  let reconnected: Promise<void> | undefined
+  /** Resolves when the client is connected again: one wait shared by every command meanwhile. */
+  const ready = (client: OwnedClient) => {
+    reconnected ??= new Promise<void>((resolve) =>
+      client.once('ready', () => {
+        reconnected = undefined
+        resolve()
+      }),
+    )
+    return reconnected
+  }
 
   const clientOf = () => {
     if (typeof redis !== 'string') return Promise.resolve(redis)
@@ -82,8 +97,18 @@ export function connect(redis: RedisClient | string, timeout: number): Connectio
       ? cause
       : new ChannelStoreError({ reason: 'unavailable', path: location, cause: redactError(cause) })
 
-  const send = async (name: ScriptName, keys: readonly string[], args: readonly string[]) => {
+  const send = async (
+    name: ScriptName,
+    keys: readonly string[],
+    args: readonly string[],
+    late: AbortSignal,
+  ) => {
     const redisClient = await clientOf()
+    // Reconnecting after a drop: the command waits for the connection (within the timeout)
+    // rather than failing at once, so that a moment's break is ridden through; past the timeout
+    // it is never sent (a mark or a claim must not land after the payment gave up on it).
+    if (owned && owned.status !== 'ready') await ready(owned)
+    late.throwIfAborted()
     try {
       return await redisClient.evalsha(sha[name], keys.length, ...keys, ...args)
     } catch (error) {
@@ -97,14 +122,16 @@ export function connect(redis: RedisClient | string, timeout: number): Connectio
     async run(name, keys, args) {
       hold(true)
       let timer: ReturnType<typeof setTimeout> | undefined
+      const late = new AbortController()
       try {
-        const late = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`Redis did not answer within ${timeout} ms.`)),
-            timeout,
-          )
+        const timedOut = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const error = new Error(`Redis did not answer within ${timeout} ms.`)
+            late.abort(error)
+            reject(error)
+          }, timeout)
         })
-        const reply = await Promise.race([send(name, keys, args), late])
+        const reply = await Promise.race([send(name, keys, args, late.signal), timedOut])
         if (!Array.isArray(reply)) throw new Error(`Unexpected reply to ${name}.`)
         return reply
       } catch (error) {
@@ -153,7 +180,8 @@ async function makeClient(url: string, timeout: number): Promise<OwnedClient> {
     maxRetriesPerRequest: 0,
     connectTimeout: timeout,
     commandTimeout: timeout,
-    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+    // Tried again often enough that a command waiting its `timeout` for the connection sees a try.
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000, timeout / 2),
   })
   // Reported through the commands that fail; ioredis would otherwise print each reconnect error.
   client.on('error', () => {})
