@@ -20,6 +20,7 @@ import {
   fileChannelStore,
 } from '../node/fileChannelStore.js'
 import { discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
+import { type RedisChannelStore, redisChannelStore } from '../node/redisChannelStore.js'
 import { defineLocalnetChain } from '../testing/localnet/chain.js'
 import { commonOptions, parseCommand, parseHttpUrl, parseInteger } from './args.js'
 import { CliError, CliUsageError, exitCodes } from './errors.js'
@@ -30,6 +31,7 @@ import { progress } from './progress.js'
 const channelOptions = {
   ...commonOptions,
   store: { type: 'string' },
+  prefix: { type: 'string' },
   'rpc-url': { type: 'string' },
   json: { type: 'boolean' },
 } as const
@@ -71,14 +73,14 @@ async function list(args: readonly string[]) {
   const command = 'channels list'
   const { values } = parseChannelCommand(command, args, {})
   if (values.help) return printHelp(help.list)
-  const store = openStore(values.store)
+  const store = openStore(values, command)
   const rpcUrl = await rpcUrlOf(values['rpc-url'], command)
   // A store that does not exist has no channels, and is not created by looking; a path given
   // that names nothing is more likely a typo than an empty store.
-  if (!existsSync(store.path)) {
+  if (!store.exists()) {
     if (values.store !== undefined)
       throw new CliError(
-        `No channel store at ${store.path}: check --store (the default is ${defaultStorePath()}).`,
+        `No channel store at ${store.where}: check --store (the default is ${defaultStorePath()}).`,
       )
     return printChannels([], { json: values.json, now: nowSeconds() })
   }
@@ -120,12 +122,12 @@ async function close(args: readonly string[]) {
   const channelId = channelIdOf(positionals[0], command)
   const url = values.url === undefined ? undefined : parseHttpUrl('--url', values.url, { command })
   const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
-  const store = openStore(values.store)
+  const store = openStore(values, command)
   return using(store, async () => {
     const { client, account } = await payerOn(rpcUrl)
     const summary = await summaryOf(store, channelId)
     // A cooperative close signs with what the store recorded: without it there is nothing to sign.
-    if (!summary) throw new CliError(`No channel ${channelId} in ${store.path}.`)
+    if (!summary) throw new CliError(`No channel ${channelId} in ${store.where}.`)
     const endpoint = endpointOf(summary, url, channelId)
     const result = await closeChannel({ store, channelId, url: endpoint, account, client }).catch(
       (error: unknown) => {
@@ -152,7 +154,7 @@ async function withdraw(args: readonly string[]) {
   if (values.help) return printHelp(help.withdraw)
   const channelId = channelIdOf(positionals[0], command)
   const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
-  const store = openStore(values.store)
+  const store = openStore(values, command)
   return using(store, async () => {
     const { client, account } = await payerOn(rpcUrl)
     const summary = await summaryOf(store, channelId)
@@ -217,7 +219,7 @@ async function sync(args: readonly string[]) {
           }),
         )
   const rpcUrl = await requiredRpcUrl(values['rpc-url'], command)
-  const store = openStore(values.store)
+  const store = openStore(values, command)
   return using(store, async () => {
     const { client, account } = await payerOn(rpcUrl)
     const result = await syncChannels({
@@ -258,7 +260,7 @@ function parseChannelCommand<const options extends NonNullable<ParseArgsConfig['
 }
 
 /** Runs `fn`, then closes the store's database handles, whatever `fn` did. */
-async function using(store: FileChannelStore, fn: () => Promise<number>) {
+async function using(store: CliStore, fn: () => Promise<number>) {
   try {
     return await fn()
   } finally {
@@ -343,8 +345,28 @@ function jsonOf(channel: ChannelSummary) {
   }
 }
 
-function openStore(path: string | undefined): FileChannelStore {
-  return path === undefined ? fileChannelStore() : fileChannelStore(path)
+/** The store a command works on, where it is (for messages), and whether it exists yet. */
+type CliStore = (FileChannelStore | RedisChannelStore) & {
+  readonly where: string
+  /** Whether there is a store to read (a file store is not created by looking at it). */
+  exists(): boolean
+}
+
+/** `--store`: a file (the default one without it), or a `redis://` URL with `--prefix`. */
+function openStore(
+  { store: value, prefix }: { store?: string | undefined; prefix?: string | undefined },
+  command: string,
+): CliStore {
+  if (value !== undefined && /^rediss?:\/\//i.test(value)) {
+    const store = redisChannelStore({ redis: value, prefix })
+    return Object.assign(store, { where: store.location, exists: () => true })
+  }
+  if (prefix !== undefined)
+    throw new CliUsageError('--prefix names the channels of a redis:// store (--store)', {
+      command,
+    })
+  const store = value === undefined ? fileChannelStore() : fileChannelStore(value)
+  return Object.assign(store, { where: store.path, exists: () => existsSync(store.path) })
 }
 
 function channelIdOf(value: string | undefined, command: string): Hex {
@@ -501,8 +523,8 @@ function nowSeconds() {
 }
 
 /** What the store says of `channelId`, if it has it. A store that does not exist is not created. */
-async function summaryOf(store: FileChannelStore, channelId: Hex) {
-  if (!existsSync(store.path)) return undefined
+async function summaryOf(store: CliStore, channelId: Hex) {
+  if (!store.exists()) return undefined
   const summaries = await listChannels({ store })
   return summaries.find((channel) => sameId(channel.channelId, channelId))
 }

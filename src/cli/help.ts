@@ -5,7 +5,9 @@
 import { hardfork } from '../testing/localnet/hardfork.js'
 
 const commonHelp = `  --store PATH     the channel database (default: $TEMPO_HOME/wallet/channels.db,
-                   TEMPO_HOME defaulting to ~/.tempo)
+                   TEMPO_HOME defaulting to ~/.tempo), or a fleet's Redis: redis://… or
+                   rediss://… (redisChannelStore; its password is never printed)
+  --prefix NAME    the fleet's store prefix on that Redis (default: viem-mpp)
   --rpc-url URL    the chain's JSON-RPC (default: the public RPC of the chain that the keys in
                    $TEMPO_HOME/wallet/keys.toml are for, when they are all for one known chain)
   --json           print the result as JSON on stdout
