@@ -1,19 +1,20 @@
 /**
- * One paying process of bench/processes.ts: a `session()` on a memory store or on
- * `fileChannelStore(path)`, paying `eth_blockNumber` calls to the paid server.
+ * One paying process of bench/processes.ts and bench/fleet.ts: a `session()` on a memory store,
+ * `fileChannelStore(path)` or `redisChannelStore` (a `redis://` URL, prefix
+ * `VIEM_MPP_BENCH_PREFIX`), paying `eth_blockNumber` calls to the paid server.
  *
  * Arguments: the paid URL, the localnet's RPC URL, its chain id, the payer's private key, the
- * store (`memory` or a path), the number of calls, how many are in flight at once, and a round
- * trip in ms that each request waits before it leaves (an endpoint across a network). It makes
- * one call first (so that its channel is open, or taken up, before anything is timed), prints
- * `ready`, waits for a line on stdin, makes the calls, prints `{ calls, failed }` as one JSON
- * line, and releases its channel.
+ * store (`memory`, a path or a URL), the number of calls, how many are in flight at once, and a
+ * round trip in ms that each request waits before it leaves (an endpoint across a network). It
+ * makes one call first (so that its channel is open, or taken up, before anything is timed),
+ * prints `ready`, waits for a line on stdin, makes the calls, prints `{ calls, failed }` as one
+ * JSON line, and once stdin ends, releases its channel.
  */
 import { createInterface } from 'node:readline'
 import { createClient, type Hex, http } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { memoryChannelStore, mppHttp, session } from '../src/index.js'
-import { fileChannelStore } from '../src/node/index.js'
+import { fileChannelStore, redisChannelStore } from '../src/node/index.js'
 import { defineLocalnetChain } from '../src/testing/index.js'
 
 const [
@@ -28,11 +29,16 @@ const [
 ] = process.argv.slice(2)
 
 const chain = defineLocalnetChain({ id: Number(chainId), rpcUrl })
-const file = store === 'memory' ? undefined : fileChannelStore(store)
+const shared =
+  store === 'memory'
+    ? undefined
+    : /^rediss?:/.test(store)
+      ? redisChannelStore({ redis: store, prefix: process.env.VIEM_MPP_BENCH_PREFIX })
+      : fileChannelStore(store)
 const provider = session({
   account: privateKeyToAccount(privateKey as Hex),
   client: createClient({ chain, transport: http(rpcUrl) }),
-  store: file ?? memoryChannelStore(),
+  store: shared ?? memoryChannelStore(),
 })
 const roundTrip = Number(roundTripMs)
 const fetchFn: typeof fetch = async (input, init) => {
@@ -46,7 +52,6 @@ await call()
 console.log('ready')
 const stdin = createInterface({ input: process.stdin })
 await new Promise<void>((resolve) => stdin.once('line', () => resolve()))
-stdin.close()
 
 const total = Number(calls)
 let next = 0
@@ -61,6 +66,7 @@ const worker = async () => {
 }
 await Promise.all(Array.from({ length: Number(inFlight) }, worker))
 console.log(JSON.stringify({ calls: total, failed }))
+await new Promise<void>((resolve) => stdin.once('close', resolve))
 await provider.release()
-await file?.close()
+await shared?.close()
 process.exit(0)

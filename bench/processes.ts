@@ -14,14 +14,12 @@
  * (there the server's CPU is the limit for every store). Run by `npm run bench` after the vitest
  * benches; see BENCHMARKS.md.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { loadSqlite } from '../src/node/fileStore/sqlite.js'
 import { fileChannelStore } from '../src/node/index.js'
-import type { Ready } from './servers.js'
+import { round, runPayers, startServers } from './payers.js'
 
 /** Calls per process, and how many each has in flight at once. */
 const calls = 150
@@ -31,14 +29,8 @@ const processCounts = [1, 2, 4] as const
 const remoteRoundTripMs = 250
 const remoteCalls = 40
 
-const servers = fork(new URL('./servers.ts', import.meta.url), {
-  execArgv: ['--import', 'tsx'],
-  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-})
-const ready = await new Promise<Ready>((resolve, reject) => {
-  servers.once('message', resolve)
-  servers.once('exit', (code) => reject(new Error(`bench/servers.ts exited (${code})`)))
-})
+const servers = await startServers()
+const { ready } = servers
 const dir = mkdtempSync(join(tmpdir(), 'viem-mpp-bench-'))
 const storePath = join(dir, 'channels.db')
 const rowWrites = await countRowWrites(storePath)
@@ -58,7 +50,19 @@ try {
       for (const store of ['memory', 'file'] as const) {
         const perProcess = roundTripMs ? remoteCalls : calls
         const before = rowWrites.read()
-        const figure = await runPayers(store, processes, { calls: perProcess, roundTripMs })
+        const figure: Figure = {
+          store,
+          processes,
+          roundTripMs,
+          ...(await runPayers({
+            ready,
+            store: store === 'file' ? storePath : 'memory',
+            processes,
+            calls: perProcess,
+            inFlight,
+            roundTripMs,
+          })),
+        }
         figures.push(figure)
         const writes = store === 'file' ? (rowWrites.read() - before) / (processes * perProcess) : 0
         console.log(
@@ -68,7 +72,7 @@ try {
       }
 } finally {
   rowWrites.close()
-  servers.send({ type: 'stop' })
+  servers.stop()
   rmSync(dir, { recursive: true, force: true })
 }
 
@@ -109,59 +113,6 @@ results.processes = { calls, remoteCalls, remoteRoundTripMs, inFlight, figures, 
 writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`)
 process.exit(0)
 
-/** Runs `processes` payers at once, each on its own memory store or all on the file store. */
-async function runPayers(
-  store: Figure['store'],
-  processes: number,
-  { calls, roundTripMs }: { calls: number; roundTripMs: number },
-): Promise<Figure> {
-  const children = Array.from({ length: processes }, () =>
-    spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        new URL('./payer.ts', import.meta.url).pathname,
-        ready.paidUrl,
-        ready.rpcUrl,
-        String(ready.chainId),
-        ready.privateKeys[1] ?? '',
-        store === 'file' ? storePath : 'memory',
-        String(calls),
-        String(inFlight),
-        String(roundTripMs),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    ),
-  )
-  const exited = children.map((child) => new Promise((resolve) => child.once('exit', resolve)))
-  const lines = children.map(linesOf)
-  for (const next of lines) if ((await next()) !== 'ready') throw new Error('a payer failed')
-  const start = performance.now()
-  for (const child of children) child.stdin?.end('go\n')
-  const done = await Promise.all(lines.map(async (next) => JSON.parse(await next())))
-  const seconds = (performance.now() - start) / 1000
-  await Promise.all(exited)
-  const failed = done.reduce((sum, { failed }) => sum + failed, 0)
-  return {
-    store,
-    processes,
-    roundTripMs,
-    callsPerSecond: round((processes * calls - failed) / seconds),
-    failed,
-  }
-}
-
-/** The lines a child prints, one per call of the function returned. */
-function linesOf(child: ChildProcess) {
-  const iterator = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  return async () => {
-    const { value, done } = await iterator.next()
-    if (done) throw new Error('a payer ended early')
-    return String(value)
-  }
-}
-
 /**
  * Counts the rows inserted, updated or deleted in the store's tables, with triggers written into
  * the bench's own database (created first, with its tables, by opening the store once).
@@ -185,8 +136,4 @@ async function countRowWrites(path: string) {
     read: () => Number((read.get() as { n: number }).n),
     close: () => database.close(),
   }
-}
-
-function round(value: number) {
-  return Number(value.toFixed(4))
 }

@@ -80,7 +80,8 @@ export function redisLease(
   }
 
   const renewal = setInterval(() => {
-    if (ended || lostHere) return
+    // A mark written since the last tick renewed the lease: paying holders send no renewals.
+    if (ended || lostHere || validUntil - Date.now() > ttl - ttl / 10 - ttl / 3) return
     run('renew', [channelKey], [fence, String(ttl)]).then(
       ({ sentAt }) => renewed(sentAt),
       // Lost: said by `lost`. Unavailable: the next renewal tries again, within the TTL.
