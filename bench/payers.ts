@@ -6,7 +6,7 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
-import type { Ready } from './servers.js'
+import type { Counters, Ready } from './servers.js'
 
 /**
  * Starts bench/servers.ts: a localnet, an mppx session server in front of it, in a child process.
@@ -26,7 +26,16 @@ export async function startServers() {
     child.once('message', resolve)
     child.once('exit', (code) => reject(new Error(`bench/servers.ts exited (${code})`)))
   })
-  return { ready, stop: () => child.send({ type: 'stop' }) }
+  return {
+    ready,
+    stop: () => child.send({ type: 'stop' }),
+    /** The CPU time the servers' process has used so far (µs, user + system). */
+    cpu: () =>
+      new Promise<number>((resolve) => {
+        child.once('message', (counters: Counters) => resolve(counters.cpu))
+        child.send({ type: 'counters' })
+      }),
+  }
 }
 
 export type PayersRun = {
