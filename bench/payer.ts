@@ -5,7 +5,8 @@
  *
  * Arguments: the paid URL, the localnet's RPC URL, its chain id, the payer's private key, the
  * store (`memory`, a path or a URL), the number of calls, how many are in flight at once, and a
- * round trip in ms that each request waits before it leaves (an endpoint across a network). It
+ * round trip in ms that each request waits, on average, before it leaves (an endpoint across a
+ * network). It
  * makes one call first (so that its channel is open, or taken up, before anything is timed),
  * prints `ready`, waits for a line on stdin, makes the calls, prints `{ calls, failed }` as one
  * JSON line, and once stdin ends, releases its channel.
@@ -41,8 +42,17 @@ const provider = session({
   store: shared ?? memoryChannelStore(),
 })
 const roundTrip = Number(roundTripMs)
+let spread = Math.random()
+const nextSpread = () => {
+  spread = (spread + 0.6180339887498949) % 1
+  return spread
+}
 const fetchFn: typeof fetch = async (input, init) => {
-  if (roundTrip > 0) await new Promise((resolve) => setTimeout(resolve, roundTrip))
+  // Spread over ±50 %: requests of payers that left in step would reach the server in bursts and
+  // queue there (a convoy that a real network does not keep together). A golden-ratio sequence
+  // from a random start: every payer's delays add up to the same total, within one round trip.
+  if (roundTrip > 0)
+    await new Promise((resolve) => setTimeout(resolve, roundTrip * (0.5 + nextSpread())))
   return fetch(input, init)
 }
 const rpc = createClient({ transport: mppHttp(paidUrl, { provider, retryCount: 0, fetchFn }) })
