@@ -19,6 +19,8 @@ export type StartRedisOptions = {
   dir?: string | undefined
   /** A password clients must give (`requirepass`); `url` then holds it. @default none */
   password?: string | undefined
+  /** More `redis-server` arguments, e.g. `['--cluster-enabled', 'yes', …]`. @default none */
+  args?: readonly string[] | undefined
 }
 
 export type Redis = {
@@ -68,6 +70,7 @@ export async function startRedis({
   startTimeout = 10_000,
   dir,
   password,
+  args = [],
 }: StartRedisOptions = {}): Promise<Redis> {
   const candidates = binary ? [binary] : ['redis-server', 'valkey-server']
   let lastError: Error | undefined
@@ -77,6 +80,7 @@ export async function startRedis({
       timeout: startTimeout,
       dir,
       password,
+      args,
     }).catch((error: Error) => {
       lastError = error
       return undefined
@@ -100,7 +104,14 @@ async function startServer(
     timeout,
     dir,
     password,
-  }: { port: number; timeout: number; dir: string | undefined; password: string | undefined },
+    args: more,
+  }: {
+    port: number
+    timeout: number
+    dir: string | undefined
+    password: string | undefined
+    args: readonly string[]
+  },
 ): Promise<Redis> {
   // Port 0 asks the OS for a free port, which redis-server does not: one is picked here.
   const chosen = port === 0 ? await freePort() : port
@@ -117,6 +128,7 @@ async function startServer(
     ...(password === undefined ? [] : ['--requirepass', password]),
     '--protected-mode',
     'yes',
+    ...more,
   ]
   const child = spawn(
     '/bin/sh',
