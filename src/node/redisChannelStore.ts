@@ -1,14 +1,13 @@
-import type { ChannelStore as MppxChannelStore } from 'mppx/client'
-import { entryKey } from 'mppx/client'
-import type { ChannelPool, ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
-import { entryJson } from '../stores/entryJson.js'
+import type { ChannelStore } from '../stores/ChannelStore.js'
 import { ChannelStoreError } from '../stores/errors.js'
 import { originOf } from '../stores/origin.js'
 import { thisHolder } from './holder.js'
-import { type Connection, connect, type RedisClient } from './redisStore/connection.js'
+import { connect, type RedisClient } from './redisStore/connection.js'
+import { readChannels, type StoreContext } from './redisStore/context.js'
+import { redisEntries } from './redisStore/entries.js'
+import { leasesEnd } from './redisStore/exit.js'
 import { keysOf } from './redisStore/keys.js'
-import { type LeaseContext, redisLease } from './redisStore/lease.js'
-import { readChannel, type StoredChannel } from './redisStore/records.js'
+import { redisPool } from './redisStore/pool.js'
 
 export type { RedisClient } from './redisStore/connection.js'
 
@@ -102,192 +101,37 @@ export function redisChannelStore({
       reason: 'invalidOptions',
       cause: new Error('redisChannelStore: `budget` must be a bigint of at least 0.'),
     })
-  const connection: Connection = connect(redis, timeout)
-  const context: LeaseContext = { connection, keys, ttl: leaseTtl, budget, held: new Set() }
-  const owned = typeof redis === 'string'
+  const connection = connect(redis, timeout)
   const me = JSON.stringify(thisHolder())
-  /** What `free` read of each record it returned: a claim checks that nothing moved since. */
-  const seen = new WeakMap<ChannelRecord, StoredChannel>()
-
-  const read = async (sets: string[]) => {
-    const [now, rows] = await connection.run('read', [keys.channelPrefix, ...sets], [])
-    return (rows as unknown[]).map((row) => readChannel(row, Number(now), connection.location))
-  }
-  const scopes = (origin: string, key: string) => [
-    keys.scope(origin, key),
-    keys.scope(undefined, key),
-  ]
-  const holding = () => {
-    watchExit()
-    return me
-  }
-
-  const pool: ChannelPool = {
-    async free(origin, key) {
-      const channels = await read(scopes(originOf(origin), key))
-      return channels
-        .filter(
-          ({ record: { entry, ledger }, leased }) =>
-            (entry.opened || ledger?.openingUntil !== undefined) && !leased,
-        )
-        .map((stored) => {
-          seen.set(stored.record, stored)
-          return stored.record
-        })
+  const held: StoreContext['held'] = new Set()
+  const exit = leasesEnd({ held, connection }, { owned: typeof redis === 'string' })
+  const context: StoreContext = {
+    connection,
+    keys,
+    ttl: leaseTtl,
+    budget,
+    held,
+    holder() {
+      exit.watch()
+      return me
     },
-    async claim(record, { origin: target, tally }) {
-      const origin = originOf(target)
-      const id = record.entry.channelId.toLowerCase()
-      const stored =
-        seen.get(record) ??
-        (await read(scopes(origin, record.key))).find((channel) => channel.id === id)
-      if (!stored) return undefined
-      const sentAt = Date.now()
-      const [status, fence] = await connection.run(
-        'claim',
-        [keys.channel(id), keys.scope(record.origin, record.key), keys.scope(origin, record.key)],
-        [
-          id,
-          stored.fence,
-          stored.holderDead ? '1' : '0',
-          String(leaseTtl),
-          holding(),
-          record.origin ?? '',
-          origin,
-        ],
-      )
-      if (status !== 'ok') return undefined
-      return redisLease(context, {
-        record: { ...stored.record, origin },
-        fence: String(fence),
-        sentAt,
-        tally,
-      })
-    },
-    async add(entry, { origin: target, tally, openingUntil }) {
-      const origin = originOf(target)
-      const id = entry.channelId.toLowerCase()
-      const key = entryKey(entry)
-      const sentAt = Date.now()
-      const [status, fence] = await connection.run(
-        'add',
-        [keys.channel(id), keys.scope(origin, key), keys.all, keys.order, keys.committed],
-        [
-          id,
-          origin,
-          key,
-          entryJson(entry),
-          String(entry.cumulativeAmount),
-          String(openingUntil),
-          String(leaseTtl),
-          holding(),
-          budget === undefined ? '' : String(budget),
-        ],
-      )
-      if (status === 'budget')
-        throw new ChannelStoreError({
-          reason: 'budget',
-          path: connection.location,
-          channelId: id,
-          left: BigInt(String(fence)),
-        })
-      if (status !== 'ok')
-        throw new ChannelStoreError({
-          reason: 'leaseLost',
-          path: connection.location,
-          channelId: id,
-        })
-      const record: ChannelRecord = { origin, key, entry, ledger: undefined }
-      return redisLease(context, { record, fence: String(fence), sentAt, tally })
-    },
-    async put(entry, { origin }) {
-      const at = origin === undefined ? '' : originOf(origin)
-      const id = entry.channelId.toLowerCase()
-      const key = entryKey(entry)
-      const [status] = await connection.run(
-        'put',
-        [keys.channel(id), keys.scope(at, key), keys.all, keys.order],
-        [id, at, key, entryJson(entry), String(entry.cumulativeAmount)],
-      )
-      return status === 'ok'
-    },
-  }
-
-  /** mppx's one-entry-per-key interface over the scope of `origin` (`''`: the store's own). */
-  const namespaced = (origin: string): MppxChannelStore => {
-    const first = async (key: string) => {
-      const channels = await read([keys.scope(origin, key)])
-      return channels.find(({ record }) => record.entry.opened) ?? channels[0]
-    }
-    return {
-      get: async (key) => (await first(key))?.record.entry,
-      async set(entry) {
-        const id = entry.channelId.toLowerCase()
-        const key = entryKey(entry)
-        await connection.run(
-          'set',
-          [keys.channel(id), keys.scope(origin, key), keys.all, keys.order],
-          [id, origin, key, entryJson(entry), String(entry.cumulativeAmount)],
-        )
-      },
-      async delete(key) {
-        const stored = await first(key)
-        if (stored)
-          await connection.run(
-            'delete',
-            [keys.channel(stored.id), keys.scope(origin, key), keys.all],
-            [stored.id],
-          )
-      },
-    }
-  }
-
-  /** Ends every lease held here (each in turn: one failing does not keep the others). */
-  const releaseAll = async () => {
-    const failures: unknown[] = []
-    for (const release of [...context.held]) await release().catch((error) => failures.push(error))
-    if (failures.length > 0) throw failures[0]
-  }
-  let watching = false
-  /**
-   * When the process has nothing left to do, the leases still held end (their ledgers written
-   * exactly) and a connection the store made closes, so that the process can exit. A process
-   * that is killed leaves its leases to run out (or, on this host, to be found dead).
-   */
-  const onBeforeExit = () => {
-    if (context.held.size === 0 && !owned) return unwatch()
-    releaseAll()
-      .catch(() => {})
-      .finally(() => {
-        if (owned) connection.close().catch(() => {})
-        unwatch()
-      })
-  }
-  const watchExit = () => {
-    if (watching) return
-    watching = true
-    process.on('beforeExit', onBeforeExit)
-  }
-  const unwatch = () => {
-    watching = false
-    process.off('beforeExit', onBeforeExit)
   }
 
   return {
-    ...namespaced(''),
-    forOrigin: (origin) => namespaced(originOf(origin)),
-    pool,
+    ...redisEntries(context, ''),
+    forOrigin: (origin) => redisEntries(context, originOf(origin)),
+    pool: redisPool(context),
     location: connection.location,
-    list: async () => (await read([keys.all])).map(({ record }) => record),
+    list: async () => (await readChannels(context, [keys.all])).map(({ record }) => record),
     async committed() {
       const [total] = await connection.run('committed', [keys.committed], [])
       return BigInt(String(total))
     },
     async close() {
       try {
-        await releaseAll()
+        await exit.releaseAll()
       } finally {
-        unwatch()
+        exit.unwatch()
         await connection.close()
       }
     },

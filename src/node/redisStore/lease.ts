@@ -7,19 +7,10 @@ import type {
 import { entryJson } from '../../stores/entryJson.js'
 import { ChannelStoreError } from '../../stores/errors.js'
 import type { Connection } from './connection.js'
-import type { Keys } from './keys.js'
+import type { StoreContext } from './context.js'
 
 /** What a lease of the Redis store works with. */
-export type LeaseContext = {
-  connection: Connection
-  keys: Keys
-  /** How long a lease lasts unless renewed (ms, on the Redis clock). */
-  ttl: number
-  /** The fleet budget (base units), if the store has one. */
-  budget: bigint | undefined
-  /** What ends each lease held through the store, exactly (on `close`, and at exit). */
-  held: Set<() => Promise<void>>
-}
+export type LeaseContext = Pick<StoreContext, 'connection' | 'keys' | 'ttl' | 'budget' | 'held'>
 
 /**
  * A lease on a stored channel, held while its fencing token `fence` is the channel's: every write
