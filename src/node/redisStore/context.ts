@@ -1,3 +1,4 @@
+import { ChannelStoreError } from '../../stores/errors.js'
 import type { Connection } from './connection.js'
 import type { Keys } from './keys.js'
 import { readChannel, type StoredChannel } from './records.js'
@@ -31,4 +32,27 @@ export async function readChannels(
 ): Promise<StoredChannel[]> {
   const [now, rows] = await connection.run('read', [keys.channelPrefix, ...sets], [])
   return (rows as unknown[]).map((row) => readChannel(row, Number(now), connection.location))
+}
+
+/**
+ * A script's `budget` answer as the error it is: the fleet budget has `left` (base units), less
+ * than the mark needs; nothing was written.
+ *
+ * @example
+ * ```ts
+ * if (status === 'budget') throw budgetRefused(connection, channelId, left)
+ * ```
+ */
+export function budgetRefused(connection: Connection, channelId: string, left: unknown) {
+  return new ChannelStoreError({
+    reason: 'budget',
+    path: connection.location,
+    channelId,
+    left: BigInt(String(left)),
+  })
+}
+
+/** The fleet budget as a script argument (`''`: none). */
+export function budgetArgument(budget: bigint | undefined) {
+  return budget === undefined ? '' : String(budget)
 }

@@ -7,7 +7,7 @@ import type {
 import { entryJson } from '../../stores/entryJson.js'
 import { ChannelStoreError } from '../../stores/errors.js'
 import type { Connection } from './connection.js'
-import type { StoreContext } from './context.js'
+import { budgetArgument, budgetRefused, type StoreContext } from './context.js'
 
 /** What a lease of the Redis store works with. */
 export type LeaseContext = Pick<StoreContext, 'connection' | 'keys' | 'ttl' | 'budget' | 'held'>
@@ -100,16 +100,10 @@ export function redisLease(
           String(spent),
           String(ttl),
           String(needed),
-          budget === undefined ? '' : String(budget),
+          budgetArgument(budget),
         ],
       )
-      if (status === 'budget')
-        throw new ChannelStoreError({
-          reason: 'budget',
-          path: connection.location,
-          channelId: id,
-          left: BigInt(String(rest[0])),
-        })
+      if (status === 'budget') throw budgetRefused(connection, id, rest[0])
       renewed(sentAt)
       return BigInt(String(rest[0]))
     },

@@ -3,7 +3,7 @@ import type { ChannelPool, ChannelRecord } from '../../stores/ChannelStore.js'
 import { entryJson } from '../../stores/entryJson.js'
 import { ChannelStoreError } from '../../stores/errors.js'
 import { originOf } from '../../stores/origin.js'
-import { readChannels, type StoreContext } from './context.js'
+import { budgetArgument, budgetRefused, readChannels, type StoreContext } from './context.js'
 import { redisLease } from './lease.js'
 import type { StoredChannel } from './records.js'
 
@@ -88,16 +88,10 @@ export function redisPool(context: StoreContext): ChannelPool {
           String(openingUntil),
           String(context.ttl),
           context.holder(),
-          budget === undefined ? '' : String(budget),
+          budgetArgument(budget),
         ],
       )
-      if (status === 'budget')
-        throw new ChannelStoreError({
-          reason: 'budget',
-          path: connection.location,
-          channelId: id,
-          left: BigInt(String(fence)),
-        })
+      if (status === 'budget') throw budgetRefused(connection, id, fence)
       if (status !== 'ok')
         throw new ChannelStoreError({
           reason: 'leaseLost',
