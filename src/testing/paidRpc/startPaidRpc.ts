@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Mppx, Request as MppxRequest, NodeListener, Store, tempo } from 'mppx/server'
 import { Session } from 'mppx/tempo'
@@ -17,6 +17,13 @@ import { waitForTransactionReceipt } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
 import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
+import {
+  authorizationOf,
+  challengeAnswer,
+  type JsonRpcMessage,
+  takeCredential,
+  withReceipt,
+} from './inband.js'
 
 /** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
 const defaultPayeeKey: Hex = '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6'
@@ -60,6 +67,17 @@ export type StartPaidRpcOptions = {
    * to send a credential. @default none (no CORS headers)
    */
   cors?: string | undefined
+  /**
+   * How payment is asked for and answered: `http402` (a `402` with `WWW-Authenticate`, the
+   * credential in `Authorization`, the receipt in `Payment-Receipt`), or `jsonrpc`, in-band as
+   * draft-payment-transport-mcp-00 says (a `200` whose JSON-RPC error is `-32042` with the
+   * challenges, `-32043` when a credential was refused; the credential in the request's
+   * root-level `_meta["org.paymentauth/credential"]` or `params._meta`; the receipt in the
+   * answer's root-level `_meta["org.paymentauth/receipt"]`). A batch is one paid request: its
+   * credential rides on its first element, and each of its requests is answered the error.
+   * @default 'http402'
+   */
+  signalling?: 'http402' | 'jsonrpc' | undefined
 }
 
 /** What the server has seen, for assertions in tests. */
@@ -164,6 +182,7 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
     realm = 'viem-mpp paid RPC',
     port = 0,
     cors,
+    signalling = 'http402',
   } = options
   const suggestedDeposit = options.suggestedDeposit ?? price * 1000n
   const intents = typeof intent === 'string' ? [intent] : intent
@@ -222,6 +241,7 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
           .end()
     }
     counters.requests++
+    if (signalling === 'jsonrpc') return inBandRequest(req, res)
     try {
       const request = MppxRequest.fromNodeListener(req, res)
       const result = await gate(request)
@@ -250,6 +270,68 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
           .end(JSON.stringify({ error: (error as Error).message }))
     }
   })
+  /** A request under in-band signalling: the same gate, its answers as JSON-RPC. */
+  const inBandRequest = async (req: IncomingMessage, res: ServerResponse) => {
+    const send = (status: number, body: unknown) =>
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+    try {
+      const text = await bodyOf(req)
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(text)
+      } catch {
+        return send(200, {
+          jsonrpc: '2.0',
+          id: null,
+          error: { code: -32700, message: 'Parse error' },
+        })
+      }
+      const batch = Array.isArray(parsed)
+      const messages = (batch ? parsed : [parsed]) as JsonRpcMessage[]
+      const [first, ...rest] = messages
+      if (!first || typeof first !== 'object')
+        return send(200, {
+          jsonrpc: '2.0',
+          id: null,
+          error: { code: -32600, message: 'Invalid Request' },
+        })
+      const { credential, message } = takeCredential(first)
+      const forwarded = batch ? [message, ...rest] : message
+      const authorization = authorizationOf(credential)
+      const request = new Request(`http://127.0.0.1${req.url ?? '/'}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(authorization ? { authorization } : {}),
+        },
+        body: JSON.stringify(forwarded),
+      })
+      const result = await gate(request)
+      if (result.status === 402) {
+        counters.challenges++
+        const answers = await Promise.all(
+          messages.map((each) =>
+            challengeAnswer(result.challenge, each.id, credential !== undefined),
+          ),
+        )
+        return send(200, batch ? answers : answers[0])
+      }
+      const upstreamResponse = await upstreamRpc.post(JSON.stringify(forwarded))
+      counters.forwarded++
+      const answer = JSON.parse(await upstreamResponse.text()) as unknown
+      const paid = result.withReceipt(new Response(null))
+      const challengeId = (credential as { challenge?: { id?: string } } | undefined)?.challenge?.id
+      return send(
+        200,
+        Array.isArray(answer)
+          ? answer.map((each, index) => (index === 0 ? withReceipt(each, paid, challengeId) : each))
+          : withReceipt(answer, paid, challengeId),
+      )
+    } catch (error) {
+      if (!res.headersSent) send(502, { error: (error as Error).message })
+    }
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, '127.0.0.1', () => resolve())
@@ -368,4 +450,11 @@ function upstreamOf(url: string) {
     post: (body: string, signal?: AbortSignal) =>
       fetch(target, { method: 'POST', headers, body, signal }),
   }
+}
+
+/** The body of `req`, as text. */
+async function bodyOf(req: IncomingMessage) {
+  const chunks: Buffer[] = []
+  for await (const chunk of req) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
