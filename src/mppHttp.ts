@@ -18,6 +18,7 @@ import {
   type PaymentError,
   PaymentFailedError,
 } from './errors.js'
+import { inBandFetch } from './flow/inBand.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
@@ -156,8 +157,10 @@ export function mppHttp<
     { attempt: Attempt; outcome: Promise<PaymentError | undefined> }
   >()
   // Looked up at call time, as http() does, so that a fetch patched later (msw, tests) is used.
-  const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = (input, init) =>
-    (fetchFn_ ?? fetch)(input, init)
+  // In-band JSON-RPC signalling (-32042 in a 200) reaches the flow as the 402 it stands for.
+  const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = inBandFetch((input, init) =>
+    (fetchFn_ ?? fetch)(input, init),
+  )
 
   /**
    * The inner http() transports of a chain and timeout, made once, so that batches are shared by

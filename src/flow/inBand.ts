@@ -1,0 +1,174 @@
+import { Challenge, Credential, Receipt } from 'mppx'
+
+/**
+ * In-band JSON-RPC payment signalling (draft-payment-transport-mcp-00) spoken to the payment flow
+ * as HTTP: a `200` whose JSON-RPC error is `-32042` (payment required) or `-32043` (verification
+ * failed) reaches the flow as the `402` it stands for (its challenges in `WWW-Authenticate`, its
+ * problem as the body), an answer's `_meta` receipt as `Payment-Receipt`, and a credential the
+ * flow puts in `Authorization` goes out in the request's root-level `_meta` to an origin that
+ * signalled in-band. So one flow (selection, policy, providers, two-phase commit, typed errors)
+ * pays both signallings.
+ *
+ * Only an answer to a request this transport sent is read: its id must be one of the request's,
+ * `data.httpStatus`, when present, must be 402, and `data.challenges` must be an array. Anything
+ * else passes through as the JSON-RPC error it is, and nothing is paid.
+ */
+
+const codes = new Set([-32042, -32043])
+const credentialKey = 'org.paymentauth/credential'
+const receiptKey = 'org.paymentauth/receipt'
+/** Answers past this size are not read for a signal (a paid call's answer may be large). */
+const maxSignalSize = 64 * 1024
+
+type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+
+/**
+ * `fetchFn`, speaking in-band signalling to the flow as HTTP (see the module's comment). Which
+ * origins signal in-band is learnt from their answers, so that a credential never reaches an
+ * origin's JSON-RPC body unless that origin asked for it there.
+ *
+ * @example
+ * ```ts
+ * const flow = createPaymentFlow({ ...config, fetchFn: inBandFetch(fetch) })
+ * ```
+ */
+export function inBandFetch(fetchFn: Fetch): Fetch {
+  const inBandOrigins = new Set<string>()
+  return async (input, init = {}) => {
+    const origin = new URL(input instanceof Request ? input.url : String(input)).origin
+    const outgoing = inBandOrigins.has(origin) ? credentialInBody(init) : init
+    const response = await fetchFn(input, outgoing)
+    if (response.status === 402) inBandOrigins.delete(origin)
+    const signal = await signalOf(response, () => idsOf(init.body))
+    if (signal?.challenged) inBandOrigins.add(origin)
+    return signal?.response ?? response
+  }
+}
+
+/** `init` with its `Authorization: Payment …` credential moved to the body's root-level `_meta`. */
+function credentialInBody(init: RequestInit): RequestInit {
+  const headers = new Headers(init.headers)
+  const authorization = headers.get('authorization')
+  if (!authorization?.startsWith('Payment ') || typeof init.body !== 'string') return init
+  let body: unknown
+  let credential: unknown
+  try {
+    body = JSON.parse(init.body)
+    credential = Credential.deserialize(authorization)
+  } catch {
+    return init
+  }
+  const first = Array.isArray(body) ? body[0] : body
+  if (!first || typeof first !== 'object') return init
+  const carrying = { ...first, _meta: { ...(first._meta ?? {}), [credentialKey]: credential } }
+  headers.delete('authorization')
+  return {
+    ...init,
+    headers,
+    body: JSON.stringify(Array.isArray(body) ? [carrying, ...body.slice(1)] : carrying),
+  }
+}
+
+/**
+ * The HTTP form of an in-band answer: a `402` for `-32042`/`-32043`, or the answer with its
+ * receipt in `Payment-Receipt`; `undefined` for an answer that signals nothing.
+ */
+async function signalOf(
+  response: Response,
+  requestIds: () => ReadonlySet<unknown>,
+): Promise<{ response: Response; challenged: boolean } | undefined> {
+  if (response.status !== 200) return undefined
+  if (!/json/i.test(response.headers.get('content-type') ?? '')) return undefined
+  const length = Number(response.headers.get('content-length') ?? 0)
+  if (length > maxSignalSize) return undefined
+  const text = await response.text()
+  const rebuilt = () => new Response(text, response)
+  if (text.length > maxSignalSize || !/"(_meta|error)"/.test(text))
+    return { response: rebuilt(), challenged: false }
+  const ids = requestIds()
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return { response: rebuilt(), challenged: false }
+  }
+  const answers = (Array.isArray(parsed) ? parsed : [parsed]) as Record<string, unknown>[]
+  const mine = answers.filter(
+    (answer) => answer && typeof answer === 'object' && ids.has(answer.id),
+  )
+  const signalled = mine.map((answer) => answer.error).find(isSignal)
+  if (signalled) return { response: challengeResponse(signalled), challenged: true }
+  const receipt = mine.map((answer) => metaOf(answer._meta)?.[receiptKey]).find(Boolean)
+  if (!receipt) return { response: rebuilt(), challenged: false }
+  const headers = new Headers(response.headers)
+  try {
+    headers.set('payment-receipt', Receipt.serialize(receipt as Receipt.Receipt))
+  } catch {}
+  return {
+    response: new Response(text, { status: 200, statusText: response.statusText, headers }),
+    challenged: false,
+  }
+}
+
+type Signal = {
+  code: number
+  data: { httpStatus?: unknown; challenges: unknown[]; problem?: unknown; failure?: unknown }
+}
+
+function isSignal(error: unknown): error is Signal {
+  if (!error || typeof error !== 'object') return false
+  const { code, data } = error as { code?: unknown; data?: Record<string, unknown> }
+  return (
+    typeof code === 'number' &&
+    codes.has(code) &&
+    !!data &&
+    typeof data === 'object' &&
+    (data.httpStatus === undefined || data.httpStatus === 402) &&
+    Array.isArray(data.challenges)
+  )
+}
+
+/** The `402` a `-32042`/`-32043` stands for: its challenges, and its problem as the body. */
+function challengeResponse({ code, data }: Signal): Response {
+  const headers = new Headers()
+  for (const challenge of data.challenges)
+    try {
+      headers.append('www-authenticate', Challenge.serialize(Challenge.from(challenge as never)))
+    } catch {}
+  const problem =
+    metaOf(data.problem) ??
+    (code === -32043
+      ? {
+          type: 'https://paymentauth.org/problems/verification-failed',
+          title: 'Payment Verification Failed',
+          status: 402,
+          ...(metaOf(data.failure)?.detail ? { detail: String(metaOf(data.failure)?.detail) } : {}),
+        }
+      : undefined)
+  if (problem) headers.set('content-type', 'application/problem+json')
+  return new Response(problem ? JSON.stringify(problem) : null, {
+    status: 402,
+    statusText: 'Payment Required',
+    headers,
+  })
+}
+
+/** The ids of the JSON-RPC requests in `body` (none for a body that is not JSON-RPC). */
+function idsOf(body: RequestInit['body']): Set<unknown> {
+  if (typeof body !== 'string') return new Set()
+  try {
+    const parsed = JSON.parse(body) as unknown
+    const requests = (Array.isArray(parsed) ? parsed : [parsed]) as { id?: unknown }[]
+    return new Set(
+      requests.filter((request) => request && request.id !== undefined).map(({ id }) => id),
+    )
+  } catch {
+    return new Set()
+  }
+}
+
+function metaOf(value: unknown): Record<string, unknown> | undefined {
+  return value && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined
+}
