@@ -13,7 +13,9 @@ export type { RedisClient } from './redisStore/connection.js'
 
 export type RedisChannelStoreConfig = {
   /**
-   * A connected ioredis client (`Redis` or `Cluster`; it stays yours to close), or a `redis://` /
+   * A connected ioredis client (`Redis` or `Cluster`; it stays yours to close; give it
+   * `enableOfflineQueue: false`, so that no command queued while it is disconnected runs late —
+   * the store waits for it to be `ready` within `timeout` anyway), or a `redis://` /
    * `rediss://` URL, for which the store makes its own client (ioredis, an optional peer
    * dependency, is then loaded on first use) and closes it on {@link RedisChannelStore.close} or
    * when the process has nothing left to do.

@@ -10,6 +10,9 @@ import { type ScriptName, scripts } from './scripts.js'
 export type RedisClient = {
   evalsha(sha: string, numberOfKeys: number, ...args: string[]): Promise<unknown>
   eval(script: string, numberOfKeys: number, ...args: string[]): Promise<unknown>
+  /** ioredis's connection state (`ready` once connected): a command waits for it. */
+  readonly status?: string
+  once?(event: 'ready', listener: () => void): unknown
 }
 
 /** The ioredis client the store makes from a URL, and what it uses of it. */
@@ -17,11 +20,7 @@ type OwnedClient = RedisClient & {
   connect(): Promise<void>
   quit(): Promise<unknown>
   disconnect(): void
-  on(event: 'error', listener: (error: unknown) => void): unknown
-  once(event: 'ready', listener: () => void): unknown
-  off(event: 'ready', listener: () => void): unknown
-  /** `ready` once connected; `connecting`, `reconnecting`, … while not. */
-  readonly status: string
+  on(event: 'error' | 'ready', listener: (error?: unknown) => void): unknown
   stream?: { ref?(): void; unref?(): void } | undefined
 }
 
@@ -64,9 +63,9 @@ export function connect(redis: RedisClient | string, timeout: number): Connectio
   let running = 0
   let reconnected: Promise<void> | undefined
   /** Resolves when the client is connected again: one wait shared by every command meanwhile. */
-  const ready = (client: OwnedClient) => {
+  const ready = (client: RedisClient) => {
     reconnected ??= new Promise<void>((resolve) =>
-      client.once('ready', () => {
+      client.once?.('ready', () => {
         reconnected = undefined
         resolve()
       }),
@@ -78,6 +77,10 @@ export function connect(redis: RedisClient | string, timeout: number): Connectio
     if (typeof redis !== 'string') return Promise.resolve(redis)
     client ??= makeClient(redis, timeout).then((made) => {
       owned = made
+      // A reconnect makes a new socket: it too keeps the process alive only while a script runs.
+      made.on('ready', () => {
+        if (running === 0) made.stream?.unref?.()
+      })
       return made
     })
     const current = client
@@ -107,12 +110,14 @@ export function connect(redis: RedisClient | string, timeout: number): Connectio
     // Reconnecting after a drop: the command waits for the connection (within the timeout)
     // rather than failing at once, so that a moment's break is ridden through; past the timeout
     // it is never sent (a mark or a claim must not land after the payment gave up on it).
-    if (owned && owned.status !== 'ready') await ready(owned)
+    // A client of the caller's is waited for the same way, when it says its state (ioredis).
+    if (redisClient.status !== undefined && redisClient.status !== 'ready') await ready(redisClient)
     late.throwIfAborted()
     try {
       return await redisClient.evalsha(sha[name], keys.length, ...keys, ...args)
     } catch (error) {
       if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
+      late.throwIfAborted()
       return redisClient.eval(scripts[name], keys.length, ...keys, ...args)
     }
   }

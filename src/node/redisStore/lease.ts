@@ -38,12 +38,13 @@ export function redisLease(
   let ended = false
   let lostHere = false
   // A tenth of the TTL's margin for the time a renewal takes to reach Redis.
+  // On the monotonic clock (`performance.now()`): a wall clock stepping back must not extend it.
   let validUntil = start.sentAt + ttl - ttl / 10
 
   const lostError = () =>
     new ChannelStoreError({ reason: 'leaseLost', path: connection.location, channelId: id })
   const run = async (name: Parameters<Connection['run']>[0], keys: string[], args: string[]) => {
-    const sentAt = Date.now()
+    const sentAt = performance.now()
     const [status, ...rest] = await connection.run(name, keys, args)
     if (status === 'lost') {
       lostHere = true
@@ -72,7 +73,7 @@ export function redisLease(
 
   const renewal = setInterval(() => {
     // A mark written since the last tick renewed the lease: paying holders send no renewals.
-    if (ended || lostHere || validUntil - Date.now() > ttl - ttl / 10 - ttl / 3) return
+    if (ended || lostHere || validUntil - performance.now() > ttl - ttl / 10 - ttl / 3) return
     run('renew', [channelKey], [fence, String(ttl)]).then(
       ({ sentAt }) => renewed(sentAt),
       // Lost: said by `lost`. Unavailable: the next renewal tries again, within the TTL.
@@ -84,11 +85,12 @@ export function redisLease(
 
   return {
     record,
+    /** Also once ended (released here, by `close()` or at exit): nothing more is signed on it. */
     get lost() {
-      return !ended && (lostHere || Date.now() > validUntil)
+      return ended || lostHere || performance.now() > validUntil
     },
     async raise(mark, needed = mark) {
-      if (ended || lostHere || Date.now() > validUntil) throw lostError()
+      if (ended || lostHere || performance.now() > validUntil) throw lostError()
       const { signed, spent } = tally()
       const { status, rest, sentAt } = await run(
         'raise',

@@ -5,7 +5,7 @@ import { ChannelStoreError } from '../../stores/errors.js'
 import { originOf } from '../../stores/origin.js'
 import { budgetArgument, budgetRefused, readChannels, type StoreContext } from './context.js'
 import { redisLease } from './lease.js'
-import type { StoredChannel } from './records.js'
+import { readChannel, type StoredChannel } from './records.js'
 
 /**
  * The {@link ChannelPool} of a Redis store: each operation one script (a claim checks the
@@ -49,10 +49,15 @@ export function redisPool(context: StoreContext): ChannelPool {
           (channel) => channel.id === id,
         )
       if (!stored) return undefined
-      const sentAt = Date.now()
-      const [status, fence] = await connection.run(
+      const sentAt = performance.now()
+      const [status, fence, now, row] = await connection.run(
         'claim',
-        [keys.channel(id), keys.scope(record.origin, record.key), keys.scope(origin, record.key)],
+        [
+          keys.channelPrefix,
+          keys.scope(record.origin, record.key),
+          keys.scope(origin, record.key),
+          keys.order,
+        ],
         [
           id,
           stored.fence,
@@ -64,8 +69,10 @@ export function redisPool(context: StoreContext): ChannelPool {
         ],
       )
       if (status !== 'ok') return undefined
+      // The channel as the claim found it: a holder may have released it since `free` read it.
+      const current = readChannel(row, Number(now), connection.location)
       return redisLease(context, {
-        record: { ...stored.record, origin },
+        record: { ...current.record, origin },
         fence: String(fence),
         sentAt,
         tally,
@@ -75,7 +82,7 @@ export function redisPool(context: StoreContext): ChannelPool {
       const origin = originOf(target)
       const id = entry.channelId.toLowerCase()
       const key = entryKey(entry)
-      const sentAt = Date.now()
+      const sentAt = performance.now()
       const [status, fence] = await connection.run(
         'add',
         [keys.channel(id), keys.scope(origin, key), keys.all, keys.order, keys.committed],

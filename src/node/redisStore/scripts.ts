@@ -5,8 +5,9 @@
  *
  * A channel is a hash: `v` (the layout, `1`), `origin` (`''`: the store's own entries), `key`
  * (mppx's `payee:token:escrow:chainId`), `entry` (mppx's JSON entry), `mark`, `signed` and `spent`
- * (decimal amounts; `signed` and `spent` empty when no ledger is known), `fence` (the fencing
- * token: raised by every claim), `holder` (JSON of the holder, or empty), `expires` (Redis clock,
+ * (decimal amounts; `signed` and `spent` empty when no ledger is known), `base` (the part of the
+ * mark not counted against the fleet budget: what a tool without a ledger wrote), `fence` (the
+ * fencing token: a new one from the store-wide counter at every claim, never repeated), `holder` (JSON of the holder, or empty), `expires` (Redis clock,
  * ms), `opening` (unix seconds until which its open may land, or empty) and `seq` (its order).
  *
  * Amounts are decimal strings added and compared as such (Lua numbers are doubles: exact only to
@@ -46,14 +47,26 @@ local function digits(a, b, sign)
 end
 local function add(a, b) return digits(a, b, 1) end
 local function sub(a, b) return digits(a, b, -1) end
+local function digitsOnly(s)
+  if type(s) ~= 'string' or not string.find(s, '^%d+$') then error('VIEM_MPP_CORRUPT') end
+  return s
+end
 local function channel(key)
   local kind = redis.call('TYPE', key)['ok']
   if kind == 'none' then return nil end
   if kind ~= 'hash' then error('VIEM_MPP_CORRUPT') end
-  local f = redis.call('HMGET', key, 'v', 'fence', 'expires', 'mark', 'origin')
-  if f[1] ~= '1' or not tonumber(f[2]) or not tonumber(f[3]) then error('VIEM_MPP_CORRUPT') end
-  return { fence = f[2], expires = tonumber(f[3]), mark = amount(f[4]), origin = f[5] or '' }
+  local f = redis.call('HMGET', key, 'v', 'fence', 'expires', 'mark', 'origin', 'entry', 'signed', 'spent', 'base', 'holder')
+  if f[1] ~= '1' then error('VIEM_MPP_CORRUPT') end
+  digitsOnly(f[2])
+  digitsOnly(f[3])
+  local decoded, entry = pcall(cjson.decode, f[6] or '')
+  if not decoded or type(entry) ~= 'table' then error('VIEM_MPP_CORRUPT') end
+  if f[7] and f[7] ~= '' then amount(f[7]) end
+  if f[8] and f[8] ~= '' then amount(f[8]) end
+  if f[10] and f[10] ~= '' and string.sub(f[10], 1, 1) ~= '{' then error('VIEM_MPP_CORRUPT') end
+  return { fence = f[2], expires = tonumber(f[3]), mark = amount(f[4]), origin = f[5] or '', base = amount(f[9] or '0') }
 end
+local function maxOf(a, b) return cmp(a, b) >= 0 and a or b end
 local function held(c, fence, t) return c ~= nil and c.fence == fence and c.expires > t end
 `
 
@@ -106,26 +119,29 @@ return { int(now()), channels }`,
 
   /**
    * Leases a channel if its fence is still `seen` and its lease is free (expired, or its holder
-   * known dead): KEYS = channel, its scope now, the scope at `origin`; ARGV = id, seen fence,
-   * take over a live lease ('1': its holder is dead), ttl ms, holder JSON, origin now, origin.
+   * known dead), with a new fence: KEYS = channel prefix, its scope now, the scope at `origin`,
+   * the store-wide counter; ARGV = id, seen fence, take over a live lease ('1': its holder is
+   * dead), ttl ms, holder JSON, origin now, origin. Returns the channel as it is now (as `read`
+   * does), so that the lease starts from its current ledger.
    */
-  claim: `${prelude}
-local c = channel(KEYS[1])
+  claim: `${prelude}${readChannels}
+local key = KEYS[1] .. ARGV[1]
+local c = channel(key)
 if not c then return { 'gone' } end
 local t = now()
 if c.fence ~= ARGV[2] or (c.expires > t and ARGV[3] ~= '1') then return { 'taken' } end
 if c.origin ~= ARGV[6] and c.origin ~= ARGV[7] then return { 'taken' } end
 if c.origin ~= ARGV[7] then
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'seq'), ARGV[1])
+  redis.call('ZADD', KEYS[3], redis.call('HGET', key, 'seq'), ARGV[1])
 end
-local fence = int(tonumber(c.fence) + 1)
-redis.call('HSET', KEYS[1], 'origin', ARGV[7], 'fence', fence, 'holder', ARGV[5], 'expires', int(t + tonumber(ARGV[4])))
-return { 'ok', fence, int(t + tonumber(ARGV[4])) }`,
+local fence = tostring(redis.call('INCR', KEYS[4]))
+redis.call('HSET', key, 'origin', ARGV[7], 'fence', fence, 'holder', ARGV[5], 'expires', int(t + tonumber(ARGV[4])))
+return { 'ok', fence, int(t), read({ ARGV[1] })[1] }`,
 
   /**
    * Stores a new channel, leased, if the fleet budget covers its mark: KEYS = channel, its scope,
-   * every channel, the order counter, the committed total; ARGV = id, origin, key, entry JSON,
+   * every channel, the store-wide counter, the committed total; ARGV = id, origin, key, entry JSON,
    * mark, opening, ttl, holder JSON, the fleet budget ('' if none).
    */
   add: `${prelude}
@@ -136,11 +152,12 @@ if ARGV[9] ~= '' and cmp(add(committed, amount(ARGV[5])), ARGV[9]) > 0 then
 end
 local t = now()
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'v', '1', 'origin', ARGV[2], 'key', ARGV[3], 'entry', ARGV[4], 'mark', amount(ARGV[5]), 'signed', '0', 'spent', '0', 'fence', '1', 'holder', ARGV[8], 'expires', int(t + tonumber(ARGV[7])), 'opening', ARGV[6], 'seq', seq)
+local fence = tostring(redis.call('INCR', KEYS[4]))
+redis.call('HSET', KEYS[1], 'v', '1', 'origin', ARGV[2], 'key', ARGV[3], 'entry', ARGV[4], 'mark', amount(ARGV[5]), 'base', '0', 'signed', '0', 'spent', '0', 'fence', fence, 'holder', ARGV[8], 'expires', int(t + tonumber(ARGV[7])), 'opening', ARGV[6], 'seq', seq)
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('SET', KEYS[5], add(committed, ARGV[5]))
-return { 'ok', '1', int(t + tonumber(ARGV[7])) }`,
+return { 'ok', fence, int(t + tonumber(ARGV[7])) }`,
 
   /**
    * Stores a channel found on chain, with no lease and no ledger, unless stored: KEYS = channel,
@@ -149,7 +166,7 @@ return { 'ok', '1', int(t + tonumber(ARGV[7])) }`,
   put: `${prelude}
 if redis.call('EXISTS', KEYS[1]) == 1 then return { 'exists' } end
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'v', '1', 'origin', ARGV[2], 'key', ARGV[3], 'entry', ARGV[4], 'mark', amount(ARGV[5]), 'signed', '', 'spent', '', 'fence', '0', 'holder', '', 'expires', '0', 'opening', '', 'seq', seq)
+redis.call('HSET', KEYS[1], 'v', '1', 'origin', ARGV[2], 'key', ARGV[3], 'entry', ARGV[4], 'mark', amount(ARGV[5]), 'base', ARGV[5], 'signed', '', 'spent', '', 'fence', '0', 'holder', '', 'expires', '0', 'opening', '', 'seq', seq)
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 return { 'ok' }`,
@@ -212,10 +229,13 @@ local c = channel(KEYS[1])
 if c == nil or c.fence ~= ARGV[1] then return { 'lost' } end
 local signed = amount(ARGV[2])
 if cmp(signed, c.mark) > 0 then signed = c.mark end
+-- What a tool without a ledger wrote (base) may have been signed: the mark never goes below it.
+local mark = maxOf(signed, c.base)
+if cmp(mark, c.mark) > 0 then mark = c.mark end
 local committed = amount(redis.call('GET', KEYS[2]) or '0')
-local back = sub(c.mark, signed)
+local back = sub(c.mark, mark)
 redis.call('SET', KEYS[2], cmp(committed, back) > 0 and sub(committed, back) or '0')
-redis.call('HSET', KEYS[1], 'mark', signed, 'signed', signed, 'spent', amount(ARGV[3]), 'holder', '', 'expires', '0')
+redis.call('HSET', KEYS[1], 'mark', mark, 'signed', signed, 'spent', amount(ARGV[3]), 'holder', '', 'expires', '0')
 return { 'ok' }`,
 
   /**
@@ -225,10 +245,10 @@ return { 'ok' }`,
   remove: `${prelude}
 local c = channel(KEYS[1])
 if c == nil or c.fence ~= ARGV[2] then return { 'lost' } end
-local signed = amount(ARGV[3])
-if cmp(signed, c.mark) < 0 then
+local kept = maxOf(amount(ARGV[3]), c.base)
+if cmp(kept, c.mark) < 0 then
   local committed = amount(redis.call('GET', KEYS[4]) or '0')
-  local back = sub(c.mark, signed)
+  local back = sub(c.mark, kept)
   redis.call('SET', KEYS[4], cmp(committed, back) > 0 and sub(committed, back) or '0')
 end
 redis.call('DEL', KEYS[1])
@@ -239,20 +259,25 @@ return { 'ok' }`,
   /**
    * Writes an entry through mppx's one-entry-per-key interface (a tool that keeps no ledger: its
    * amount is what it signed, the ledger becomes unknown, and a lease held on the channel is
-   * ended, so that its holder signs nothing more): KEYS = channel, its scope, every channel, the
-   * order counter; ARGV = id, origin, key, entry JSON, amount.
+   * ended, so that its holder signs nothing more; the mark is never lowered, and what it adds is
+   * not counted against the fleet budget: `base`): KEYS = channel, its scope, every channel, the
+   * store-wide counter; ARGV = id, origin, key, entry JSON, amount.
    */
   set: `${prelude}
 local c = channel(KEYS[1])
+local written = amount(ARGV[5])
+local mark = written
+local base = written
 if c == nil then
   local seq = redis.call('INCR', KEYS[4])
-  redis.call('HSET', KEYS[1], 'v', '1', 'origin', ARGV[2], 'key', ARGV[3], 'fence', '0', 'seq', seq)
+  redis.call('HSET', KEYS[1], 'v', '1', 'origin', ARGV[2], 'key', ARGV[3], 'seq', seq)
   redis.call('ZADD', KEYS[2], seq, ARGV[1])
   redis.call('ZADD', KEYS[3], seq, ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'fence', int(tonumber(c.fence) + 1))
+  mark = maxOf(c.mark, written)
+  base = maxOf(c.base, written)
 end
-redis.call('HSET', KEYS[1], 'entry', ARGV[4], 'mark', amount(ARGV[5]), 'signed', '', 'spent', '', 'holder', '', 'expires', '0', 'opening', '')
+redis.call('HSET', KEYS[1], 'fence', tostring(redis.call('INCR', KEYS[4])), 'entry', ARGV[4], 'mark', mark, 'base', base, 'signed', '', 'spent', '', 'holder', '', 'expires', '0', 'opening', '')
 return { 'ok' }`,
 
   /**

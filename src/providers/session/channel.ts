@@ -266,6 +266,12 @@ export function voucherSlot(context: SessionContext, channel: LiveChannel, price
       amount = allocated.amount
       try {
         await markUpTo(context, channel, allocated.amount, price)
+        // The lease may have run out while the payment was approved: nothing signed on it then.
+        if (channel.lease.lost)
+          throw new ChannelStoreError({
+            reason: 'leaseLost',
+            channelId: channel.entry.channelId,
+          })
         const signature = await signVoucher(
           context.client,
           context.account,
