@@ -10,6 +10,7 @@ import { Mppx, tempo } from 'mppx/client'
 import { createClient, http, publicActions } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { expect, test } from 'vitest'
+import WebSocket from 'ws'
 import { useLocalnet } from '../support/localnet.js'
 
 const localnet = useLocalnet()
@@ -156,4 +157,51 @@ test('a batch is one paid request: each of its calls is answered -32042; paid on
   ])
   expect(answers[0]?._meta?.['org.paymentauth/receipt']).toMatchObject({ status: 'success' })
   expect(paid.counters.payments.charge).toBe(1)
+})
+
+/** A raw WebSocket client: sends a message, resolves with the next one. */
+async function socketTo(url: string) {
+  const socket = new WebSocket(url)
+  await new Promise((resolve, reject) => {
+    socket.once('open', resolve)
+    socket.once('error', reject)
+  })
+  return {
+    socket,
+    ask: (body: unknown) =>
+      new Promise<Answer>((resolve) => {
+        socket.once('message', (data) => resolve(JSON.parse(String(data)) as Answer))
+        socket.send(JSON.stringify(body))
+      }),
+  }
+}
+
+test("transport 'ws': -32042 on the socket, paid with the credential in _meta, the receipt in _meta; an oversized frame closes the socket", async () => {
+  const paid = await localnet.startPaidRpc({ transport: 'ws', price: 1_500n })
+  expect(paid.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
+  const before = await localnet.balanceOf(paid.payee)
+  const { socket, ask } = await socketTo(paid.url)
+  try {
+    const call = { jsonrpc: '2.0', id: 'a', method: 'eth_chainId', params: [] }
+    const challenged = await ask(call)
+    expect(challenged).toMatchObject({
+      id: 'a',
+      error: { code: -32042, data: { httpStatus: 402 } },
+    })
+    const credential = await credentialFor(
+      challenged.error?.data?.challenges?.[0] as Challenge.Challenge,
+      4,
+    )
+    const answer = await ask({ ...call, _meta: { 'org.paymentauth/credential': credential } })
+    expect(answer).toMatchObject({ id: 'a', result: `0x${localnet.net.chain.id.toString(16)}` })
+    expect(answer._meta?.['org.paymentauth/receipt']).toMatchObject({ status: 'success' })
+    expect((await localnet.balanceOf(paid.payee)) - before).toBe(1_500n)
+    expect(paid.counters).toMatchObject({ requests: 2, challenges: 1, forwarded: 1 })
+
+    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)))
+    socket.send('x'.repeat(2 * 1024 * 1024))
+    expect(await closed).toBe(1009)
+  } finally {
+    socket.terminate()
+  }
 })

@@ -129,3 +129,73 @@ function metaOf(value: unknown): Record<string, unknown> | undefined {
     ? (value as Record<string, unknown>)
     : undefined
 }
+
+/**
+ * Answers one JSON-RPC message (text: a request or a batch) under in-band signalling, through
+ * mppx's HTTP `gate`: a `-32042`/`-32043` error for each request while unpaid, else the upstream's
+ * answer (`forward`) with the receipt in the first answer's root-level `_meta`. A batch is one
+ * paid request: its credential rides on its first element.
+ *
+ * @example
+ * ```ts
+ * const answer = inBandAnswerer({ gate, forward: (body) => upstream.post(body) })
+ * socket.send(JSON.stringify(await answer(text)))
+ * ```
+ */
+export function inBandAnswerer({
+  gate,
+  forward,
+  onChallenge,
+}: {
+  gate: (request: Request) => Promise<GateResult>
+  /** Sends the body (without credentials) upstream, and resolves with the answer's text. */
+  forward: (body: string) => Promise<string>
+  onChallenge?: (() => void) | undefined
+}) {
+  return async (text: string): Promise<unknown> => {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      return { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } }
+    }
+    const batch = Array.isArray(parsed)
+    const messages = (batch ? parsed : [parsed]) as JsonRpcMessage[]
+    const [first, ...rest] = messages
+    if (!first || typeof first !== 'object')
+      return { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'Invalid Request' } }
+    const { credential, message } = takeCredential(first)
+    const forwarded = JSON.stringify(batch ? [message, ...rest] : message)
+    const authorization = authorizationOf(credential)
+    const result = await gate(
+      new Request('http://127.0.0.1/', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(authorization ? { authorization } : {}),
+        },
+        body: forwarded,
+      }),
+    )
+    if (result.status === 402) {
+      onChallenge?.()
+      const answers = await Promise.all(
+        messages.map((each) =>
+          challengeAnswer(result.challenge, each.id, credential !== undefined),
+        ),
+      )
+      return batch ? answers : answers[0]
+    }
+    const answer = JSON.parse(await forward(forwarded)) as unknown
+    const paid = result.withReceipt(new Response(null))
+    const challengeId = (credential as { challenge?: { id?: string } } | undefined)?.challenge?.id
+    return Array.isArray(answer)
+      ? answer.map((each, index) => (index === 0 ? withReceipt(each, paid, challengeId) : each))
+      : withReceipt(answer, paid, challengeId)
+  }
+}
+
+/** What mppx's composed gate resolves with (the parts used here). */
+type GateResult =
+  | { status: 402; challenge: Response }
+  | { status: 200; withReceipt: (response?: Response) => Response }

@@ -17,13 +17,7 @@ import { waitForTransactionReceipt } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
 import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
-import {
-  authorizationOf,
-  challengeAnswer,
-  type JsonRpcMessage,
-  takeCredential,
-  withReceipt,
-} from './inband.js'
+import { inBandAnswerer } from './inband.js'
 
 /** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
 const defaultPayeeKey: Hex = '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6'
@@ -78,6 +72,12 @@ export type StartPaidRpcOptions = {
    * @default 'http402'
    */
   signalling?: 'http402' | 'jsonrpc' | undefined
+  /**
+   * `ws` serves the same paid JSON-RPC over WebSocket (the `ws` package), in-band as
+   * `signalling: 'jsonrpc'` says (a socket has no status): each message is one paid request.
+   * `url` is then `ws://127.0.0.1:<port>`. @default 'http'
+   */
+  transport?: 'http' | 'ws' | undefined
 }
 
 /** What the server has seen, for assertions in tests. */
@@ -182,8 +182,9 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
     realm = 'viem-mpp paid RPC',
     port = 0,
     cors,
-    signalling = 'http402',
+    transport = 'http',
   } = options
+  const signalling = transport === 'ws' ? 'jsonrpc' : (options.signalling ?? 'http402')
   const suggestedDeposit = options.suggestedDeposit ?? price * 1000n
   const intents = typeof intent === 'string' ? [intent] : intent
 
@@ -270,67 +271,28 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
           .end(JSON.stringify({ error: (error as Error).message }))
     }
   })
-  /** A request under in-band signalling: the same gate, its answers as JSON-RPC. */
+  /** A JSON-RPC message under in-band signalling: the same gate, its answers as JSON-RPC. */
+  const answerInBand = inBandAnswerer({
+    gate,
+    forward: async (body) => {
+      const answer = await (await upstreamRpc.post(body)).text()
+      counters.forwarded++
+      return answer
+    },
+    onChallenge: () => counters.challenges++,
+  })
   const inBandRequest = async (req: IncomingMessage, res: ServerResponse) => {
     const send = (status: number, body: unknown) =>
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
     try {
-      const text = await bodyOf(req)
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(text)
-      } catch {
-        return send(200, {
-          jsonrpc: '2.0',
-          id: null,
-          error: { code: -32700, message: 'Parse error' },
-        })
-      }
-      const batch = Array.isArray(parsed)
-      const messages = (batch ? parsed : [parsed]) as JsonRpcMessage[]
-      const [first, ...rest] = messages
-      if (!first || typeof first !== 'object')
-        return send(200, {
-          jsonrpc: '2.0',
-          id: null,
-          error: { code: -32600, message: 'Invalid Request' },
-        })
-      const { credential, message } = takeCredential(first)
-      const forwarded = batch ? [message, ...rest] : message
-      const authorization = authorizationOf(credential)
-      const request = new Request(`http://127.0.0.1${req.url ?? '/'}`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(authorization ? { authorization } : {}),
-        },
-        body: JSON.stringify(forwarded),
-      })
-      const result = await gate(request)
-      if (result.status === 402) {
-        counters.challenges++
-        const answers = await Promise.all(
-          messages.map((each) =>
-            challengeAnswer(result.challenge, each.id, credential !== undefined),
-          ),
-        )
-        return send(200, batch ? answers : answers[0])
-      }
-      const upstreamResponse = await upstreamRpc.post(JSON.stringify(forwarded))
-      counters.forwarded++
-      const answer = JSON.parse(await upstreamResponse.text()) as unknown
-      const paid = result.withReceipt(new Response(null))
-      const challengeId = (credential as { challenge?: { id?: string } } | undefined)?.challenge?.id
-      return send(
-        200,
-        Array.isArray(answer)
-          ? answer.map((each, index) => (index === 0 ? withReceipt(each, paid, challengeId) : each))
-          : withReceipt(answer, paid, challengeId),
-      )
+      send(200, await answerInBand(await bodyOf(req)))
     } catch (error) {
       if (!res.headersSent) send(502, { error: (error as Error).message })
     }
   }
+
+  const sockets =
+    transport === 'ws' ? await serveWebSocket(server, answerInBand, counters) : undefined
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -340,7 +302,7 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
   let stopping: Promise<void> | undefined
 
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url: `${transport === 'ws' ? 'ws' : 'http'}://127.0.0.1:${address.port}`,
     payee: payee.address,
     price,
     counters,
@@ -371,6 +333,7 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
       await channels.delete(channelId.toLowerCase())
     },
     stop() {
+      for (const socket of sockets?.clients ?? []) socket.terminate()
       stopping ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
@@ -457,4 +420,34 @@ async function bodyOf(req: IncomingMessage) {
   const chunks: Buffer[] = []
   for await (const chunk of req) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks).toString('utf8')
+}
+
+/** A frame larger than this is refused (the socket closed with 1009): a test server's bound. */
+const maxFrame = 1024 * 1024
+
+/**
+ * Serves in-band paid JSON-RPC over WebSocket on `server`'s port: each message is answered by
+ * `answer` (the same gate as over HTTP) on the socket it came on.
+ */
+async function serveWebSocket(
+  server: ReturnType<typeof createServer>,
+  answer: (text: string) => Promise<unknown>,
+  counters: PaidRpcCounters,
+) {
+  const { WebSocketServer } = await import('ws')
+  const sockets = new WebSocketServer({ server, maxPayload: maxFrame })
+  sockets.on('connection', (socket) => {
+    // A frame too large, a broken peer: ws closes the socket (1009, …); nothing to report.
+    socket.on('error', () => {})
+    socket.on('message', async (data) => {
+      counters.requests++
+      const reply = await answer(String(data)).catch((error: unknown) => ({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32603, message: (error as Error).message },
+      }))
+      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(reply))
+    })
+  })
+  return sockets
 }
