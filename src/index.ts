@@ -55,6 +55,11 @@ export {
   type StoredAccessKey,
 } from './keys/storage.js'
 export { type MppHttpTransport, type MppHttpTransportConfig, mppHttp } from './mppHttp.js'
+export {
+  type MppWebSocketTransport,
+  type MppWebSocketTransportConfig,
+  mppWebSocket,
+} from './mppWebSocket.js'
 export type { Problem, Rejection } from './Problem.js'
 export { type ChargeParameters, charge } from './providers/charge.js'
 export { multi } from './providers/multi.js'

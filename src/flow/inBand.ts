@@ -32,17 +32,39 @@ type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Resp
  * const flow = createPaymentFlow({ ...config, fetchFn: inBandFetch(fetch) })
  * ```
  */
-export function inBandFetch(fetchFn: Fetch): Fetch {
+export function inBandFetch(
+  fetchFn: Fetch,
+  {
+    always = false,
+  }: {
+    /** Every answer and credential is in-band (a WebSocket: there is no other way). */
+    always?: boolean | undefined
+  } = {},
+): Fetch {
   const inBandOrigins = new Set<string>()
   return async (input, init = {}) => {
     const origin = new URL(input instanceof Request ? input.url : String(input)).origin
-    const outgoing = inBandOrigins.has(origin) ? credentialInBody(init) : init
+    const outgoing = always || inBandOrigins.has(origin) ? credentialInBody(init) : init
     const response = await fetchFn(input, outgoing)
     if (response.status === 402) inBandOrigins.delete(origin)
     const signal = await signalOf(response, () => idsOf(init.body))
     if (signal?.challenged) inBandOrigins.add(origin)
     return signal?.response ?? response
   }
+}
+
+/**
+ * The HTTP form of an in-band answer to `body` (a JSON-RPC request's text): the `402` that a
+ * `-32042`/`-32043` stands for, or `response` as it is.
+ *
+ * @example
+ * ```ts
+ * const response = await asHttpSignal(new Response(JSON.stringify(answer), json), body)
+ * if (response.status === 402) await flow.pay(url, init, response)
+ * ```
+ */
+export async function asHttpSignal(response: Response, body: string): Promise<Response> {
+  return (await signalOf(response, () => idsOf(body)))?.response ?? response
 }
 
 /** `init` with its `Authorization: Payment …` credential moved to the body's root-level `_meta`. */

@@ -1,0 +1,169 @@
+import {
+  createTransport,
+  RpcRequestError,
+  type Transport,
+  type WebSocketTransport,
+  type WebSocketTransportConfig,
+  webSocket,
+} from 'viem'
+import { InvalidPaymentTimeoutError } from './errors.js'
+import { asHttpSignal, inBandFetch } from './flow/inBand.js'
+import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
+import { credentialPolicy } from './flow/plainHttp.js'
+import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
+import { defaultMaxAmount, defaultProvider } from './internal/defaultProvider.js'
+import type { PaymentProvider } from './providers/PaymentProvider.js'
+
+export type MppWebSocketTransportConfig = WebSocketTransportConfig &
+  SpendingPolicyConfig &
+  PaymentHooks & {
+    /** Who pays a `-32042`: as for `mppHttp` (the default provider in Node, none elsewhere). */
+    provider?: PaymentProvider | undefined
+    /** How long one request's whole payment flow may take, in ms; `0` for none. @default 120_000 */
+    paymentTimeout?: number | undefined
+    /**
+     * Plain `ws://` origins (`ws://host:port`) credentials may go to all the same, as
+     * `mppHttp`'s `dangerouslyPayOverPlainHttp` for `http://`. Loopback always may.
+     * @default []
+     */
+    dangerouslyPayOverPlainWs?: readonly string[] | undefined
+  }
+
+export type MppWebSocketTransport = Transport<
+  'webSocket',
+  WebSocketTransport extends Transport<'webSocket', infer value> ? value : never
+>
+
+const codes = new Set([-32042, -32043])
+const json = { 'content-type': 'application/json' }
+
+/**
+ * viem's `webSocket()` that pays in-band JSON-RPC payment challenges (draft-payment-transport-
+ * mcp-00): an answer whose error is `-32042` (or `-32043`) is paid through the same flow as
+ * `mppHttp`'s 402 — selection, `maxAmount`, `budget`, `onPaymentRequired`, providers, two-phase
+ * commit, typed errors — and the request is sent again on the socket with the credential in its
+ * root-level `_meta`; the receipt is read from the answer's `_meta`. A session pays before the
+ * server asks once it has paid: one message per paid call. Without a `-32042`, it is
+ * `webSocket()`: the same results, errors, retries and subscriptions.
+ *
+ * @example
+ * ```ts
+ * import { createPublicClient } from 'viem'
+ * import { tempo } from 'viem/chains'
+ * import { mppWebSocket, session } from 'viem-mpp'
+ *
+ * const client = createPublicClient({
+ *   chain: tempo,
+ *   transport: mppWebSocket('wss://rpc.example.com', { provider: session({ account, client: chainClient }) }),
+ * })
+ * ```
+ */
+export function mppWebSocket(
+  url?: string | undefined,
+  config: MppWebSocketTransportConfig = {},
+): MppWebSocketTransport {
+  const {
+    provider,
+    maxAmount,
+    budget,
+    onPaymentRequired,
+    onChallenge,
+    onPaymentSent,
+    onPaymentRejected,
+    onReceipt,
+    paymentTimeout = 120_000,
+    dangerouslyPayOverPlainWs = [],
+    ...socketConfig
+  } = config
+  if (
+    typeof paymentTimeout !== 'number' ||
+    !(paymentTimeout >= 0 && paymentTimeout <= 2_147_483_647)
+  )
+    throw new InvalidPaymentTimeoutError({ paymentTimeout })
+  const plainHttp = credentialPolicy(dangerouslyPayOverPlainWs.map(asHttpUrl))
+  const mayCarryCredentials = (target: URL) => plainHttp(new URL(asHttpUrl(target.href)))
+  const policy = createSpendingPolicy({
+    maxAmount: maxAmount ?? (provider ? undefined : defaultMaxAmount),
+    budget,
+    onPaymentRequired,
+  })
+  const socket = webSocket(url, socketConfig)
+
+  return (parameters) => {
+    const inner = socket(parameters)
+    const { chain } = parameters
+    const endpoint = url || chain?.rpcUrls.default.webSocket?.[0] || ''
+    const timeout = inner.config.timeout
+    /** The flow's requests as messages on the socket: each answer as a JSON `200`. */
+    const overSocket = async (_input: string | URL | Request, init: RequestInit = {}) => {
+      const { id, ...body } = JSON.parse(String(init.body)) as { id?: unknown }
+      const rpcClient = await (inner.value as NonNullable<typeof inner.value>).getRpcClient()
+      const answer = await rpcClient.requestAsync({ body: body as never, timeout })
+      return new Response(JSON.stringify({ ...answer, id }), { status: 200, headers: json })
+    }
+    const flow = createPaymentFlow({
+      getProvider: provider ? async () => provider : defaultProvider(chain, endpoint),
+      policy,
+      fetchFn: inBandFetch(overSocket, { always: true }),
+      chainId: chain?.id,
+      paymentTimeout,
+      mayCarryCredentials,
+      onChallenge,
+      onPaymentSent,
+      onPaymentRejected,
+      onReceipt,
+    })
+
+    /** The result of a paid exchange's final answer, or its JSON-RPC error as viem throws it. */
+    const resultOf = async (response: Response, body: { [key: string]: unknown }) => {
+      const answer = (await response.json()) as { result?: unknown; error?: never }
+      if (answer.error) throw new RpcRequestError({ body, error: answer.error, url: endpoint })
+      return answer.result
+    }
+
+    return createTransport(
+      {
+        key: socketConfig.key ?? 'mppWebSocket',
+        name: socketConfig.name ?? 'Paid WebSocket JSON-RPC',
+        methods: socketConfig.methods,
+        // A paid exchange is never retried (it may have been taken); unpaid ones retry as
+        // webSocket()'s own request does, inside it.
+        retryCount: 0,
+        timeout,
+        type: 'webSocket',
+        async request({ method, params }): Promise<never> {
+          const body = { jsonrpc: '2.0', id: 0, method, params }
+          const init: RequestInit = { method: 'POST', headers: json, body: JSON.stringify(body) }
+          if (flow.presending) {
+            const paid = flow.presend(endpoint, init)
+            if (paid) return (await resultOf(await paid, body)) as never
+          }
+          try {
+            return (await inner.request({ method, params } as never)) as never
+          } catch (error) {
+            if (!(error instanceof RpcRequestError && codes.has(error.code))) throw error
+            const signal = await asHttpSignal(
+              new Response(
+                JSON.stringify({
+                  jsonrpc: '2.0',
+                  id: 0,
+                  error: { code: error.code, message: error.shortMessage, data: error.data },
+                }),
+                { status: 200, headers: json },
+              ),
+              init.body as string,
+            )
+            if (signal.status !== 402) throw error
+            return (await resultOf(await flow.pay(endpoint, init, signal), body)) as never
+          }
+        },
+      },
+      inner.value,
+    )
+  }
+}
+
+/** `ws://` as `http://`, `wss://` as `https://`: the same origin rules apply. */
+function asHttpUrl(value: string) {
+  return value.replace(/^ws(s?):/i, 'http$1:')
+}

@@ -1,0 +1,93 @@
+/**
+ * `mppWebSocket` against `startPaidRpc({ transport: 'ws' })` (mppx's gate, in-band over a real
+ * WebSocket) on the localnet: charge and session paid through the same flow as `mppHttp`,
+ * asserted on the payee's balance and the server's books; an unpaid socket behaves as
+ * `webSocket()`.
+ */
+import { createPublicClient, webSocket } from 'viem'
+import { expect, test } from 'vitest'
+import { mppWebSocket, PaymentRefusedError, session, tempo } from '../../src/index.js'
+import { useLocalnet } from '../support/localnet.js'
+import { rejectionOf } from '../support/rejection.js'
+import { sessionHelpers } from '../support/sessions.js'
+
+const localnet = useLocalnet()
+const { accountOf, chainClient, channelEvents, blockNumber } = sessionHelpers(localnet)
+
+const clientOf = (url: string, config: Parameters<typeof mppWebSocket>[1]) =>
+  createPublicClient({
+    chain: localnet.net.chain,
+    transport: mppWebSocket(url, config),
+    cacheTime: 0,
+  })
+
+test('charge over a WebSocket: each call paid once, the payee gets exactly calls × price', async () => {
+  const rpc = await localnet.startPaidRpc({ transport: 'ws', price: 2_000n })
+  const before = await localnet.balanceOf(rpc.payee)
+  const receipts: unknown[] = []
+  const client = clientOf(rpc.url, {
+    provider: tempo({ account: accountOf(1), client: chainClient() }),
+    onReceipt: ({ receipt }) => void receipts.push(receipt),
+  })
+  for (let i = 0; i < 3; i++) expect(await client.getChainId()).toBe(localnet.net.chain.id)
+  expect((await localnet.balanceOf(rpc.payee)) - before).toBe(6_000n)
+  expect(rpc.counters).toMatchObject({
+    requests: 6,
+    challenges: 3,
+    forwarded: 3,
+    payments: { charge: 3 },
+  })
+  expect(receipts).toHaveLength(3)
+})
+
+test('session over a WebSocket: one channel, then one message per paid call; the server holds exactly what it served', async () => {
+  const rpc = await localnet.startPaidRpc({ transport: 'ws', intent: 'session' })
+  const from = await blockNumber()
+  const provider = session({ account: accountOf(2), client: chainClient() })
+  const client = clientOf(rpc.url, { provider })
+  await client.getChainId()
+  rpc.resetCounters()
+  for (let i = 0; i < 10; i++) await client.getBlockNumber()
+  expect(rpc.counters).toMatchObject({ requests: 10, challenges: 0, forwarded: 10 })
+  // 50 different calls at once on the one socket (identical ones viem would send once).
+  await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
+    ),
+  )
+  expect(rpc.counters).toMatchObject({ requests: 60, challenges: 0, forwarded: 60 })
+  const opened = await channelEvents('ChannelOpened', accountOf(2).address, from)
+  expect(opened).toHaveLength(1)
+  const { channelId } = opened[0]!.args as { channelId: `0x${string}` }
+  expect(await rpc.channel(channelId)).toMatchObject({
+    highestVoucher: 61n * rpc.price,
+    spent: 61n * rpc.price,
+  })
+  await provider.release()
+})
+
+test('the limits of mppHttp: above maxAmount, refused before anything is signed', async () => {
+  const rpc = await localnet.startPaidRpc({ transport: 'ws', price: 9_000n })
+  const before = await localnet.balanceOf(rpc.payee)
+  const client = clientOf(rpc.url, {
+    provider: tempo({ account: accountOf(3), client: chainClient() }),
+    maxAmount: 1_000n,
+  })
+  const error = await rejectionOf(client.getChainId())
+  expect(
+    (error as PaymentRefusedError).walk((cause) => cause instanceof PaymentRefusedError),
+  ).toMatchObject({ reason: 'maxAmount' })
+  expect(await localnet.balanceOf(rpc.payee)).toBe(before)
+})
+
+test("webSocket() shows a paid server's challenge as the JSON-RPC error -32042; mppWebSocket pays it, and an error answer after payment comes back as viem's own", async () => {
+  const rpc = await localnet.startPaidRpc({ transport: 'ws' })
+  const plain = createPublicClient({ chain: localnet.net.chain, transport: webSocket(rpc.url) })
+  expect(await rejectionOf(plain.getChainId())).toMatchObject({ code: -32042 })
+  const client = clientOf(rpc.url, {
+    provider: tempo({ account: accountOf(4), client: chainClient() }),
+  })
+  const error = await rejectionOf(client.request({ method: 'eth_noSuchMethod' as never }))
+  expect(error).toMatchObject({ code: -32601 })
+  expect(rpc.counters.payments.charge).toBe(1)
+})
