@@ -12,17 +12,13 @@ import {
   type Transport,
 } from 'viem'
 import { buildRequest } from 'viem/utils'
-import {
-  InvalidPaymentTimeoutError,
-  isPaymentError,
-  type PaymentError,
-  PaymentFailedError,
-} from './errors.js'
+import { isPaymentError, type PaymentError, PaymentFailedError } from './errors.js'
 import { inBandFetch } from './flow/inBand.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
-import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
-import { defaultMaxAmount, defaultProvider } from './internal/defaultProvider.js'
+import type { SpendingPolicyConfig } from './flow/policy.js'
+import { transportPayments } from './flow/transportPayments.js'
+import { defaultProvider } from './internal/defaultProvider.js'
 import { type Attempt, type Call, callsOf, createInFlightCalls } from './internal/inFlightCalls.js'
 import { paidTransportMarker } from './internal/paidTransportMarker.js'
 import { redactErrorInPlace, redactUrl } from './internal/redactUrl.js'
@@ -71,9 +67,6 @@ export type MppHttpTransport<
   EIP1193RequestFn<rpcSchema, raw>
 >
 
-/** The longest delay a timer can hold (2^31 - 1 ms); a longer one fires at once. */
-const maxTimeout = 2_147_483_647
-
 /**
  * A viem HTTP transport that pays `402 Payment Required` answers under the Machine Payments
  * Protocol and resends the request with the credential. It takes every option of viem's `http()`
@@ -111,23 +104,9 @@ export function mppHttp<
   url?: string | undefined,
   config: MppHttpTransportConfig<rpcSchema, raw> = {},
 ): MppHttpTransport<rpcSchema, raw> {
-  const {
-    provider,
-    maxAmount,
-    budget,
-    onPaymentRequired,
-    onChallenge,
-    onPaymentSent,
-    onPaymentRejected,
-    onReceipt,
-    paymentTimeout = 120_000,
-    dangerouslyPayOverPlainHttp,
-    fetchFn: fetchFn_,
-    ...httpConfig
-  } = config
-  // Refused before anything can be signed: a timer would fire at once for these.
-  if (typeof paymentTimeout !== 'number' || !(paymentTimeout >= 0 && paymentTimeout <= maxTimeout))
-    throw new InvalidPaymentTimeoutError({ paymentTimeout })
+  const { dangerouslyPayOverPlainHttp, fetchFn: fetchFn_, ...options } = config
+  // Shared by every client built on this transport: the budget is the transport's.
+  const { provider, policy, hooks, paymentTimeout, rest: httpConfig } = transportPayments(options)
   const mayCarryCredentials = credentialPolicy(dangerouslyPayOverPlainHttp)
   // A call travels through three layers:
   //   1. viem's retry layer (createTransport, with the caller's retryCount), around
@@ -135,13 +114,6 @@ export function mppHttp<
   //   3. an inner http()'s own request function, with viem's timeout, which batches, sends and
   //      parses each attempt once, and whose fetch hands a 402 to the payment flow.
 
-  // Shared by every client built on this transport: the budget is the transport's.
-  // The default provider pays with a key found on the machine: capped unless `maxAmount` is given.
-  const policy = createSpendingPolicy({
-    maxAmount: maxAmount ?? (provider ? undefined : defaultMaxAmount),
-    budget,
-    onPaymentRequired,
-  })
   // Attempts in flight, and whether a paid request carried them: those must not be repeated.
   const inFlight = createInFlightCalls()
   // A payment error travels through viem's HTTP client as a bare 402 response (a thrown error
@@ -183,10 +155,7 @@ export function mppHttp<
       chainId: chain?.id,
       paymentTimeout,
       mayCarryCredentials,
-      onChallenge,
-      onPaymentSent,
-      onPaymentRejected,
-      onReceipt,
+      ...hooks,
     })
     const answer402 = async (
       input: string | URL | Request,

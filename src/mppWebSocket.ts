@@ -6,21 +6,14 @@ import {
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
-import { InvalidPaymentTimeoutError } from './errors.js'
 import { asHttpSignal, inBandFetch } from './flow/inBand.js'
-import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
+import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
-import { createSpendingPolicy, type SpendingPolicyConfig } from './flow/policy.js'
-import { defaultMaxAmount, defaultProvider } from './internal/defaultProvider.js'
-import type { PaymentProvider } from './providers/PaymentProvider.js'
+import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
+import { defaultProvider } from './internal/defaultProvider.js'
 
 export type MppWebSocketTransportConfig = WebSocketTransportConfig &
-  SpendingPolicyConfig &
-  PaymentHooks & {
-    /** Who pays a `-32042`: as for `mppHttp` (the default provider in Node, none elsewhere). */
-    provider?: PaymentProvider | undefined
-    /** How long one request's whole payment flow may take, in ms; `0` for none. @default 120_000 */
-    paymentTimeout?: number | undefined
+  TransportPaymentConfig & {
     /**
      * Plain `ws://` origins (`ws://host:port`) credentials may go to all the same, as
      * `mppHttp`'s `dangerouslyPayOverPlainHttp` for `http://`. Loopback always may.
@@ -62,31 +55,10 @@ export function mppWebSocket(
   url?: string | undefined,
   config: MppWebSocketTransportConfig = {},
 ): MppWebSocketTransport {
-  const {
-    provider,
-    maxAmount,
-    budget,
-    onPaymentRequired,
-    onChallenge,
-    onPaymentSent,
-    onPaymentRejected,
-    onReceipt,
-    paymentTimeout = 120_000,
-    dangerouslyPayOverPlainWs = [],
-    ...socketConfig
-  } = config
-  if (
-    typeof paymentTimeout !== 'number' ||
-    !(paymentTimeout >= 0 && paymentTimeout <= 2_147_483_647)
-  )
-    throw new InvalidPaymentTimeoutError({ paymentTimeout })
+  const { dangerouslyPayOverPlainWs = [], ...options } = config
+  const { provider, rest: socketConfig, ...payments } = transportPayments(options)
   const plainHttp = credentialPolicy(dangerouslyPayOverPlainWs.map(asHttpUrl))
   const mayCarryCredentials = (target: URL) => plainHttp(new URL(asHttpUrl(target.href)))
-  const policy = createSpendingPolicy({
-    maxAmount: maxAmount ?? (provider ? undefined : defaultMaxAmount),
-    budget,
-    onPaymentRequired,
-  })
   const socket = webSocket(url, socketConfig)
 
   return (parameters) => {
@@ -103,15 +75,12 @@ export function mppWebSocket(
     }
     const flow = createPaymentFlow({
       getProvider: provider ? async () => provider : defaultProvider(chain, endpoint),
-      policy,
+      policy: payments.policy,
       fetchFn: inBandFetch(overSocket, { always: true }),
       chainId: chain?.id,
-      paymentTimeout,
+      paymentTimeout: payments.paymentTimeout,
       mayCarryCredentials,
-      onChallenge,
-      onPaymentSent,
-      onPaymentRejected,
-      onReceipt,
+      ...payments.hooks,
     })
 
     /** The result of a paid exchange's final answer, or its JSON-RPC error as viem throws it. */

@@ -191,15 +191,15 @@ describe('provider hooks that never answer end at paymentTimeout', () => {
   }
 
   // A hook that holds the call fails by the test's own timeout.
-  test('a commit that never answers after the server accepted: the call ends', {
+  test('a commit that never answers after the server accepted: the call ends at paymentTimeout with the answer it has', {
     timeout: 5_000,
   }, async () => {
     const server = await scriptedServer()
     const { provider, stopHanging } = hanging('commit')
     const client = clientFor(server.url, { provider, paymentTimeout: 200, budget: 200n })
-    const error = (await rejectionOf(call(client, 1))) as PaymentFailedError
-    expect(error).toBeInstanceOf(PaymentFailedError)
-    expect(error.settled).toBe(true)
+    // The whole answer arrived before the commit hung (in-band signalling reads small JSON
+    // answers at once): the call returns it once the deadline ends the wait on the commit.
+    expect(await call(client, 1)).toBe('0x1')
     stopHanging()
     // The accepted payment is spent; what is left pays one more.
     expect(await call(client, 2)).toBe('0x1')
