@@ -9,11 +9,12 @@ import {
   RpcRequestError,
   type RpcSchema,
   shouldThrow,
+  stringify,
   type Transport,
 } from 'viem'
 import { buildRequest } from 'viem/utils'
 import { isPaymentError, type PaymentError, PaymentFailedError } from './errors.js'
-import { inBandFetch } from './flow/inBand.js'
+import { asHttpSignal, inBandSignalling } from './flow/inBand.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import type { SpendingPolicyConfig } from './flow/policy.js'
@@ -129,10 +130,14 @@ export function mppHttp<
     { attempt: Attempt; outcome: Promise<PaymentError | undefined> }
   >()
   // Looked up at call time, as http() does, so that a fetch patched later (msw, tests) is used.
-  // In-band JSON-RPC signalling (-32042 in a 200) reaches the flow as the 402 it stands for.
-  const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = inBandFetch((input, init) =>
-    (fetchFn_ ?? fetch)(input, init),
-  )
+  const fetchFn: NonNullable<HttpTransportConfig['fetchFn']> = (input, init) =>
+    (fetchFn_ ?? fetch)(input, init)
+  // In-band JSON-RPC signalling (-32042 in a 200) reaches the flow as the 402 it stands for. The
+  // flow's own requests are read for it; unpaid ones only when a batch (a single call's -32042
+  // is caught once viem has read it: the unpaid path reads nothing twice).
+  const inBand = inBandSignalling()
+  const flowFetch = inBand.fetch(fetchFn)
+  const unpaidFetch = inBand.fetch(fetchFn, { inspect: ({ body }) => isBatch(body) })
 
   /**
    * The inner http() transports of a chain and timeout, made once, so that batches are shared by
@@ -151,7 +156,7 @@ export function mppHttp<
     const flow = createPaymentFlow({
       getProvider,
       policy,
-      fetchFn,
+      fetchFn: flowFetch,
       chainId: chain?.id,
       paymentTimeout,
       mayCarryCredentials,
@@ -210,7 +215,7 @@ export function mppHttp<
             const paid = presend(input, { ...init, signal })
             if (paid) return paid
           }
-          const response = await fetchFn(input, init)
+          const response = await unpaidFetch(input, init)
           // With the check above, the only work on the unpaid path.
           if (response.status !== 402) return response
           return answer402(input, { ...init, signal }, response)
@@ -219,12 +224,58 @@ export function mppHttp<
     // Without a signal of its own, a call has the one of `fetchOptions`, if any, as with http().
     const unsignaled = make(httpConfig.fetchOptions?.signal ?? undefined)
     const signaled = new WeakMap<AbortSignal, typeof unsignaled>()
-    const send: typeof unsignaled.request = (args, options) => {
+    const send: typeof unsignaled.request = async (args, options) => {
       const { signal } = options ?? {}
       const inner = signal ? cached(signaled, signal, () => make(signal)) : unsignaled
       // The inner transport's request function itself: it throws JSON-RPC errors untyped, for
       // the retry layer to type them once, as http() does.
-      return inner.config.request(args as never, options)
+      try {
+        return await inner.config.request(args as never, options)
+      } catch (error) {
+        if (!isInBandChallenge(error)) throw error
+        return payInBand(args as Call, error, signal)
+      }
+    }
+    /**
+     * A single call answered `-32042` in a `200`: the same request, paid through the flow. A
+     * payment error comes back as the 402 that stands for it (for `attempt` to find).
+     */
+    const payInBand = async (call: Call, error: RpcRequestError, signal?: AbortSignal) => {
+      const endpoint = value?.url ?? url ?? ''
+      const body = stringify({ jsonrpc: '2.0', id: 0, method: call.method, params: call.params })
+      const signalled = await asHttpSignal(
+        new Response(
+          stringify({
+            jsonrpc: '2.0',
+            id: 0,
+            error: { code: error.code, message: error.shortMessage, data: error.data },
+          }),
+          { status: 200, headers: { 'content-type': 'application/json' } },
+        ),
+        body,
+      )
+      if (signalled.status !== 402) throw error
+      inBand.signalsInBand(endpoint)
+      const init: RequestInit = {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body,
+      }
+      const answer = await answer402(endpoint, { ...init, signal }, signalled)
+      if (answer.status === 402)
+        throw new HttpRequestError({
+          body: JSON.parse(body),
+          headers: answer.headers,
+          status: 402,
+          url: endpoint,
+        })
+      const data = (await answer.json()) as {
+        result?: unknown
+        error?: { code: number; message: string }
+      }
+      if (data.error)
+        throw new RpcRequestError({ body: JSON.parse(body), error: data.error, url: endpoint })
+      return data.result as never
     }
     // The endpoint as errors name it: http() resolves a missing `url` to the chain's own RPC.
     const { value } = unsignaled
@@ -403,4 +454,18 @@ function cached<key, value>(
   const made = make()
   cache.set(key, made)
   return made
+}
+
+/** A viem JSON-RPC error that is an in-band payment signal (`-32042`/`-32043` in a `200`). */
+function isInBandChallenge(error: unknown): error is RpcRequestError {
+  return (
+    error instanceof RpcRequestError &&
+    (error.code === -32042 || error.code === -32043) &&
+    (error.status === undefined || error.status === 200)
+  )
+}
+
+/** Whether a request body is a JSON-RPC batch. */
+function isBatch(body: RequestInit['body']) {
+  return typeof body === 'string' && body.trimStart().startsWith('[')
 }

@@ -6,7 +6,7 @@ import {
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
-import { asHttpSignal, inBandFetch } from './flow/inBand.js'
+import { asHttpSignal, inBandSignalling } from './flow/inBand.js'
 import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
@@ -76,7 +76,7 @@ export function mppWebSocket(
     const flow = createPaymentFlow({
       getProvider: provider ? async () => provider : defaultProvider(chain, endpoint),
       policy: payments.policy,
-      fetchFn: inBandFetch(overSocket, { always: true }),
+      fetchFn: inBandSignalling({ always: true }).fetch(overSocket),
       chainId: chain?.id,
       paymentTimeout: payments.paymentTimeout,
       mayCarryCredentials,

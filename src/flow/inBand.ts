@@ -23,33 +23,56 @@ const maxSignalSize = 64 * 1024
 type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
 
 /**
- * `fetchFn`, speaking in-band signalling to the flow as HTTP (see the module's comment). Which
- * origins signal in-band is learnt from their answers, so that a credential never reaches an
- * origin's JSON-RPC body unless that origin asked for it there.
+ * In-band signalling spoken to the flow as HTTP (see the module's comment), for one transport:
+ * which origins signal in-band is learnt from their answers (or told, `signalsInBand`), so that
+ * a credential never reaches an origin's JSON-RPC body unless that origin asked for it there.
+ * `fetch(fetchFn)` wraps a fetch: it moves the credential of a request to an in-band origin into
+ * `_meta`, and reads the answer (when `inspect` says so) for a signal or a receipt.
  *
  * @example
  * ```ts
- * const flow = createPaymentFlow({ ...config, fetchFn: inBandFetch(fetch) })
+ * const inBand = inBandSignalling()
+ * const flow = createPaymentFlow({ ...config, fetchFn: inBand.fetch(fetch) })
  * ```
  */
-export function inBandFetch(
-  fetchFn: Fetch,
-  {
-    always = false,
-  }: {
-    /** Every answer and credential is in-band (a WebSocket: there is no other way). */
-    always?: boolean | undefined
-  } = {},
-): Fetch {
+export function inBandSignalling({
+  always = false,
+}: {
+  /** Every answer and credential is in-band (a WebSocket: there is no other way). */
+  always?: boolean | undefined
+} = {}) {
   const inBandOrigins = new Set<string>()
-  return async (input, init = {}) => {
-    const origin = new URL(input instanceof Request ? input.url : String(input)).origin
-    const outgoing = always || inBandOrigins.has(origin) ? credentialInBody(init) : init
-    const response = await fetchFn(input, outgoing)
-    if (response.status === 402) inBandOrigins.delete(origin)
-    const signal = await signalOf(response, () => idsOf(init.body))
-    if (signal?.challenged) inBandOrigins.add(origin)
-    return signal?.response ?? response
+  const originOf = (input: string | URL | Request) =>
+    new URL(input instanceof Request ? input.url : String(input)).origin
+  return {
+    /** Records that `url`'s origin asked for payment in-band. */
+    signalsInBand(url: string) {
+      inBandOrigins.add(originOf(url))
+    },
+    fetch(
+      fetchFn: Fetch,
+      {
+        inspect = () => true,
+      }: {
+        /** Whether to read the answer to `init` for a signal (reading costs a copy of it). */
+        inspect?: ((init: RequestInit) => boolean) | undefined
+      } = {},
+    ): Fetch {
+      const signalled = async (input: string | URL | Request, init: RequestInit) => {
+        const inBand = always || inBandOrigins.has(originOf(input))
+        const response = await fetchFn(input, inBand ? credentialInBody(init) : init)
+        if (response.status === 402) inBandOrigins.delete(originOf(input))
+        if (!inspect(init)) return response
+        const signal = await signalOf(response, () => idsOf(init.body))
+        if (signal?.challenged) inBandOrigins.add(originOf(input))
+        return signal?.response ?? response
+      }
+      return (input, init = {}) =>
+        // Nothing to move or read: the request as it is (the unpaid path's common case).
+        !always && inBandOrigins.size === 0 && !inspect(init)
+          ? fetchFn(input, init)
+          : signalled(input, init)
+    },
   }
 }
 
