@@ -67,9 +67,16 @@ export function mppWebSocket(
     const endpoint = url || chain?.rpcUrls.default.webSocket?.[0] || ''
     const timeout = inner.config.timeout
     /** The flow's requests as messages on the socket: each answer as a JSON `200`. */
+    const socketClient = () => (inner.value as NonNullable<typeof inner.value>).getRpcClient()
     const overSocket = async (_input: string | URL | Request, init: RequestInit = {}) => {
       const { id, ...body } = JSON.parse(String(init.body)) as { id?: unknown }
-      const rpcClient = await (inner.value as NonNullable<typeof inner.value>).getRpcClient()
+      let rpcClient = await socketClient()
+      // A socket that was dropped and not (yet) replaced: a fresh connection rather than a paid
+      // message into a dead one (viem keeps the closed client cached until it reconnects).
+      if (rpcClient.socket.readyState > 1) {
+        rpcClient.close()
+        rpcClient = await socketClient()
+      }
       const answer = await rpcClient.requestAsync({ body: body as never, timeout })
       return new Response(JSON.stringify({ ...answer, id }), { status: 200, headers: json })
     }

@@ -6,6 +6,7 @@
  */
 import { createPublicClient, webSocket } from 'viem'
 import { expect, test } from 'vitest'
+import WebSocket, { WebSocketServer } from 'ws'
 import { mppWebSocket, PaymentRefusedError, session, tempo } from '../../src/index.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
@@ -90,4 +91,77 @@ test("webSocket() shows a paid server's challenge as the JSON-RPC error -32042; 
   const error = await rejectionOf(client.request({ method: 'eth_noSuchMethod' as never }))
   expect(error).toMatchObject({ code: -32601 })
   expect(rpc.counters.payments.charge).toBe(1)
+})
+
+test('the socket dropped after a voucher reached the server: that call fails typed, the next ones go on over a new socket, and the server ends holding exactly what it served', async () => {
+  const rpc = await localnet.startPaidRpc({ transport: 'ws', intent: 'session' })
+  // A proxy in front of the server that cuts the client's socket once, right after forwarding
+  // the fourth paid message (its voucher reaches the server; its answer never comes back).
+  const proxy = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await new Promise((resolve) => proxy.once('listening', resolve))
+  let paidMessages = 0
+  proxy.on('connection', (client) => {
+    const upstream = new WebSocket(rpc.url)
+    const queue: string[] = []
+    upstream.on('open', () => {
+      for (const message of queue.splice(0)) upstream.send(message)
+    })
+    upstream.on('message', (data) => client.readyState === client.OPEN && client.send(String(data)))
+    client.on('message', (data) => {
+      const text = String(data)
+      if (upstream.readyState === upstream.OPEN) upstream.send(text)
+      else queue.push(text)
+      if (text.includes('org.paymentauth/credential') && ++paidMessages === 4) client.terminate()
+    })
+    client.on('close', () => upstream.close())
+    client.on('error', () => {})
+  })
+  const url = `ws://127.0.0.1:${(proxy.address() as { port: number }).port}`
+  const from = await blockNumber()
+  const provider = session({ account: accountOf(5), client: chainClient() })
+  const client = clientOf(url, { provider })
+  try {
+    const outcomes: string[] = []
+    for (let i = 0; i < 8; i++)
+      outcomes.push(
+        await client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }).then(
+          () => 'ok',
+          (error: Error) => {
+            const chain: string[] = []
+            for (let cause: unknown = error; cause instanceof Error; cause = cause.cause)
+              chain.push(
+                `${cause.name}: ${(cause as { shortMessage?: string }).shortMessage ?? cause.message.split('\n')[0]}`,
+              )
+            return chain.join(' <- ')
+          },
+        ),
+      )
+    console.log(`[ws drop] outcomes ${outcomes.join(', ')}`)
+    // Every failure is the typed one, and once viem has reconnected the calls go on.
+    for (const outcome of outcomes.filter((each) => each !== 'ok'))
+      expect(outcome).toContain(
+        'PaymentFailedError: The paid request failed after the payment was sent.',
+      )
+    const end = Date.now() + 15_000
+    let after = 0
+    for (let i = 100; after < 20 && Date.now() < end; i++)
+      await client.getBalance({ address: `0x${i.toString(16).padStart(40, '0')}` }).then(
+        () => after++,
+        () => {},
+      )
+    expect(after).toBe(20)
+    await provider.release()
+    const opened = await channelEvents('ChannelOpened', accountOf(5).address, from)
+    expect(opened).toHaveLength(1)
+    const { channelId } = opened[0]!.args as { channelId: `0x${string}` }
+    const held = await rpc.channel(channelId)
+    console.log(
+      `[ws drop] server: ${JSON.stringify(held, (_, value) => (typeof value === 'bigint' ? String(value) : value))}`,
+    )
+    expect(held?.highestVoucher).toBe(held?.spent)
+    expect(held?.spent).toBe(BigInt(held?.units ?? 0) * rpc.price)
+  } finally {
+    for (const socket of proxy.clients) socket.terminate()
+    await new Promise((resolve) => proxy.close(resolve))
+  }
 })
