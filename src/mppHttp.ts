@@ -14,7 +14,7 @@ import {
 } from 'viem'
 import { buildRequest } from 'viem/utils'
 import { isPaymentError, type PaymentError, PaymentFailedError } from './errors.js'
-import { asHttpSignal, inBandSignalling } from './flow/inBand.js'
+import { inBandChallengeOf, inBandSignalling } from './flow/inBand.js'
 import { createPaymentFlow, type PaymentHooks } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import type { SpendingPolicyConfig } from './flow/policy.js'
@@ -232,36 +232,25 @@ export function mppHttp<
       try {
         return await inner.config.request(args as never, options)
       } catch (error) {
-        if (!isInBandChallenge(error)) throw error
-        return payInBand(args as Call, error, signal)
+        const challenge = inBandChallengeOf(error)
+        if (!challenge) throw error
+        return payInBand(args as Call, challenge, signal)
       }
     }
     /**
      * A single call answered `-32042` in a `200`: the same request, paid through the flow. A
      * payment error comes back as the 402 that stands for it (for `attempt` to find).
      */
-    const payInBand = async (call: Call, error: RpcRequestError, signal?: AbortSignal) => {
+    const payInBand = async (call: Call, challenge: Response, signal?: AbortSignal) => {
       const endpoint = value?.url ?? url ?? ''
       const body = stringify({ jsonrpc: '2.0', id: 0, method: call.method, params: call.params })
-      const signalled = await asHttpSignal(
-        new Response(
-          stringify({
-            jsonrpc: '2.0',
-            id: 0,
-            error: { code: error.code, message: error.shortMessage, data: error.data },
-          }),
-          { status: 200, headers: { 'content-type': 'application/json' } },
-        ),
-        body,
-      )
-      if (signalled.status !== 402) throw error
       inBand.signalsInBand(endpoint)
       const init: RequestInit = {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body,
       }
-      const answer = await answer402(endpoint, { ...init, signal }, signalled)
+      const answer = await answer402(endpoint, { ...init, signal }, challenge)
       if (answer.status === 402)
         throw new HttpRequestError({
           body: JSON.parse(body),
@@ -454,15 +443,6 @@ function cached<key, value>(
   const made = make()
   cache.set(key, made)
   return made
-}
-
-/** A viem JSON-RPC error that is an in-band payment signal (`-32042`/`-32043` in a `200`). */
-function isInBandChallenge(error: unknown): error is RpcRequestError {
-  return (
-    error instanceof RpcRequestError &&
-    (error.code === -32042 || error.code === -32043) &&
-    (error.status === undefined || error.status === 200)
-  )
 }
 
 /** Whether a request body is a JSON-RPC batch. */

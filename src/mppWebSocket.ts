@@ -6,7 +6,7 @@ import {
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
-import { asHttpSignal, inBandSignalling } from './flow/inBand.js'
+import { inBandChallengeOf, inBandSignalling } from './flow/inBand.js'
 import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
@@ -27,7 +27,6 @@ export type MppWebSocketTransport = Transport<
   WebSocketTransport extends Transport<'webSocket', infer value> ? value : never
 >
 
-const codes = new Set([-32042, -32043])
 const json = { 'content-type': 'application/json' }
 
 /**
@@ -117,20 +116,9 @@ export function mppWebSocket(
           try {
             return (await inner.request({ method, params } as never)) as never
           } catch (error) {
-            if (!(error instanceof RpcRequestError && codes.has(error.code))) throw error
-            const signal = await asHttpSignal(
-              new Response(
-                JSON.stringify({
-                  jsonrpc: '2.0',
-                  id: 0,
-                  error: { code: error.code, message: error.shortMessage, data: error.data },
-                }),
-                { status: 200, headers: json },
-              ),
-              init.body as string,
-            )
-            if (signal.status !== 402) throw error
-            return (await resultOf(await flow.pay(endpoint, init, signal), body)) as never
+            const challenge = inBandChallengeOf(error)
+            if (!challenge) throw error
+            return (await resultOf(await flow.pay(endpoint, init, challenge), body)) as never
           }
         },
       },

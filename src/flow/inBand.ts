@@ -1,4 +1,5 @@
 import { Challenge, Credential, Receipt } from 'mppx'
+import { RpcRequestError } from 'viem'
 
 /**
  * In-band JSON-RPC payment signalling (draft-payment-transport-mcp-00) spoken to the payment flow
@@ -77,17 +78,23 @@ export function inBandSignalling({
 }
 
 /**
- * The HTTP form of an in-band answer to `body` (a JSON-RPC request's text): the `402` that a
- * `-32042`/`-32043` stands for, or `response` as it is.
+ * The `402` that a JSON-RPC error viem read stands for, if it is an in-band payment signal
+ * (`-32042`/`-32043` in a `200`, with `data` as the draft says); `undefined` for any other error,
+ * which is the caller's to throw as it is.
  *
  * @example
  * ```ts
- * const response = await asHttpSignal(new Response(JSON.stringify(answer), json), body)
- * if (response.status === 402) await flow.pay(url, init, response)
+ * const challenge = inBandChallengeOf(error)
+ * if (challenge) return flow.pay(url, init, challenge)
  * ```
  */
-export async function asHttpSignal(response: Response, body: string): Promise<Response> {
-  return (await signalOf(response, () => idsOf(body)))?.response ?? response
+export function inBandChallengeOf(error: unknown): Response | undefined {
+  if (!(error instanceof RpcRequestError) || (error.status !== undefined && error.status !== 200))
+    return undefined
+  const signal = { code: error.code, data: error.data }
+  // The same bound as for an answer read at the fetch: a larger one is not read as a signal.
+  if (!isSignal(signal) || JSON.stringify(signal.data).length > maxSignalSize) return undefined
+  return challengeResponse(signal)
 }
 
 /** `init` with its `Authorization: Payment …` credential moved to the body's root-level `_meta`. */
