@@ -13,6 +13,7 @@ import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest'
 import { type ChannelEntry, ChannelStoreError } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
 import type { ChannelRecord, LedgerTally } from '../../src/stores/ChannelStore.js'
+import { entry, key } from '../support/poolContract.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -30,24 +31,6 @@ const { DatabaseSync } = createRequire(import.meta.url)('node:sqlite') as {
   DatabaseSync: new (path: string) => Sql
 }
 
-const entry: ChannelEntry = {
-  channelId: `0x${'c1'.repeat(32)}`,
-  cumulativeAmount: 12_345_678_901_234_567_890n,
-  deposit: 50_000_000n,
-  descriptor: {
-    payer: '0x1111111111111111111111111111111111111111',
-    payee: '0xAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAa',
-    operator: '0x0000000000000000000000000000000000000000',
-    token: '0x20C0000000000000000000000000000000000000',
-    salt: `0x${'5a'.repeat(32)}`,
-    authorizedSigner: '0x2222222222222222222222222222222222222222',
-    expiringNonceHash: `0x${'e7'.repeat(32)}`,
-  },
-  escrow: '0x4D50500000000000000000000000000000000000',
-  chainId: 31337,
-  opened: true,
-}
-const key = entryKey(entry)
 /** A second scope (another payee), so another key. */
 const other: ChannelEntry = {
   ...entry,

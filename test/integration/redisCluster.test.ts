@@ -15,19 +15,11 @@ import type { ChannelLease } from '../../src/stores/ChannelStore.js'
 import { type Redis, startRedis } from '../../src/testing/index.js'
 import { key, origin, poolContract, second } from '../support/poolContract.js'
 import { redisAvailable } from '../support/redis.js'
+import { until } from '../support/until.js'
 
 let nodes: Redis[] = []
 let cluster: Cluster
 let dir: string
-
-/** Resolves once `check` holds, looking again every 50 ms (at most 20 s). */
-async function until(check: () => Promise<boolean>) {
-  const end = Date.now() + 20_000
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('The cluster did not form in time.')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 
 describe.runIf(redisAvailable('redisCluster.test.ts'))('redisChannelStore on Redis Cluster', () => {
   beforeAll(async () => {
@@ -60,10 +52,12 @@ describe.runIf(redisAvailable('redisCluster.test.ts'))('redisChannelStore on Red
       )
       for (const node of nodes.slice(1))
         await admins[0]!.call('CLUSTER', 'MEET', '127.0.0.1', String(node.port))
-      await until(async () =>
-        (await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'INFO')))).every((info) =>
-          String(info).includes('cluster_state:ok'),
-        ),
+      await until(
+        async () =>
+          (await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'INFO')))).every((info) =>
+            String(info).includes('cluster_state:ok'),
+          ),
+        { within: 20_000, every: 50, message: 'The cluster did not form in time.' },
       )
     } finally {
       for (const admin of admins) admin.disconnect()

@@ -18,6 +18,7 @@ import { type Redis, startRedis } from '../../src/testing/index.js'
 import { entry, key, origin, poolContract, second } from '../support/poolContract.js'
 import { redisAvailable } from '../support/redis.js'
 import { rejectionOf } from '../support/rejection.js'
+import { until } from '../support/until.js'
 
 let redis: Redis
 let client: IoRedis
@@ -38,15 +39,6 @@ function store(options: Partial<Parameters<typeof redisChannelStore>[0]> = {}) {
 const tally =
   (signed = 0n, spent = 0n) =>
   () => ({ signed, spent })
-
-/** Resolves once `check` holds, looking again every 20 ms (at most `within` ms). */
-async function until(check: () => Promise<boolean>, within = 10_000) {
-  const end = Date.now() + within
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('Condition not met in time.')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 describe.runIf(redisAvailable('redisStore.test.ts'))('redisChannelStore', () => {
   beforeAll(async () => {
@@ -391,7 +383,7 @@ describe.runIf(redisAvailable('redisStore.test.ts'))('redisChannelStore', () => 
         reason: 'unavailable',
       })
       // Down past the TTL: the lease is lost here, so nothing more is signed within the old mark.
-      await until(async () => lease.lost, 5_000)
+      await until(async () => lease.lost, { within: 5_000 })
       server = await startRedis({ dir, port: server.port })
       await until(async () => (await made.pool.free(origin, key).catch(() => [])).length === 1)
       const [record] = await made.pool.free(origin, key)
