@@ -10,7 +10,7 @@ export type Keys = {
   scope(origin: string | undefined, key: string): string
   /** The sorted set of every channel of the store, for `list`. */
   readonly all: string
-  /** The counter that orders channels. */
+  /** The store-wide counter: the order of channels, and every fencing token (never repeated). */
   readonly order: string
   /** The total the fleet has committed: marks written ahead, less what released leases gave back. */
   readonly committed: string

@@ -85,7 +85,7 @@ export const channelFields = [
   'opening',
 ] as const
 
-const readChannels = `
+const readLua = `
 local function read(ids)
   local out = {}
   for _, id in ipairs(ids) do
@@ -110,7 +110,7 @@ export const scripts = {
    * Reads every channel of some scopes (or of the whole store): KEYS = channel prefix, then the
    * scopes' sorted sets. Returns the Redis clock and the channels.
    */
-  read: `${prelude}${readChannels}
+  read: `${prelude}${readLua}
 local channels = {}
 for i = 2, #KEYS do
   for _, c in ipairs(read(redis.call('ZRANGE', KEYS[i], 0, -1))) do table.insert(channels, c) end
@@ -124,7 +124,7 @@ return { int(now()), channels }`,
    * dead), ttl ms, holder JSON, origin now, origin. Returns the channel as it is now (as `read`
    * does), so that the lease starts from its current ledger.
    */
-  claim: `${prelude}${readChannels}
+  claim: `${prelude}${readLua}
 local key = KEYS[1] .. ARGV[1]
 local c = channel(key)
 if not c then return { 'gone' } end
