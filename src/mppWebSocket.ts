@@ -2,6 +2,7 @@ import {
   createTransport,
   RpcRequestError,
   type Transport,
+  WebSocketRequestError,
   type WebSocketTransport,
   type WebSocketTransportConfig,
   webSocket,
@@ -11,6 +12,8 @@ import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
 import { defaultProvider } from './internal/defaultProvider.js'
+import { redactUrl } from './internal/redactUrl.js'
+import { type Exchange, paidSubscriptions, type RpcMessage } from './webSocket/subscriptions.js'
 
 export type MppWebSocketTransportConfig = WebSocketTransportConfig &
   TransportPaymentConfig & {
@@ -64,19 +67,35 @@ export function mppWebSocket(
     const inner = socket(parameters)
     const { chain } = parameters
     const endpoint = url || chain?.rpcUrls.default.webSocket?.[0] || ''
-    const timeout = inner.config.timeout
+    const timeout = inner.config.timeout ?? 10_000
+    /**
+     * viem's socket client, never one whose socket was dropped and not (yet) replaced: a paid
+     * message goes on a fresh connection rather than into a dead one (viem keeps the closed
+     * client cached until it reconnects); the subscriptions move with it.
+     */
+    const liveClient = async () => {
+      const socketClient = () => (inner.value as NonNullable<typeof inner.value>).getRpcClient()
+      const rpcClient = await socketClient()
+      if (rpcClient.socket.readyState <= 1) return rpcClient
+      rpcClient.close()
+      const fresh = await socketClient()
+      subscriptions.moveTo(fresh)
+      return fresh
+    }
     /** The flow's requests as messages on the socket: each answer as a JSON `200`. */
-    const socketClient = () => (inner.value as NonNullable<typeof inner.value>).getRpcClient()
     const overSocket = async (_input: string | URL | Request, init: RequestInit = {}) => {
       const { id, ...body } = JSON.parse(String(init.body)) as { id?: unknown }
-      let rpcClient = await socketClient()
-      // A socket that was dropped and not (yet) replaced: a fresh connection rather than a paid
-      // message into a dead one (viem keeps the closed client cached until it reconnects).
-      if (rpcClient.socket.readyState > 1) {
-        rpcClient.close()
-        rpcClient = await socketClient()
-      }
-      const answer = await rpcClient.requestAsync({ body: body as never, timeout })
+      const rpcClient = await liveClient()
+      const listener = subscriptions.listenerOf(id)
+      const answer = await (listener
+        ? listener.send(rpcClient, body)
+        : rpcClient.requestAsync({ body: body as never, timeout })
+      ).catch((error: unknown) => {
+        // viem rejects with the socket's own event when the socket fails: a typed error instead,
+        // without the request (its credential).
+        if (error instanceof Error) throw error
+        throw new WebSocketRequestError({ url: redactUrl(endpoint), details: 'The socket failed.' })
+      })
       return new Response(JSON.stringify({ ...answer, id }), { status: 200, headers: json })
     }
     const flow = createPaymentFlow({
@@ -91,10 +110,27 @@ export function mppWebSocket(
 
     /** The result of a paid exchange's final answer, or its JSON-RPC error as viem throws it. */
     const resultOf = async (response: Response, body: { [key: string]: unknown }) => {
-      const answer = (await response.json()) as { result?: unknown; error?: never }
+      const answer = (await response.json()) as RpcMessage
       if (answer.error) throw new RpcRequestError({ body, error: answer.error, url: endpoint })
       return answer.result
     }
+
+    const exchange: Exchange = async ({ method, params }, { listener, refused, askFirst } = {}) => {
+      const body = { jsonrpc: '2.0', id: listener ?? 0, method, params }
+      const init: RequestInit = { method: 'POST', headers: json, body: JSON.stringify(body) }
+      const paid = (response: Promise<Response>) =>
+        response.then((each) => each.json() as Promise<RpcMessage>)
+      if (!refused && !askFirst && flow.presending) {
+        const present = flow.presend(endpoint, init)
+        if (present) return paid(present)
+      }
+      const answer = refused ?? (await paid(overSocket(endpoint, init)))
+      const challenge =
+        answer.error &&
+        inBandChallengeOf(new RpcRequestError({ body, error: answer.error, url: endpoint }))
+      return challenge ? paid(flow.pay(endpoint, init, challenge)) : answer
+    }
+    const subscriptions = paidSubscriptions({ exchange, timeout, url: endpoint })
 
     return createTransport(
       {
@@ -122,7 +158,7 @@ export function mppWebSocket(
           }
         },
       },
-      inner.value,
+      { ...inner.value, subscribe: subscriptions.subscribe } as NonNullable<typeof inner.value>,
     )
   }
 }

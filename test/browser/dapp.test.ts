@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect } from 'vitest'
 import { startDapp } from '../../examples/dapp/start.js'
 import { type Localnet, startLocalnet } from '../../src/testing/index.js'
 import { findChromium, launch, withBrowser } from '../support/browser.js'
+import { challengedOnce } from '../support/counters.js'
 import { balanceOf, tip20 } from '../support/localnet.js'
 
 const chromiumFound = await findChromium()
@@ -323,12 +324,7 @@ browserTest(
       )
       expect(await byId(page, 'receipts').locator('li').count()).toBe(0)
       // The server saw the unpaid request only; no channel was opened, the wallet kept its funds.
-      expect(small.rpc.counters).toEqual({
-        requests: 1,
-        challenges: 1,
-        forwarded: 0,
-        payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
-      })
+      expect(small.rpc.counters).toEqual(challengedOnce)
       expect(await reserveEvents('ChannelOpened', small.wallet)).toEqual([])
       expect(await balanceOf(net, small.wallet)).toBe(funding)
       expect(errors).toEqual([])

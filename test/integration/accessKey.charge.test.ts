@@ -23,6 +23,7 @@ import {
   authorizedKey as authorizedKeyOf,
   fundedRoot as fundedRootOf,
 } from '../support/accessKeys.js'
+import { noPayments } from '../support/counters.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -33,7 +34,6 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 const zeroAddress = '0x0000000000000000000000000000000000000000'
 /** What every root wallet here starts with, in pathUSD base units. */
 const funding = 1_000_000n
@@ -131,6 +131,7 @@ test('an access key with a key authorization pays from the root wallet; its firs
     requests: 6,
     challenges: 3,
     forwarded: 3,
+    notifications: 0,
     payments: { ...noPayments, charge: 3 },
   })
   expect(sent).toHaveLength(3)
@@ -232,7 +233,13 @@ async function expectUnminedPayment(
   expect(rejected).toEqual([])
   expect(receipts).toEqual([])
   // One unpaid probe, one credential; mppx counts its 500 among its challenges.
-  expect(rpc.counters).toEqual({ requests: 2, challenges: 2, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual({
+    requests: 2,
+    challenges: 2,
+    forwarded: 0,
+    notifications: 0,
+    payments: noPayments,
+  })
   expect(await balanceOf(rpc.payee)).toBe(payeeBefore)
   // Nothing was mined: the root wallet paid neither the price nor a fee.
   expect(await balanceOf(root)).toBe(funding)

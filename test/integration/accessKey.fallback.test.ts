@@ -15,6 +15,7 @@ import {
   fundedRoot as fundedRootOf,
   startKeyRejectingProxy,
 } from '../support/accessKeys.js'
+import { noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -30,7 +31,6 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 const funding = 2_000_000n
 const zeroAddress = '0x0000000000000000000000000000000000000000'
 /** What a node lacking the key makes an MPP server say (mpp-rs and Foundry classify it so). */
@@ -218,6 +218,7 @@ test('a server that says "access key does not exist" once, while the chain lacks
       requests: 3,
       challenges: 2,
       forwarded: 1,
+      notifications: 0,
       payments: { ...noPayments, charge: 1 },
     })
     expect((await balanceOf(rpc.payee)) - payeeBefore).toBe(price)

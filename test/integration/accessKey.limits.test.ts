@@ -13,6 +13,7 @@ import {
   authorizedKey as authorizedKeyOf,
   fundedRoot as fundedRootOf,
 } from '../support/accessKeys.js'
+import { challengedOnce } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -23,7 +24,6 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 /** What every root wallet here starts with, in pathUSD base units. */
 const funding = 1_000_000n
 
@@ -81,7 +81,7 @@ test('a key authorization whose limit is below the price and the fee is refused 
   })
   // Only the unpaid probe reached the server; nothing moved, and the key is still not on chain.
   expect(sent).toEqual([])
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
   expect(await balanceOf(rpc.payee)).toBe(payeeBefore)
   const metadata = await Actions.accessKey.getMetadata(plain(), {
@@ -106,7 +106,7 @@ test('an expired key authorization is refused before signing, naming its expiry'
     `Access key: expired at ${new Date(expiry * 1000).toISOString()} (unix ${expiry}).`,
   )
   expect(sent).toEqual([])
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
 })
 
@@ -170,7 +170,7 @@ test('a key authorization whose limit covers the fee but not the price is refuse
     `Access key: remaining limit ${limit} of token ${net.currency} is below the ${price + refused.fee} the payment spends of it (amount + fee).`,
   )
   expect(sent).toEqual([])
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
   // No transaction of the root wallet was mined (one reverting would have spent its fee).
   const mined: string[] = []
@@ -209,7 +209,7 @@ test("a session open whose deposit is above the key authorization's limit is ref
   expect(refused.message).toContain(
     `Access key: remaining limit ${limit} of token ${net.currency} is below the ${1_000_000n + refused.fee} the payment spends of it (amount + fee).`,
   )
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
 })
 

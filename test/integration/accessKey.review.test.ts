@@ -10,6 +10,7 @@ import {
 } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import { authorizedKey, fundedRoot, startKeyRejectingProxy } from '../support/accessKeys.js'
+import { noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -23,7 +24,6 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 const keyDoesNotExist = {
   type: 'https://paymentauth.org/problems/verification-failed',
   title: 'Verification Failed',

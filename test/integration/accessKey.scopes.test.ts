@@ -15,6 +15,7 @@ import {
   provisionedKey,
   setRemainingLimit,
 } from '../support/accessKeys.js'
+import { challengedOnce, noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -28,7 +29,6 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 const funding = 2_000_000n
 const reserve = Addresses.tip20ChannelReserve
 const { transferWithMemo, transfer } = Selectors.tip20
@@ -81,7 +81,7 @@ test("a key on chain whose scopes allow only another function of the token: the 
     `Access key: its call scopes do not allow transferWithMemo (${transferWithMemo}) on ${currency()} to ${rpc.payee}; they allow ${transfer} on ${currency()}.`,
   )
   expect(sent).toEqual([])
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(balance)
 })
 
@@ -137,7 +137,7 @@ test("a key whose scopes allow only the token: the session open is refused befor
     `Access key: its call scopes do not allow open (${open}) on ${reserve}; they allow any function on ${currency()}.`,
   )
   expect(sent).toEqual([])
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(balance)
 })
 
@@ -190,7 +190,7 @@ test("a key not on chain is judged by its authorization's scopes: forbidden, ref
     `Access key: its call scopes do not allow transferWithMemo (${transferWithMemo}) on ${currency()} to ${rpc.payee}; they allow ${open} on ${reserve}.`,
   )
   expect(sent).toEqual([])
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
   const metadata = await Actions.accessKey.getMetadata(plain(), {
     account: root.address,

@@ -17,6 +17,7 @@ import { Account, Actions } from 'viem/tempo'
 import { afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { charge, mppHttp, type PaymentEvent, PaymentRefusedError } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
+import { challengedOnce, noPayments } from '../support/counters.js'
 import { tip20, useLocalnet, walletClient } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -28,7 +29,6 @@ beforeAll(() => {
 })
 
 const price = 1_000n
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 
 /** A client on the localnet itself (never the paid endpoint), for reading the truth. */
 const plain = () =>
@@ -180,6 +180,7 @@ describe('fees', () => {
       requests: 6, // the quote's probe, two paid calls (probe + resend each), one refused probe
       challenges: 4,
       forwarded: 2,
+      notifications: 0,
       payments: { ...noPayments, charge: 2 },
     })
     // The most fees quoted were above what was paid, and only the fees paid stay counted.
@@ -212,7 +213,7 @@ describe('low balance', () => {
     // Refused while preparing: not even the hook was asked, and nothing left.
     expect(asked).toEqual([])
     expect(sent).toEqual([])
-    expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+    expect(rpc.counters).toEqual(challengedOnce)
     expect(await balanceOf(payer.address)).toBe(funding)
   })
 })
@@ -439,6 +440,7 @@ describe('an unprovisioned access key', () => {
       requests: 10,
       challenges: 5,
       forwarded: 5,
+      notifications: 0,
       payments: { ...noPayments, charge: 5 },
     })
     expect(sent).toHaveLength(5)

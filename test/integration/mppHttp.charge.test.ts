@@ -28,6 +28,7 @@ import {
   tempo,
 } from '../../src/index.js'
 import type { Localnet, PaidRpc } from '../../src/testing/index.js'
+import { challengedOnce, noPayments } from '../support/counters.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -65,8 +66,6 @@ function provider(index = 0, chain = net.chain) {
 function paidClient(url: string, config: MppHttpTransportConfig = {}) {
   return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
 }
-
-const noPayments = { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 }
 
 /** The most fee `provider(index)` quotes now for a charge of `rpc`, with nothing signed. */
 async function maxFee(rpc: PaidRpc, index = 2) {
@@ -192,6 +191,7 @@ test('concurrent identical calls are deduplicated by viem into one paid POST', a
     requests: 2,
     challenges: 1,
     forwarded: 1,
+    notifications: 0,
     payments: { ...noPayments, charge: 1 },
   })
   expect((await balanceOf(rpc.payee)) - before).toBe(rpc.price)
@@ -230,6 +230,7 @@ test('a batch of three calls is one POST and one payment', async () => {
     requests: 2,
     challenges: 1,
     forwarded: 1,
+    notifications: 0,
     payments: { ...noPayments, charge: 1 },
   })
   expect(sent).toHaveBeenCalledTimes(1)
@@ -339,12 +340,7 @@ describe('spending caps at their exact boundaries', () => {
     expect((error as PaymentRefusedError).currency).toBe(pathUsd)
     expect(error.message).toContain('Limit: 999')
     expect(sent).not.toHaveBeenCalled()
-    expect(rpc.counters).toEqual({
-      requests: 1,
-      challenges: 1,
-      forwarded: 0,
-      payments: noPayments,
-    })
+    expect(rpc.counters).toEqual(challengedOnce)
     expect(await balanceOf(rpc.payee)).toBe(before)
   })
 
@@ -443,6 +439,7 @@ describe('spending caps at their exact boundaries', () => {
       requests: 5,
       challenges: 3,
       forwarded: 2,
+      notifications: 0,
       payments: { ...noPayments, charge: 2 },
     })
     expect((await balanceOf(rpc.payee)) - before).toBe(2n * price)
@@ -480,7 +477,7 @@ describe('nothing can pay', () => {
     expect((error as PaymentRequiredError).origin).toBe(rpc.url)
     expect(error.message).toContain('provider')
     expect(error.message).toContain('mppHttp(url, { provider: tempo({ account, client }) })')
-    expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+    expect(rpc.counters).toEqual(challengedOnce)
   })
 
   test('charge() refuses a chain client that is itself paid', async () => {
@@ -503,7 +500,7 @@ describe('nothing can pay', () => {
     expect(error.message).toContain(
       "tempo/charge: chain 1337, but the provider's client is on chain 4242",
     )
-    expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+    expect(rpc.counters).toEqual(challengedOnce)
     expect(await balanceOf(rpc.payee)).toBe(before)
   })
 
@@ -560,6 +557,7 @@ test('viem retries never repeat a refused payment flow', async () => {
     requests: calls,
     challenges: calls,
     forwarded: 0,
+    notifications: 0,
     payments: noPayments,
   })
 })
@@ -586,5 +584,5 @@ test('fallback() stops at a refused payment instead of falling through to the fr
   expect((refused as PaymentRefusedError).reason).toBe('maxAmount')
 
   expect(freeRequests).not.toHaveBeenCalled()
-  expect(rpc.counters).toEqual({ requests: 1, challenges: 1, forwarded: 0, payments: noPayments })
+  expect(rpc.counters).toEqual(challengedOnce)
 })

@@ -138,10 +138,13 @@ test('the socket dropped after a voucher reached the server: that call fails typ
       )
     console.log(`[ws drop] outcomes ${outcomes.join(', ')}`)
     // Every failure is the typed one, and once viem has reconnected the calls go on.
-    for (const outcome of outcomes.filter((each) => each !== 'ok'))
+    for (const outcome of outcomes.filter((each) => each !== 'ok')) {
       expect(outcome).toContain(
         'PaymentFailedError: The paid request failed after the payment was sent.',
       )
+      // The socket's failure as a typed error, not a stringified event.
+      expect(outcome).not.toContain('[object')
+    }
     const end = Date.now() + 15_000
     let after = 0
     for (let i = 100; after < 20 && Date.now() < end; i++)

@@ -5,6 +5,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import { Abis } from 'viem/tempo'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { type Localnet, PaidRpcStartError, startPaidRpc } from '../../src/testing/index.js'
+import { challengedOnce } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
@@ -89,12 +90,7 @@ describe('402 challenges', () => {
       methodDetails: { chainId: 1337 },
     })
     expect(rpc.price).toBe(1000n)
-    expect(rpc.counters).toEqual({
-      requests: 1,
-      challenges: 1,
-      forwarded: 0,
-      payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
-    })
+    expect(rpc.counters).toEqual(challengedOnce)
   })
 
   test("intent ['session', 'charge'] offers both, in that order", async () => {
@@ -162,6 +158,7 @@ describe('charge, paid by mppx', () => {
       requests: 4, // each paid POST: one 402 probe, one paid retry
       challenges: 2,
       forwarded: 2,
+      notifications: 0,
       payments: { charge: 2, open: 0, voucher: 0, topUp: 0, close: 0 },
     })
   })

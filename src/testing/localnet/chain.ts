@@ -57,7 +57,7 @@ export function defineLocalnetChain({
     id,
     hardfork,
     feeToken,
-    rpcUrls: { default: { http: [rpcUrl] } },
+    rpcUrls: { default: { http: [rpcUrl], webSocket: [rpcUrl.replace(/^http(s?):/i, 'ws$1:')] } },
     prepareTransactionRequest: [
       async (request, context) => {
         const prepared = await prepareTempoTransaction?.(request, context)

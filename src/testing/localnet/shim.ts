@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { SignatureEnvelope, TxEnvelopeTempo } from 'ox/tempo'
 import {
   type Address,
@@ -97,7 +98,8 @@ export type ReserveShim = {
  * Apart from the reserve, it also makes `eth_fillTransaction` refuse a key authorization for a
  * key already on chain (`KeyAlreadyExists`), as a Tempo node does.
  *
- * Everything else is forwarded untouched.
+ * Everything else is forwarded untouched; a WebSocket upgrade is tunnelled to the node as it is
+ * (subscriptions: what the shim rewrites goes over HTTP).
  */
 export async function startReserveShim({
   upstream,
@@ -311,6 +313,30 @@ export async function startReserveShim({
         response.writeHead(502, { 'content-type': 'text/plain' }).end(error.message)
     })
   })
+  // WebSocket (subscriptions) goes to the node itself, which serves it on its HTTP port: what the
+  // shim rewrites are transactions and calls, sent over HTTP.
+  const tunnels = new Set<Duplex>()
+  server.on('upgrade', (request: IncomingMessage, client: Duplex, head: Buffer) => {
+    const target = new URL(upstream)
+    const node = connect(Number(target.port || 80), target.hostname)
+    const lines = [`${request.method} ${request.url} HTTP/1.1`]
+    for (let i = 0; i < request.rawHeaders.length; i += 2)
+      lines.push(`${request.rawHeaders[i]}: ${request.rawHeaders[i + 1]}`)
+    node.write(`${lines.join('\r\n')}\r\n\r\n`)
+    if (head.length) node.write(head)
+    for (const [from, to] of [
+      [client, node],
+      [node, client],
+    ] as const) {
+      tunnels.add(from)
+      from.pipe(to)
+      from.on('error', () => to.destroy())
+      from.on('close', () => {
+        tunnels.delete(from)
+        to.destroy()
+      })
+    }
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, '127.0.0.1', () => resolve())
@@ -322,6 +348,7 @@ export async function startReserveShim({
       new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
+        for (const tunnel of tunnels) tunnel.destroy()
       }),
   }
 }

@@ -17,7 +17,8 @@ import { waitForTransactionReceipt } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
 import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
-import { inBandAnswerer } from './inband.js'
+import { inBandAnswerer, takeCredential } from './inband.js'
+import { socketMethods, upstreamSocket } from './upstreamSocket.js'
 
 /** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
 const defaultPayeeKey: Hex = '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6'
@@ -75,7 +76,10 @@ export type StartPaidRpcOptions = {
   /**
    * `ws` serves the same paid JSON-RPC over WebSocket (the `ws` package), in-band as
    * `signalling: 'jsonrpc'` says (a socket has no status): each message is one paid request.
-   * `url` is then `ws://127.0.0.1:<port>`. @default 'http'
+   * `eth_subscribe` is paid like any request and lives on a WebSocket of the client's own to
+   * the upstream (its `ws://` form); its notifications are relayed, never paid, and
+   * `eth_unsubscribe` is free. `url` is then
+   * `ws://127.0.0.1:<port>`. @default 'http'
    */
   transport?: 'http' | 'ws' | undefined
 }
@@ -88,6 +92,8 @@ export type PaidRpcCounters = {
   challenges: number
   /** Requests forwarded to the upstream after a successful payment. */
   forwarded: number
+  /** Subscription notifications relayed to WebSocket clients (never paid). */
+  notifications: number
   /** Accepted payments by kind. */
   payments: {
     charge: number
@@ -271,16 +277,24 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
           .end(JSON.stringify({ error: (error as Error).message }))
     }
   })
-  /** A JSON-RPC message under in-band signalling: the same gate, its answers as JSON-RPC. */
-  const answerInBand = inBandAnswerer({
-    gate,
-    forward: async (body) => {
-      const answer = await (await upstreamRpc.post(body)).text()
-      counters.forwarded++
-      return answer
-    },
-    onChallenge: () => counters.challenges++,
-  })
+  /**
+   * JSON-RPC messages under in-band signalling: the same gate, its answers as JSON-RPC; a
+   * socket's subscriptions forwarded over `overSocket`, the rest over the upstream's HTTP.
+   */
+  const answererFor = (overSocket?: (body: string) => Promise<string>) =>
+    inBandAnswerer({
+      gate,
+      forward: async (body) => {
+        const answer =
+          overSocket && socketMethods.has((JSON.parse(body) as { method?: unknown }).method)
+            ? await overSocket(body)
+            : await (await upstreamRpc.post(body)).text()
+        counters.forwarded++
+        return answer
+      },
+      onChallenge: () => counters.challenges++,
+    })
+  const answerInBand = answererFor()
   const inBandRequest = async (req: IncomingMessage, res: ServerResponse) => {
     const send = (status: number, body: unknown) =>
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
@@ -292,7 +306,9 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
   }
 
   const sockets =
-    transport === 'ws' ? await serveWebSocket(server, answerInBand, counters) : undefined
+    transport === 'ws'
+      ? await serveWebSocket(server, { answererFor, upstream: socketUrlOf(upstream), counters })
+      : undefined
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -359,6 +375,7 @@ function emptyCounters(): PaidRpcCounters {
     requests: 0,
     challenges: 0,
     forwarded: 0,
+    notifications: 0,
     payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
   }
 }
@@ -426,28 +443,69 @@ async function bodyOf(req: IncomingMessage) {
 const maxFrame = 1024 * 1024
 
 /**
- * Serves in-band paid JSON-RPC over WebSocket on `server`'s port: each message is answered by
- * `answer` (the same gate as over HTTP) on the socket it came on.
+ * Serves in-band paid JSON-RPC over WebSocket on `server`'s port: each message is answered (the
+ * same gate as over HTTP) on the socket it came on; a socket's subscriptions live on a WebSocket
+ * of its own to the upstream, whose notifications are relayed unpaid.
  */
 async function serveWebSocket(
   server: ReturnType<typeof createServer>,
-  answer: (text: string) => Promise<unknown>,
-  counters: PaidRpcCounters,
+  {
+    answererFor,
+    upstream,
+    counters,
+  }: {
+    answererFor: (
+      overSocket: (body: string) => Promise<string>,
+    ) => (text: string) => Promise<unknown>
+    upstream: string
+    counters: PaidRpcCounters
+  },
 ) {
   const { WebSocketServer } = await import('ws')
   const sockets = new WebSocketServer({ server, maxPayload: maxFrame })
   sockets.on('connection', (socket) => {
+    const send = (text: string) => socket.readyState === socket.OPEN && socket.send(text)
+    const subscriptions = upstreamSocket(
+      upstream,
+      (notification) => {
+        counters.notifications++
+        send(notification)
+      },
+      () => socket.terminate(),
+    )
+    const answer = answererFor(subscriptions.forward)
     // A frame too large, a broken peer: ws closes the socket (1009, …); nothing to report.
     socket.on('error', () => {})
+    socket.on('close', () => subscriptions.close())
     socket.on('message', async (data) => {
       counters.requests++
-      const reply = await answer(String(data)).catch((error: unknown) => ({
+      const text = String(data)
+      // Ending a subscription is free: it ends what was paid for.
+      const reply = await (isUnsubscribe(text)
+        ? subscriptions
+            .forward(JSON.stringify(takeCredential(JSON.parse(text)).message))
+            .then((answer) => JSON.parse(answer) as unknown)
+        : answer(text)
+      ).catch((error: unknown) => ({
         jsonrpc: '2.0',
         id: null,
         error: { code: -32603, message: (error as Error).message },
       }))
-      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(reply))
+      send(JSON.stringify(reply))
     })
   })
   return sockets
+}
+
+function isUnsubscribe(text: string) {
+  try {
+    return (JSON.parse(text) as { method?: unknown }).method === 'eth_unsubscribe'
+  } catch {
+    return false
+  }
+}
+
+/** The upstream's WebSocket URL: anvil (and most nodes) serve it on the HTTP port. */
+function socketUrlOf(upstream: string) {
+  return upstream.replace(/^http(s?):/i, 'ws$1:')
 }
