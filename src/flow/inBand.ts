@@ -1,5 +1,6 @@
 import { Challenge, Credential, Receipt } from 'mppx'
 import { RpcRequestError } from 'viem'
+import { inBandProtocol } from '../internal/inBandProtocol.js'
 
 /**
  * In-band JSON-RPC payment signalling (draft-payment-transport-mcp-00) spoken to the payment flow
@@ -15,9 +16,8 @@ import { RpcRequestError } from 'viem'
  * else passes through as the JSON-RPC error it is, and nothing is paid.
  */
 
-const codes = new Set([-32042, -32043])
-const credentialKey = 'org.paymentauth/credential'
-const receiptKey = 'org.paymentauth/receipt'
+const { credentialKey, receiptKey, manageMethod } = inBandProtocol
+const codes = new Set<number>([inBandProtocol.paymentRequired, inBandProtocol.verificationFailed])
 /** Answers past this size are not read for a signal (a paid call's answer may be large). */
 const maxSignalSize = 64 * 1024
 
@@ -59,9 +59,10 @@ export function inBandSignalling({
         inspect?: ((init: RequestInit) => boolean) | undefined
       } = {},
     ): Fetch {
-      const signalled = async (input: string | URL | Request, init: RequestInit) => {
+      const signalled = async (input: string | URL | Request, given: RequestInit) => {
         const inBand = always || inBandOrigins.has(originOf(input))
-        const response = await fetchFn(input, inBand ? credentialInBody(init) : init)
+        const init = inBand ? credentialInBody(asJsonRpc(given)) : given
+        const response = await fetchFn(input, init)
         if (response.status === 402) inBandOrigins.delete(originOf(input))
         if (!inspect(init)) return response
         const signal = await signalOf(response, () => idsOf(init.body))
@@ -95,6 +96,18 @@ export function inBandChallengeOf(error: unknown): Response | undefined {
   // The same bound as for an answer read at the fetch: a larger one is not read as a signal.
   if (!isSignal(signal) || JSON.stringify(signal.data).length > maxSignalSize) return undefined
   return challengeResponse(signal)
+}
+
+/**
+ * A management request (a `POST` without a body: a session's top-up or close) in its in-band
+ * form, a request of `manageMethod`; any other request as it is.
+ */
+function asJsonRpc(init: RequestInit): RequestInit {
+  if (init.body !== undefined && init.body !== null) return init
+  const headers = new Headers(init.headers)
+  headers.set('content-type', 'application/json')
+  const body = { jsonrpc: '2.0', id: 0, method: manageMethod, params: [] }
+  return { ...init, headers, body: JSON.stringify(body) }
 }
 
 /** `init` with its `Authorization: Payment …` credential moved to the body's root-level `_meta`. */

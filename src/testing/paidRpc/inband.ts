@@ -1,4 +1,5 @@
 import { Challenge, Credential, Receipt } from 'mppx'
+import { inBandProtocol } from '../../internal/inBandProtocol.js'
 
 /**
  * In-band JSON-RPC payment signalling (draft-payment-transport-mcp-00) over mppx's HTTP gate: a
@@ -8,13 +9,8 @@ import { Challenge, Credential, Receipt } from 'mppx'
  * the answer's root-level `_meta`. One verification path for every signalling.
  */
 
-/** The draft's error codes and `_meta` keys. */
-export const inBand = {
-  paymentRequired: -32042,
-  verificationFailed: -32043,
-  credentialKey: 'org.paymentauth/credential',
-  receiptKey: 'org.paymentauth/receipt',
-} as const
+/** The draft's error codes and `_meta` keys, and viem-mpp's management method. */
+export const inBand = inBandProtocol
 
 /** A JSON-RPC request as it arrives: any object (validated by the gate and the upstream). */
 export type JsonRpcMessage = Record<string, unknown> & {
@@ -134,7 +130,9 @@ function metaOf(value: unknown): Record<string, unknown> | undefined {
  * Answers one JSON-RPC message (text: a request or a batch) under in-band signalling, through
  * mppx's HTTP `gate`: a `-32042`/`-32043` error for each request while unpaid, else the upstream's
  * answer (`forward`) with the receipt in the first answer's root-level `_meta`. A batch is one
- * paid request: its credential rides on its first element.
+ * paid request: its credential rides on its first element. A management request (`manageMethod`:
+ * a top-up, a close) is verified as a `POST` without a body and answered `result: null` with its
+ * receipt, forwarded nowhere.
  *
  * @example
  * ```ts
@@ -167,14 +165,16 @@ export function inBandAnswerer({
     const { credential, message } = takeCredential(first)
     const forwarded = JSON.stringify(batch ? [message, ...rest] : message)
     const authorization = authorizationOf(credential)
+    // A management request is verified as its HTTP form is: a POST without a body.
+    const managing = !batch && message.method === inBand.manageMethod
     const result = await gate(
       new Request('http://127.0.0.1/', {
         method: 'POST',
         headers: {
-          'content-type': 'application/json',
+          ...(managing ? {} : { 'content-type': 'application/json' }),
           ...(authorization ? { authorization } : {}),
         },
-        body: forwarded,
+        ...(managing ? {} : { body: forwarded }),
       }),
     )
     if (result.status === 402) {
@@ -186,9 +186,15 @@ export function inBandAnswerer({
       )
       return batch ? answers : answers[0]
     }
+    const challengeId = (credential as { challenge?: { id?: string } } | undefined)?.challenge?.id
+    if (managing)
+      return withReceipt(
+        { jsonrpc: '2.0', id: first.id ?? null, result: null },
+        result.withReceipt(),
+        challengeId,
+      )
     const answer = JSON.parse(await forward(forwarded)) as unknown
     const paid = result.withReceipt(new Response(null))
-    const challengeId = (credential as { challenge?: { id?: string } } | undefined)?.challenge?.id
     return Array.isArray(answer)
       ? answer.map((each, index) => (index === 0 ? withReceipt(each, paid, challengeId) : each))
       : withReceipt(answer, paid, challengeId)
