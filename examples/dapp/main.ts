@@ -16,6 +16,7 @@ import {
   loadAccessKey,
   localStorageChannelStore,
   mppHttp,
+  mppWebSocket,
   PaymentFailedError,
   PaymentRefusedError,
   type SessionProvider,
@@ -73,29 +74,35 @@ let provider: SessionProvider | undefined
 let client: ReturnType<typeof paidClient> | undefined
 let receipts = 0
 
+/** The paid endpoint over WebSocket (`ws://`, `wss://`) or HTTP, with the same payments. */
+const overSocket = /^wss?:/i.test(config.paidRpcUrl)
+
 function paidClient(account: BrowserAccessKey['account']) {
   provider = session({ account, client: chainClient, store, maxDeposit: BigInt(config.maxDeposit) })
+  const payments: Parameters<typeof mppHttp>[1] & Parameters<typeof mppWebSocket>[1] = {
+    provider,
+    budget,
+    onReceipt({ quote, receipt }) {
+      const { spent, channelId } = receipt as { spent?: string; channelId?: string }
+      const item = document.createElement('li')
+      item.dataset.amount = String(quote.amount)
+      item.dataset.spent = spent ?? ''
+      item.textContent = `Paid ${dollars(quote.amount)}${
+        quote.deposit > 0n ? ` (opened a channel with ${dollars(quote.deposit)})` : ''
+      } · spent so far ${spent === undefined ? '?' : dollars(BigInt(spent))}`
+      item.title = `channel ${channelId}`
+      $('receipts').append(item)
+      receipts++
+      $('receipts').dataset.count = String(receipts)
+      if (spent !== undefined) void showChannel(BigInt(spent))
+    },
+  }
   return createPublicClient({
     chain,
     cacheTime: 0,
-    transport: mppHttp(config.paidRpcUrl, {
-      provider,
-      budget,
-      onReceipt({ quote, receipt }) {
-        const { spent, channelId } = receipt as { spent?: string; channelId?: string }
-        const item = document.createElement('li')
-        item.dataset.amount = String(quote.amount)
-        item.dataset.spent = spent ?? ''
-        item.textContent = `Paid ${dollars(quote.amount)}${
-          quote.deposit > 0n ? ` (opened a channel with ${dollars(quote.deposit)})` : ''
-        } · spent so far ${spent === undefined ? '?' : dollars(BigInt(spent))}`
-        item.title = `channel ${channelId}`
-        $('receipts').append(item)
-        receipts++
-        $('receipts').dataset.count = String(receipts)
-        if (spent !== undefined) void showChannel(BigInt(spent))
-      },
-    }),
+    transport: overSocket
+      ? mppWebSocket(config.paidRpcUrl, payments)
+      : mppHttp(config.paidRpcUrl, payments),
   })
 }
 
@@ -142,6 +149,8 @@ function showKey() {
   $('allow').hidden = !!key
   $('forget').hidden = !key
   $<HTMLButtonElement>('call').disabled = !key
+  $('watch').hidden = !overSocket
+  $<HTMLButtonElement>('watch').disabled = !key
   $<HTMLButtonElement>('close').disabled = !key
   $('key-status').textContent = key
     ? `Allowed to spend up to ${dollars(key.limits[0]?.limit ?? 0n)} until ${new Date(
@@ -213,6 +222,8 @@ action($('allow'), async () => {
 })
 
 action($('forget'), async () => {
+  unwatch?.()
+  unwatch = undefined
   // Without the key no voucher or cooperative close can be signed for its channel: close it first.
   await closeChannels()
   await key?.forget()
@@ -224,6 +235,31 @@ action($('call'), async () => {
   if (!client) return
   const block = await client.getBlockNumber()
   $('result').textContent = `block ${block}`
+})
+
+/**
+ * New blocks as they come, over a paid subscription: the subscription is paid once (a voucher),
+ * the blocks it brings are not. Clicked again, it stops.
+ */
+let unwatch: (() => void) | undefined
+action($('watch'), async () => {
+  if (unwatch) {
+    unwatch()
+    unwatch = undefined
+    $('watch').textContent = 'Watch new blocks (paid once)'
+    return
+  }
+  if (!client) return
+  let blocks = 0
+  unwatch = client.watchBlockNumber({
+    onBlockNumber(number) {
+      blocks++
+      $('watched').textContent = `${blocks} new blocks, the latest ${number}`
+      $('watched').dataset.count = String(blocks)
+    },
+    onError: (error) => show(explain(error)),
+  })
+  $('watch').textContent = 'Stop watching'
 })
 
 /**

@@ -2,6 +2,7 @@
  * Runs the dApp against a fresh Tempo localnet:
  *
  *   npm run dapp            # then open the printed URL
+ *   npm run dapp -- --ws    # the same page paying over a WebSocket, with a paid subscription
  *
  * It starts the localnet, funds a throwaway dev wallet, starts a paid RPC offering sessions (CORS
  * for the page), builds the page with Vite and serves it on 127.0.0.1 (`PORT`, default 5173).
@@ -11,7 +12,8 @@ import { startLocalnet } from 'viem-mpp/testing'
 import { startDapp } from './start.js'
 
 const net = await startLocalnet()
-const dapp = await startDapp({ net, port: Number(process.env.PORT ?? 5173) }).catch(
+const transport = process.argv.includes('--ws') ? 'ws' : 'http'
+const dapp = await startDapp({ net, port: Number(process.env.PORT ?? 5173), transport }).catch(
   async (error) => {
     await net.stop()
     throw error

@@ -22,6 +22,8 @@ export type StartDappOptions = {
   maxDeposit?: bigint | undefined
   /** The most the page spends per visit, most fees included. @default 0.50 USD */
   budget?: bigint | undefined
+  /** How the page reaches the paid RPC: `ws` pays over a WebSocket (in-band). @default 'http' */
+  transport?: 'http' | 'ws' | undefined
 }
 
 /**
@@ -36,6 +38,7 @@ export async function startDapp({
   keyLimit = 1_000_000n,
   maxDeposit = 100_000n,
   budget = 500_000n,
+  transport = 'http',
 }: StartDappOptions) {
   const dist = await mkdtemp(join(tmpdir(), 'viem-mpp-dapp-'))
   const stops: (() => Promise<unknown>)[] = [() => rm(dist, { recursive: true, force: true })]
@@ -73,6 +76,7 @@ export async function startDapp({
       intent: 'session',
       price,
       cors: page.url,
+      transport,
     })
     stops.push(() => rpc.stop())
     paidRpcUrl = rpc.url
