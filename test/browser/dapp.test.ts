@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import type { Browser, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { type Address, createPublicClient, getAddress, type Hash, http, parseEventLogs } from 'viem'
 import { Abis, Actions, Addresses } from 'viem/tempo'
-import { afterAll, beforeAll, expect } from 'vitest'
+import { expect } from 'vitest'
 import { startDapp } from '../../examples/dapp/start.js'
-import { type Localnet, startLocalnet } from '../../src/testing/index.js'
-import { findChromium, launch, withBrowser } from '../support/browser.js'
+import { findChromium, withBrowser } from '../support/browser.js'
 import { challengedOnce } from '../support/counters.js'
+import { useDapp } from '../support/dapp.js'
 import { balanceOf, tip20 } from '../support/localnet.js'
 
 const chromiumFound = await findChromium()
@@ -19,25 +19,14 @@ const funding = 10_000_000n
 const price = 1_000n
 const maxDeposit = 100_000n
 
-let net: Localnet
-let browser: Browser
-let dapp: Awaited<ReturnType<typeof startDapp>>
-
-beforeAll(async () => {
-  if ('missing' in chromiumFound) return
-  net = await startLocalnet()
-  dapp = await startDapp({ net, funding, price, maxDeposit })
-  browser = await launch(chromiumFound.executablePath)
-})
-
-afterAll(async () => {
-  await browser?.close()
-  await dapp?.stop()
-  await net?.stop()
-})
+const running = useDapp(chromiumFound, { funding, price, maxDeposit })
 
 const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+  createPublicClient({
+    chain: running.net.chain,
+    transport: http(running.net.rpcUrl),
+    cacheTime: 0,
+  })
 
 /** Opens the page, collecting the errors it leaves uncaught (the browser's own log of each 402 is expected). */
 async function open(page: Page, url: string) {
@@ -126,7 +115,7 @@ async function reserveEvents<name extends 'ChannelOpened' | 'ChannelClosed'>(
 async function transfersOf(hash: Hash) {
   const { logs } = await plain().getTransactionReceipt({ hash })
   return parseEventLogs({ abi: tip20, logs, eventName: 'Transfer' })
-    .filter((log) => log.address.toLowerCase() === net.currency.toLowerCase())
+    .filter((log) => log.address.toLowerCase() === running.net.currency.toLowerCase())
     .map(({ args }) => args)
 }
 
@@ -142,10 +131,10 @@ async function feeOf(hash: Hash, payer: Address) {
 browserTest(
   'the dApp pays calls with an access key the wallet allowed once, reuses its channel after a reload, and closes it for the refund',
   async () => {
-    const context = await browser.newContext()
+    const context = await running.browser.newContext()
     const page = await context.newPage()
-    const errors = await open(page, dapp.page.url)
-    expect(await byId(page, 'wallet-address').textContent()).toBe(dapp.wallet)
+    const errors = await open(page, running.dapp.page.url)
+    expect(await byId(page, 'wallet-address').textContent()).toBe(running.dapp.wallet)
     expect(await byId(page, 'wallet-balance').textContent()).toBe('$10.00')
     expect(await byId(page, 'key-status').textContent()).toBe(
       'None: allow payments to make paid calls.',
@@ -181,7 +170,7 @@ browserTest(
       spent: ['$0.003', '3000'],
       remaining: ['$0.097', '97000'],
     })
-    expect(dapp.rpc.counters.payments).toEqual({
+    expect(running.dapp.rpc.counters.payments).toEqual({
       charge: 0,
       open: 1,
       voucher: 2,
@@ -189,17 +178,17 @@ browserTest(
       close: 0,
     })
     // The channel's authorized signer is the access key, which the open provisioned on chain.
-    const opened = await reserveEvents('ChannelOpened', dapp.wallet)
+    const opened = await reserveEvents('ChannelOpened', running.dapp.wallet)
     expect(opened.map(({ args }) => [args.authorizedSigner, args.deposit])).toEqual([
       [accessKey, maxDeposit],
     ])
     const metadata = await Actions.accessKey.getMetadata(plain(), {
-      account: dapp.wallet,
+      account: running.dapp.wallet,
       accessKey,
     })
     expect(metadata.address).toBe(accessKey)
-    const openFee = await feeOf(opened[0]!.transactionHash, dapp.wallet)
-    expect(await balanceOf(net, dapp.wallet)).toBe(funding - maxDeposit - openFee)
+    const openFee = await feeOf(opened[0]!.transactionHash, running.dapp.wallet)
+    expect(await balanceOf(running.net, running.dapp.wallet)).toBe(funding - maxDeposit - openFee)
 
     // A reload finds the key in IndexedDB and the channel in localStorage: no prompt, no new open.
     await page.reload()
@@ -208,7 +197,7 @@ browserTest(
     // IndexedDB holds the non-extractable CryptoKey itself: the page can sign with it, never read it.
     expect(await storedKeys(page)).toEqual([
       {
-        id: `accessKey:${net.chain.id}:${dapp.wallet.toLowerCase()}`,
+        id: `accessKey:${running.net.chain.id}:${running.dapp.wallet.toLowerCase()}`,
         extractable: false,
         exported: 'InvalidAccessError',
       },
@@ -223,18 +212,18 @@ browserTest(
       { text: 'Paid $0.001 · spent so far $0.004', amount: '1000', spent: '4000' },
     ])
     expect(await byId(page, 'prompt').isHidden()).toBe(true)
-    expect(dapp.rpc.counters.payments).toEqual({
+    expect(running.dapp.rpc.counters.payments).toEqual({
       charge: 0,
       open: 1,
       voucher: 3,
       topUp: 0,
       close: 0,
     })
-    expect(await reserveEvents('ChannelOpened', dapp.wallet)).toHaveLength(1)
+    expect(await reserveEvents('ChannelOpened', running.dapp.wallet)).toHaveLength(1)
 
     // Close: the payee gets exactly what was spent, the wallet the rest of the deposit.
-    const payeeBefore = await balanceOf(net, dapp.rpc.payee)
-    const walletBefore = await balanceOf(net, dapp.wallet)
+    const payeeBefore = await balanceOf(running.net, running.dapp.rpc.payee)
+    const walletBefore = await balanceOf(running.net, running.dapp.wallet)
     await byId(page, 'close').click()
     await page.waitForSelector('[data-testid="closed"][data-refunded]')
     expect(await byId(page, 'closed').textContent()).toBe(
@@ -242,15 +231,17 @@ browserTest(
     )
     expect(await byId(page, 'closed').getAttribute('data-settled')).toBe('4000')
     expect(await byId(page, 'closed').getAttribute('data-refunded')).toBe('96000')
-    const [closed, ...more] = await reserveEvents('ChannelClosed', dapp.wallet)
+    const [closed, ...more] = await reserveEvents('ChannelClosed', running.dapp.wallet)
     expect(more).toEqual([])
     expect([closed!.args.settledToPayee, closed!.args.refundedToPayer]).toEqual([4_000n, 96_000n])
     // The payee broadcasts the close and pays its fee; the wallet pays nothing for it.
-    const closeFee = await feeOf(closed!.transactionHash, dapp.rpc.payee)
-    expect(await balanceOf(net, dapp.rpc.payee)).toBe(payeeBefore + 4_000n - closeFee)
-    expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 96_000n)
-    expect(await balanceOf(net, dapp.wallet)).toBe(funding - 4_000n - openFee)
-    expect(dapp.rpc.counters.payments.close).toBe(1)
+    const closeFee = await feeOf(closed!.transactionHash, running.dapp.rpc.payee)
+    expect(await balanceOf(running.net, running.dapp.rpc.payee)).toBe(
+      payeeBefore + 4_000n - closeFee,
+    )
+    expect(await balanceOf(running.net, running.dapp.wallet)).toBe(walletBefore + 96_000n)
+    expect(await balanceOf(running.net, running.dapp.wallet)).toBe(funding - 4_000n - openFee)
+    expect(running.dapp.rpc.counters.payments.close).toBe(1)
     expect(await byId(page, 'deposit').textContent()).toBe('–')
     expect(await byId(page, 'wallet-balance').getAttribute('data-amount')).toBe(
       String(funding - 4_000n - openFee),
@@ -276,10 +267,10 @@ browserTest(
 browserTest(
   'a wallet that refuses: the page says so, no key is kept and nothing is paid',
   async () => {
-    const context = await browser.newContext()
+    const context = await running.browser.newContext()
     const page = await context.newPage()
-    const errors = await open(page, dapp.page.url)
-    const counted = structuredClone(dapp.rpc.counters)
+    const errors = await open(page, running.dapp.page.url)
+    const counted = structuredClone(running.dapp.rpc.counters)
 
     await byId(page, 'allow').click()
     await page.waitForSelector('[data-testid="prompt"]:not([hidden])')
@@ -297,7 +288,7 @@ browserTest(
     await page.reload()
     await page.waitForSelector('body[data-ready="true"]')
     expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
-    expect(dapp.rpc.counters).toEqual(counted)
+    expect(running.dapp.rpc.counters).toEqual(counted)
     expect(errors).toEqual([])
     await context.close()
   },
@@ -307,8 +298,8 @@ browserTest(
   'a budget too small for the next payment: the page says it is used up, and nothing is signed or paid',
   async () => {
     // One call costs 0.001 plus its most fee: a budget of 0.001 cannot pay the open.
-    const small = await startDapp({ net, funding, price, maxDeposit, budget: 1_000n })
-    const context = await browser.newContext()
+    const small = await startDapp({ net: running.net, funding, price, maxDeposit, budget: 1_000n })
+    const context = await running.browser.newContext()
     try {
       const page = await context.newPage()
       const errors = await open(page, small.page.url)
@@ -326,7 +317,7 @@ browserTest(
       // The server saw the unpaid request only; no channel was opened, the wallet kept its funds.
       expect(small.rpc.counters).toEqual(challengedOnce)
       expect(await reserveEvents('ChannelOpened', small.wallet)).toEqual([])
-      expect(await balanceOf(net, small.wallet)).toBe(funding)
+      expect(await balanceOf(running.net, small.wallet)).toBe(funding)
       expect(errors).toEqual([])
     } finally {
       await context.close()

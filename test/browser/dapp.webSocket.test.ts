@@ -4,13 +4,12 @@
  * are paid by voucher on the socket, a block subscription is paid once and its blocks never, and
  * the channel closes over the socket for the refund: asserted on the server's books and the chain.
  */
-import type { Browser, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { type Address, createPublicClient, http, parseEventLogs } from 'viem'
 import { Abis, Addresses } from 'viem/tempo'
-import { afterAll, beforeAll, expect } from 'vitest'
-import { startDapp } from '../../examples/dapp/start.js'
-import { type Localnet, startLocalnet } from '../../src/testing/index.js'
-import { findChromium, launch, withBrowser } from '../support/browser.js'
+import { expect } from 'vitest'
+import { findChromium, withBrowser } from '../support/browser.js'
+import { useDapp } from '../support/dapp.js'
 import { balanceOf } from '../support/localnet.js'
 
 const chromiumFound = await findChromium()
@@ -18,27 +17,15 @@ const browserTest = withBrowser(chromiumFound)
 const price = 1_000n
 const maxDeposit = 100_000n
 
-let net: Localnet
-let browser: Browser
-let dapp: Awaited<ReturnType<typeof startDapp>>
-
-beforeAll(async () => {
-  if ('missing' in chromiumFound) return
-  net = await startLocalnet()
-  dapp = await startDapp({ net, price, maxDeposit, transport: 'ws' })
-  browser = await launch(chromiumFound.executablePath)
-})
-
-afterAll(async () => {
-  await browser?.close()
-  await dapp?.stop()
-  await net?.stop()
-})
+const running = useDapp(chromiumFound, { price, maxDeposit, transport: 'ws' })
 
 const byId = (page: Page, id: string) => page.locator(`[data-testid="${id}"]`)
 
 async function reserveEvents(name: 'ChannelOpened' | 'ChannelClosed', payer: Address) {
-  const plain = createPublicClient({ chain: net.chain, transport: http(net.rpcUrl) })
+  const plain = createPublicClient({
+    chain: running.net.chain,
+    transport: http(running.net.rpcUrl),
+  })
   const logs = await plain.getLogs({ address: Addresses.tip20ChannelReserve, fromBlock: 0n })
   return parseEventLogs({ abi: Abis.tip20ChannelReserve, logs, eventName: name }).filter(
     (log) => (log.args as { payer: Address }).payer.toLowerCase() === payer.toLowerCase(),
@@ -48,14 +35,14 @@ async function reserveEvents(name: 'ChannelOpened' | 'ChannelClosed', payer: Add
 browserTest(
   'over a WebSocket: calls paid by voucher on the socket, a block subscription paid once and its blocks never, the channel closed for the refund',
   async () => {
-    expect(dapp.rpc.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
-    const context = await browser.newContext()
+    expect(running.dapp.rpc.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
+    const context = await running.browser.newContext()
     const page = await context.newPage()
     const errors: string[] = []
     const sockets: string[] = []
     page.on('pageerror', (error) => errors.push(error.message))
     page.on('websocket', (socket) => sockets.push(socket.url()))
-    await page.goto(dapp.page.url)
+    await page.goto(running.dapp.page.url)
     await page.waitForSelector('body[data-ready="true"]')
 
     await byId(page, 'allow').click()
@@ -71,7 +58,7 @@ browserTest(
       expect(await byId(page, 'receipts').getAttribute('data-count')).toBe(String(count))
     }
     expect(await byId(page, 'result').textContent()).toMatch(/^block \d+$/)
-    expect(dapp.rpc.counters.payments).toEqual({
+    expect(running.dapp.rpc.counters.payments).toEqual({
       charge: 0,
       open: 1,
       voucher: 2,
@@ -79,34 +66,36 @@ browserTest(
       close: 0,
     })
     // Everything went over one socket to the paid RPC: no HTTP request reached it.
-    expect(sockets).toEqual([`${dapp.rpc.url}/`])
+    expect(sockets).toEqual([`${running.dapp.rpc.url}/`])
 
     // New blocks over a paid subscription: one voucher for it, none for the blocks.
     await byId(page, 'watch').click()
     await page.waitForSelector('[data-testid="watched"][data-count="3"]')
     await byId(page, 'watch').click()
     await page.waitForSelector('[data-testid="watch"]:not([disabled])')
-    expect(dapp.rpc.counters.payments.voucher).toBe(3)
-    expect(dapp.rpc.counters.notifications).toBeGreaterThanOrEqual(3)
+    expect(running.dapp.rpc.counters.payments.voucher).toBe(3)
+    expect(running.dapp.rpc.counters.notifications).toBeGreaterThanOrEqual(3)
     expect(await byId(page, 'watched').textContent()).toMatch(/^3 new blocks, the latest \d+$/)
 
     // Close over the socket: the payee gets exactly the four prices, the wallet the rest.
-    const walletBefore = await balanceOf(net, dapp.wallet)
+    const walletBefore = await balanceOf(running.net, running.dapp.wallet)
     await byId(page, 'close').click()
     await page.waitForSelector('[data-testid="closed"][data-refunded]')
     expect(await byId(page, 'closed').textContent()).toBe(
       'Closed: $0.004 paid, $0.096 refunded to your wallet.',
     )
-    const closed = await reserveEvents('ChannelClosed', dapp.wallet)
+    const closed = await reserveEvents('ChannelClosed', running.dapp.wallet)
     const amounts = closed.map(
       ({ args }) => args as { settledToPayee: bigint; refundedToPayer: bigint },
     )
     expect(amounts.map((args) => [args.settledToPayee, args.refundedToPayer])).toEqual([
       [4n * price, maxDeposit - 4n * price],
     ])
-    expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + maxDeposit - 4n * price)
-    expect(dapp.rpc.counters.payments.close).toBe(1)
-    expect(await reserveEvents('ChannelOpened', dapp.wallet)).toHaveLength(1)
+    expect(await balanceOf(running.net, running.dapp.wallet)).toBe(
+      walletBefore + maxDeposit - 4n * price,
+    )
+    expect(running.dapp.rpc.counters.payments.close).toBe(1)
+    expect(await reserveEvents('ChannelOpened', running.dapp.wallet)).toHaveLength(1)
     expect(errors).toEqual([])
     await context.close()
   },
