@@ -2,17 +2,16 @@ import {
   createTransport,
   RpcRequestError,
   type Transport,
-  WebSocketRequestError,
   type WebSocketTransport,
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
-import { inBandChallengeOf, inBandSignalling } from './flow/inBand.js'
 import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
 import { defaultProvider } from './internal/defaultProvider.js'
-import { redactUrl } from './internal/redactUrl.js'
+import { inBandChallengeOf, inBandSignalling } from './internal/inBand.js'
+import { socketExchange } from './internal/socketFetch.js'
 import { type Exchange, paidSubscriptions, type RpcMessage } from './webSocket/subscriptions.js'
 
 export type MppWebSocketTransportConfig = WebSocketTransportConfig &
@@ -82,22 +81,15 @@ export function mppWebSocket(
       subscriptions.moveTo(fresh)
       return fresh
     }
-    /** The flow's requests as messages on the socket: each answer as a JSON `200`. */
-    const overSocket = async (_input: string | URL | Request, init: RequestInit = {}) => {
-      const { id, ...body } = JSON.parse(String(init.body)) as { id?: unknown }
-      const rpcClient = await liveClient()
-      const listener = subscriptions.listenerOf(id)
-      const answer = await (listener
-        ? listener.send(rpcClient, body)
-        : rpcClient.requestAsync({ body: body as never, timeout })
-      ).catch((error: unknown) => {
-        // viem rejects with the socket's own event when the socket fails: a typed error instead,
-        // without the request (its credential).
-        if (error instanceof Error) throw error
-        throw new WebSocketRequestError({ url: redactUrl(endpoint), details: 'The socket failed.' })
+    /** The flow's requests as messages on the socket, a subscription's with its listener. */
+    const overSocket = async (_input: string | URL | Request, init: RequestInit = {}) =>
+      socketExchange(endpoint, init, async (body, id) => {
+        const rpcClient = await liveClient()
+        const listener = subscriptions.listenerOf(id)
+        return listener
+          ? listener.send(rpcClient, body)
+          : rpcClient.requestAsync({ body: body as never, timeout })
       })
-      return new Response(JSON.stringify({ ...answer, id }), { status: 200, headers: json })
-    }
     const flow = createPaymentFlow({
       getProvider: provider ? async () => provider : defaultProvider(chain, endpoint),
       policy: payments.policy,

@@ -1,6 +1,7 @@
 import type { Account, Hex } from 'viem'
 import { redactUrl } from '../internal/redactUrl.js'
 import { sendWithinOrigin } from '../internal/sendWithinOrigin.js'
+import { isSocketUrl, socketFetch } from '../internal/socketFetch.js'
 import type { ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
 import { cooperativeClose } from './cooperativeClose.js'
 import { ChannelError } from './errors.js'
@@ -14,7 +15,8 @@ export type CloseChannelParameters = {
   /**
    * A URL of the server that sold the channel (the paid endpoint), on the origin the store
    * records for it (another is refused: `otherOrigin`). It is used for this request only, never
-   * stored; errors show its origin only. Redirects are followed within that origin only.
+   * stored; errors show its origin only. Redirects are followed within that origin only. A
+   * `ws://`/`wss://` URL closes over a WebSocket of its own, in-band (as `mppWebSocket` pays).
    */
   url: string
   /** The payer (a local account, or the `viem/tempo` access key that signs the channel's vouchers). */
@@ -92,7 +94,7 @@ export async function closeChannel({
     // which fetch, unlike `Authorization`, would carry there.
     send: (headers) =>
       sendWithinOrigin(
-        fetchFn,
+        isSocketUrl(url) ? socketFetch({ timeout }) : fetchFn,
         url,
         { method: 'POST', headers },
         undefined,

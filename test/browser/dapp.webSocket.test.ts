@@ -2,7 +2,8 @@
  * The dApp over a WebSocket in a real Chromium: the same page, its paid RPC reached with
  * `mppWebSocket` (in-band payments, `startPaidRpc({ transport: 'ws' })`), on the localnet. Calls
  * are paid by voucher on the socket, a block subscription is paid once and its blocks never, and
- * the channel closes over the socket for the refund: asserted on the server's books and the chain.
+ * after a reload the channel closes over a socket for the refund: asserted on the server's books
+ * and the chain.
  */
 import type { Page } from 'playwright-core'
 import { type Address, createPublicClient, http, parseEventLogs } from 'viem'
@@ -33,7 +34,7 @@ async function reserveEvents(name: 'ChannelOpened' | 'ChannelClosed', payer: Add
 }
 
 browserTest(
-  'over a WebSocket: calls paid by voucher on the socket, a block subscription paid once and its blocks never, the channel closed for the refund',
+  'over a WebSocket: calls paid by voucher on the socket, a block subscription paid once and its blocks never; after a reload the channel closed over a socket for the refund',
   async () => {
     expect(running.dapp.rpc.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
     const context = await running.browser.newContext()
@@ -77,7 +78,10 @@ browserTest(
     expect(running.dapp.rpc.counters.notifications).toBeGreaterThanOrEqual(3)
     expect(await byId(page, 'watched').textContent()).toMatch(/^3 new blocks, the latest \d+$/)
 
-    // Close over the socket: the payee gets exactly the four prices, the wallet the rest.
+    // After a reload the channel is found in localStorage and closed by closeChannel over a
+    // socket of its own: the payee gets exactly the four prices, the wallet the rest.
+    await page.reload()
+    await page.waitForSelector('body[data-ready="true"]')
     const walletBefore = await balanceOf(running.net, running.dapp.wallet)
     await byId(page, 'close').click()
     await page.waitForSelector('[data-testid="closed"][data-refunded]')

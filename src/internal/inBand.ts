@@ -1,6 +1,6 @@
 import { Challenge, Credential, Receipt } from 'mppx'
 import { RpcRequestError } from 'viem'
-import { inBandProtocol } from '../internal/inBandProtocol.js'
+import { inBandProtocol } from './inBandProtocol.js'
 
 /**
  * In-band JSON-RPC payment signalling (draft-payment-transport-mcp-00) spoken to the payment flow
