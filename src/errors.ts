@@ -1,5 +1,5 @@
 import { type Hex, BaseError as ViemBaseError } from 'viem'
-import { defaultMaxAmount } from './internal/defaultProvider.js'
+import { defaultMaxAmount } from './internal/defaults.js'
 import { redactError, redactUrls } from './internal/redactUrl.js'
 import { tokenAmount } from './internal/tokenAmount.js'
 import type { Problem } from './Problem.js'

@@ -35,7 +35,7 @@ export {
 } from './errors.js'
 export { maxPaymentRounds, type PaymentHooks } from './flow/paymentFlow.js'
 export type { PaymentEvent } from './flow/policy.js'
-export { defaultMaxAmount, defaultMaxDeposit } from './internal/defaultProvider.js'
+export { defaultMaxAmount, defaultMaxDeposit } from './internal/defaults.js'
 export {
   type BrowserAccessKey,
   type CreateAccessKeyParameters,

@@ -1,5 +1,5 @@
 import { InvalidPaymentTimeoutError } from '../errors.js'
-import { defaultMaxAmount } from '../internal/defaultProvider.js'
+import { defaultMaxAmount } from '../internal/defaults.js'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
 import type { PaymentHooks } from './paymentFlow.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './policy.js'

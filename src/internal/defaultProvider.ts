@@ -3,21 +3,16 @@ import type { Chain } from 'viem'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
 
 /**
- * The most one payment may cost when `mppHttp` pays with its default provider and no `maxAmount`
- * is given: 1 USD, in base units of a TIP-20 USD token (6 decimals). That provider pays with a key
- * found on the machine, for whatever server the transport points at, so it is capped by default.
+ * What this module takes from `viem-mpp/node`, loaded lazily (`node/defaultProvider.ts` is held
+ * to it): named here rather than as the entry's type, so that nothing here depends on the entry.
  */
-export const defaultMaxAmount = 1_000_000n
-
-/**
- * The most a session channel of `mppHttp`'s default provider may hold: 1 USD (its opening deposit
- * and its top-ups together, in base units of a 6-decimal TIP-20 USD token), whatever deposit the
- * server suggests. The channel is kept in Tempo's channel database and reused by later runs;
- * when it is spent, the default provider refuses further session payments
- * (`PaymentRefusedError`, `maxDeposit`). Each deposit or top-up is also within `maxAmount`
- * (`defaultMaxAmount` unless given).
- */
-export const defaultMaxDeposit = 1_000_000n
+export type NodeEntry = {
+  discoverProvider(options: {
+    chain: Chain
+    challenges: readonly Challenge.Challenge[]
+    paidUrl?: string | undefined
+  }): Promise<PaymentProvider | undefined>
+}
 
 /**
  * Node's default: keys are looked for on the first 402, through `viem-mpp/node` (its
@@ -43,7 +38,7 @@ export function defaultProvider(
   let search: Promise<PaymentProvider | undefined> | undefined
   return (challenges) => {
     search ??= import(/* @vite-ignore */ nodeEntry)
-      .then((node: typeof import('../node/index.js')) =>
+      .then((node: NodeEntry) =>
         node.discoverProvider({ chain, challenges, paidUrl }),
       )
       .catch((error: unknown) => {

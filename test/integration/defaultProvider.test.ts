@@ -9,8 +9,10 @@ import { KeyAuthorization } from 'ox/tempo'
 import { createClient, createPublicClient, http, publicActions, walletActions } from 'viem'
 import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
 import { Account, Actions } from 'viem/tempo'
-import { afterEach, expect, test, vi } from 'vitest'
+import { afterEach, expect, expectTypeOf, test, vi } from 'vitest'
 import { mppHttp, PaymentRequiredError } from '../../src/index.js'
+import type { NodeEntry } from '../../src/internal/defaultProvider.js'
+import { discoverProvider } from '../../src/node/index.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
 
@@ -121,4 +123,8 @@ test('a malformed TEMPO_PRIVATE_KEY: PaymentRequiredError invalidKey saying so f
   })
   expect(error.message).not.toContain('0x1234')
   expect(rpc.counters.payments.charge).toBe(0)
+})
+
+test("viem-mpp/node's discoverProvider is what the lazy import of the default provider expects", () => {
+  expectTypeOf(discoverProvider).toExtend<NodeEntry['discoverProvider']>()
 })

@@ -2,9 +2,9 @@ import type { ChannelEntry, ChannelLease, LedgerTally } from '../../stores/Chann
 import { entryJson } from '../../stores/entryJson.js'
 import { ChannelStoreError } from '../../stores/errors.js'
 import { onExit, thisHolder } from '../holder.js'
-import type { Statements } from './pool.js'
 import { type StoredChannel, states } from './rows.js'
 import { type Database, storeError, transaction } from './sqlite.js'
+import type { Statements } from './statements.js'
 
 /**
  * How long a lease lasts unless renewed (ms). A holder renews it every third of that while it
