@@ -6,10 +6,10 @@ import {
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
+import { defaultProvider } from './flow/defaultProvider.js'
 import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
-import { defaultProvider } from './internal/defaultProvider.js'
 import { inBandChallengeOf, inBandSignalling } from './internal/inBand.js'
 import { socketExchange } from './internal/socketFetch.js'
 import { type Exchange, paidSubscriptions, type RpcMessage } from './webSocket/subscriptions.js'

@@ -14,7 +14,7 @@ import {
 } from 'viem'
 import { getBlock, getBlockNumber, getChainId, getLogs, readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
-import { signerOf } from '../providers/session/transactions.js'
+import { signerOf } from '../reserve/transactions.js'
 import type { ChannelEntry, ChannelRecord, ChannelStore } from '../stores/ChannelStore.js'
 import { ChannelStoreError } from '../stores/errors.js'
 import { ChannelError } from './errors.js'

@@ -16,11 +16,12 @@ import {
 import { prepareTransactionRequest, signTransaction, signTypedData } from 'viem/actions'
 import { Actions, TokenId } from 'viem/tempo'
 import { z } from 'zod'
+import { maxFeeOf, paidFeeOf } from '../internal/fees.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
+import { otherChain } from '../internal/reasons.js'
 import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
-import { assertAffordable, maxFeeOf, paidFeeOf } from './funds.js'
+import { assertAffordable } from './funds.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
-import { otherChain } from './reasons.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
 const bytes32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/) as unknown as z.ZodType<Hex>

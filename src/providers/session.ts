@@ -2,6 +2,8 @@ import type { Challenge } from 'mppx'
 import { Proof } from 'mppx/tempo'
 import { type Account, maxUint96 } from 'viem'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
+import { parseSessionRequest } from '../reserve/sessionRequest.js'
+import type { ChainClient } from '../reserve/transactions.js'
 import type { ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
 import { accessKeyOf } from './accessKey.js'
@@ -16,10 +18,8 @@ import {
 } from './session/close.js'
 import { prepareSessionPayment } from './session/pay.js'
 import { recoverSession } from './session/recover.js'
-import { parseSessionRequest } from './session/request.js'
 import type { Scope } from './session/scope.js'
 import { challengeFor, forget, retire, type SessionState } from './session/state.js'
-import type { ChainClient } from './session/transactions.js'
 
 /** The default {@link SessionParameters.writeAhead}. */
 export const defaultWriteAhead = 10

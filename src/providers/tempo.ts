@@ -1,9 +1,9 @@
 import type { Account } from 'viem'
+import type { ChainClient } from '../reserve/transactions.js'
 import type { ChannelStore } from '../stores/ChannelStore.js'
 import { charge } from './charge.js'
 import { multi } from './multi.js'
 import type { PaymentProvider } from './PaymentProvider.js'
-import type { ChainClient } from './session/transactions.js'
 import { type SessionProvider, session } from './session.js'
 
 export type TempoParameters = {

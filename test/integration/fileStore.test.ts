@@ -159,7 +159,7 @@ function holder(code: string, user: { uid?: number; gid?: number } = {}, file = 
     `
     import { createInterface } from 'node:readline'
     import { entryKey } from 'mppx/client'
-    import { fileChannelStore } from './src/node/fileChannelStore.ts'
+    import { fileChannelStore } from './src/node/fileChannelStore.js'
     const store = fileChannelStore(process.argv[1])
     const stored = JSON.parse(process.argv[2])
     const entry = { ...stored, cumulativeAmount: BigInt(stored.cumulativeAmount), deposit: BigInt(stored.deposit) }
@@ -301,7 +301,7 @@ describe('fileChannelStore', () => {
   test('a process killed in the middle of writes loses no committed entry', async () => {
     const writer = run(
       `
-      import { fileChannelStore } from './src/node/fileChannelStore.ts'
+      import { fileChannelStore } from './src/node/fileChannelStore.js'
       const entry = JSON.parse(process.argv[2])
       const store = fileChannelStore(process.argv[1]).forOrigin('${origin}')
       for (let amount = 1n; ; amount++) {
@@ -945,8 +945,8 @@ test('on Node 20, viem-mpp and viem-mpp/node work, and fileChannelStore says whi
   const node = oldNode()
   const child = run(
     `
-    import { memoryChannelStore, mppHttp } from './src/index.ts'
-    import { fileChannelStore, keysTomlPath, parseKeysToml } from './src/node/index.ts'
+    import { memoryChannelStore, mppHttp } from './src/index.js'
+    import { fileChannelStore, keysTomlPath, parseKeysToml } from './src/node/index.js'
     const store = fileChannelStore(process.argv[1])
     const error = await store.forOrigin('${origin}').get('key').catch((error) => error)
     const poolError = await store.pool.free('${origin}', 'key').catch((error) => error)

@@ -18,9 +18,9 @@ import { BaseError } from '../../src/errors.js'
 import { charge, mppHttp, type PreparedPayment } from '../../src/index.js'
 import { maxOf } from '../../src/internal/bigint.js'
 import { Ledger } from '../../src/providers/session/ledger.js'
-import { parseSessionRequest } from '../../src/providers/session/request.js'
 import { receiptPosition, serverPosition } from '../../src/providers/session/snapshot.js'
-import { signVoucher } from '../../src/providers/session/transactions.js'
+import { parseSessionRequest } from '../../src/reserve/sessionRequest.js'
+import { signVoucher } from '../../src/reserve/transactions.js'
 import type { ChannelEntry } from '../../src/stores/ChannelStore.js'
 import {
   challengeHeader,

@@ -1,10 +1,10 @@
 import type { Account, Hex } from 'viem'
 import { raceSignal } from '../../internal/signal.js'
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
+import { prepareChannelTransaction, stillValid } from '../../reserve/transactions.js'
 import { accessKeyOf, type KeychainEntry, payerOf, prepareInTurn } from '../accessKey.js'
 import { assertAffordable } from '../funds.js'
 import type { SessionContext } from './channel.js'
-import type { SessionRequest } from './request.js'
-import { prepareChannelTransaction, stillValid } from './transactions.js'
 
 /**
  * Prepares an open or a top-up (a call of the reserve with `data`) in the access key's turn,

@@ -2,11 +2,11 @@ import type { Challenge } from 'mppx'
 import { Credential } from 'mppx'
 import type { Account, Hex } from 'viem'
 import { PaymentRefusedError } from '../../errors.js'
+import { type ChainClient, signVoucher } from '../../reserve/transactions.js'
 import type { ChannelEntry, ChannelLease } from '../../stores/ChannelStore.js'
 import { ChannelStoreError } from '../../stores/errors.js'
 import type { Endpoint } from './endpoint.js'
 import { Ledger } from './ledger.js'
-import { type ChainClient, signVoucher } from './transactions.js'
 
 /** What every part of a session provider signs and sends with. */
 export type SessionContext = {

@@ -1,6 +1,6 @@
 import { Challenge } from 'mppx'
 import { decodeChallenges } from '../../internal/wwwAuthenticate.js'
-import { type ParsedSessionChallenge, parseSessionRequest } from './request.js'
+import { type ParsedSessionChallenge, parseSessionRequest } from '../../reserve/sessionRequest.js'
 
 /**
  * Where a channel's management requests (top-up, close, take-up probes) go, and how: to the paid

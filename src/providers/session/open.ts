@@ -2,9 +2,11 @@ import type { Challenge } from 'mppx'
 import { Session } from 'mppx/tempo'
 import { type Hash, keccak256 } from 'viem'
 import { maxOf } from '../../internal/bigint.js'
+import { paidFeeOf } from '../../internal/fees.js'
 import { raceSignal } from '../../internal/signal.js'
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
+import { openCall, signOpen } from '../../reserve/transactions.js'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
-import { paidFeeOf } from '../funds.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
 import { prepareAffordable } from './affordable.js'
 import type { Book } from './book.js'
@@ -20,9 +22,7 @@ import {
 import type { Endpoint } from './endpoint.js'
 import { Ledger } from './ledger.js'
 import { quoteOf } from './quote.js'
-import type { SessionRequest } from './request.js'
 import { askPosition, chainTime } from './takeUp.js'
-import { openCall, signOpen } from './transactions.js'
 
 const { Chain } = Session.Precompile
 

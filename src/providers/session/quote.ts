@@ -1,6 +1,6 @@
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
 import type { PaymentQuote } from '../PaymentProvider.js'
 import type { SessionContext } from './channel.js'
-import type { SessionRequest } from './request.js'
 
 /**
  * The quote of a session payment: `amount` is what the call's voucher adds (its price), `deposit`

@@ -4,6 +4,8 @@ import { RecoveredChannelError } from '../../errors.js'
 import { maxOf } from '../../internal/bigint.js'
 import { redactErrorInPlace } from '../../internal/redactUrl.js'
 import { raceSignal } from '../../internal/signal.js'
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
+import { signerOf } from '../../reserve/transactions.js'
 import type { ChannelRecord } from '../../stores/ChannelStore.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
 import type { Book } from './book.js'
@@ -22,9 +24,7 @@ import type { Endpoint } from './endpoint.js'
 import { Ledger } from './ledger.js'
 import { decideLostOpen, type LostOpen, openPayment } from './open.js'
 import { quoteOf } from './quote.js'
-import type { SessionRequest } from './request.js'
 import { askPosition, search, takeUp } from './takeUp.js'
-import { signerOf } from './transactions.js'
 
 /**
  * The channels of one origin for one payee, token, reserve and chain (mppx's channel key), in

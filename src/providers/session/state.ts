@@ -1,12 +1,12 @@
 import type { Challenge } from 'mppx'
 import { entryKey } from 'mppx/client'
 import type { Hex } from 'viem'
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
 import type { PaidRequest } from '../PaymentProvider.js'
 import type { Book } from './book.js'
 import type { LiveChannel, SessionContext } from './channel.js'
 import type { PaidWith } from './recover.js'
-import type { SessionRequest } from './request.js'
 import type { Scope } from './scope.js'
 
 /** A cached challenge is reused only while it has at least this long left (ms). */

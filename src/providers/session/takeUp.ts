@@ -3,6 +3,7 @@ import { Session } from 'mppx/tempo'
 import { getBlock } from 'viem/actions'
 import { raceSignal } from '../../internal/signal.js'
 import { classifyRejection, readProblem } from '../../Problem.js'
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
 import type { ChannelLease } from '../../stores/ChannelStore.js'
 import {
   type LiveChannel,
@@ -13,7 +14,6 @@ import {
 } from './channel.js'
 import { type Endpoint, manage, sessionChallenges } from './endpoint.js'
 import { Ledger } from './ledger.js'
-import type { SessionRequest } from './request.js'
 import { serverPosition } from './snapshot.js'
 
 const { Chain } = Session.Precompile

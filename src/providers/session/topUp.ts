@@ -2,7 +2,9 @@ import type { Challenge } from 'mppx'
 import { Session } from 'mppx/tempo'
 import { type Hash, keccak256 } from 'viem'
 import { signTransaction } from 'viem/actions'
-import { paidFeeOf } from '../funds.js'
+import { paidFeeOf } from '../../internal/fees.js'
+import type { SessionRequest } from '../../reserve/sessionRequest.js'
+import { randomValidAfter, topUpCall } from '../../reserve/transactions.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
 import { prepareAffordable } from './affordable.js'
 import {
@@ -16,8 +18,6 @@ import {
 } from './channel.js'
 import { manage } from './endpoint.js'
 import { quoteOf } from './quote.js'
-import type { SessionRequest } from './request.js'
-import { randomValidAfter, topUpCall } from './transactions.js'
 
 const { Chain } = Session.Precompile
 

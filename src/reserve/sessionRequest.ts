@@ -2,7 +2,7 @@ import type { Challenge } from 'mppx'
 import { type Address, isAddressEqual } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { z } from 'zod'
-import { otherChain } from '../reasons.js'
+import { otherChain } from '../internal/reasons.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
 /** A base-10 integer string of base units that fits a TIP-1034 `uint96` amount. */

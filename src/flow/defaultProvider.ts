@@ -38,9 +38,7 @@ export function defaultProvider(
   let search: Promise<PaymentProvider | undefined> | undefined
   return (challenges) => {
     search ??= import(/* @vite-ignore */ nodeEntry)
-      .then((node: NodeEntry) =>
-        node.discoverProvider({ chain, challenges, paidUrl }),
-      )
+      .then((node: NodeEntry) => node.discoverProvider({ chain, challenges, paidUrl }))
       .catch((error: unknown) => {
         search = undefined
         throw error

@@ -12,9 +12,9 @@ import {
 } from 'viem'
 import { prepareTransactionRequest, signTransaction } from 'viem/actions'
 import { Abis, Transaction } from 'viem/tempo'
-import type { ChannelEntry } from '../../stores/ChannelStore.js'
-import { maxFeeOf } from '../funds.js'
-import type { SessionRequest } from './request.js'
+import { maxFeeOf } from '../internal/fees.js'
+import type { ChannelEntry } from '../stores/ChannelStore.js'
+import type { SessionRequest } from './sessionRequest.js'
 
 const { Channel, Voucher } = Session.Precompile
 

@@ -1,0 +1,91 @@
+/**
+ * The shape of the source tree: imports flow one way, from the entries down through the
+ * transports, the payment flow, the providers, channel management, the TIP-1034 reserve and the
+ * stores to the base (errors, shared internals), and no module imports one that imports it back
+ * (type-only and lazy imports included: a circle of types is a circle of concepts).
+ */
+import { readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import { expect, test } from 'vitest'
+
+const root = resolve(import.meta.dirname, '../../src')
+
+/** Top to bottom: a module may import its own layer's and lower layers' modules only. */
+const layers = [
+  ['index.ts', 'node/', 'cli/', 'testing/'],
+  ['mppHttp.ts', 'mppWebSocket.ts', 'webSocket/'],
+  ['flow/'],
+  ['providers/', 'keys/'],
+  ['channels/'],
+  ['reserve/'],
+  ['stores/'],
+  ['errors.ts', 'Problem.ts', 'AcceptPayment.ts', 'version.ts', 'internal/'],
+]
+
+const modules = (readdirSync(root, { recursive: true }) as string[])
+  .filter((file) => file.endsWith('.ts'))
+  .map((file) => file.split('\\').join('/'))
+
+/**
+ * Every relative import of a module (static, type-only, re-export or lazy) of another module (not
+ * of data: JSON), as module paths.
+ */
+function importsOf(module: string): string[] {
+  // Comments left out: their examples name modules too.
+  const source = readFileSync(join(root, module), 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/^\s*\/\/.*$/gm, '')
+  const specifiers = source.matchAll(
+    /(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)'(\.{1,2}\/[^']+)'/g,
+  )
+  return [...specifiers]
+    .map(([, specifier]) => specifier!)
+    .filter((specifier) => specifier.endsWith('.js'))
+    .map((specifier) =>
+      relative(root, resolve(dirname(join(root, module)), specifier)).replace(/\.js$/, '.ts'),
+    )
+}
+
+const graph = new Map(modules.map((module) => [module, importsOf(module)]))
+
+function layerOf(module: string) {
+  const layer = layers.findIndex((members) =>
+    members.some((member) =>
+      member.endsWith('/') ? module.startsWith(member) : module === member,
+    ),
+  )
+  if (layer < 0) throw new Error(`${module} is in no layer: add it to the list above`)
+  return layer
+}
+
+test('every module is in a layer and imports only modules that exist', () => {
+  for (const [module, imports] of graph) {
+    layerOf(module)
+    for (const imported of imports)
+      expect(graph.has(imported), `${module} → ${imported}`).toBe(true)
+  }
+})
+
+test('no import goes up a layer', () => {
+  const upward = [...graph].flatMap(([module, imports]) =>
+    imports
+      .filter((imported) => layerOf(imported) < layerOf(module))
+      .map((imported) => `${module} → ${imported}`),
+  )
+  expect(upward).toEqual([])
+})
+
+test('no import circle', () => {
+  // Depth-first search; a module met again while still on the path closes a circle.
+  const circles: string[] = []
+  const done = new Set<string>()
+  const visit = (module: string, path: string[]) => {
+    const at = path.indexOf(module)
+    if (at >= 0) return void circles.push([...path.slice(at), module].join(' → '))
+    if (done.has(module)) return
+    for (const imported of graph.get(module) ?? []) visit(imported, [...path, module])
+    done.add(module)
+  }
+  for (const module of graph.keys()) visit(module, [])
+  expect(circles).toEqual([])
+})
