@@ -1,5 +1,5 @@
 /**
- * Type-checks every `ts` code block of the README, each as a module of its own, with the repo's
+ * Type-checks every `ts` code block of the README and docs/, each as a module of its own, with the repo's
  * compiler options (`viem-mpp`, `viem-mpp/node` and `viem-mpp/testing` resolve to `src/` through
  * tsconfig.json's `paths`) and nothing written to disk.
  *
@@ -7,7 +7,7 @@
  * (`account`, `url`, `client`, `chainClient`, `error`; the types `Address` and `Hex`) without
  * declaring them; a block's own declaration of one of them takes precedence.
  *
- *   npx tsx scripts/snippets.ts [README.md]
+ *   npx tsx scripts/snippets.ts [README.md docs/*.md]
  */
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -42,6 +42,17 @@ export function checkSnippets(
   markdown: string,
   { name = 'README.md', root = process.cwd() }: { name?: string; root?: string } = {},
 ): string[] {
+  return checkDocuments([{ name, markdown }], { root })
+}
+
+/**
+ * Each type error of the `ts` blocks of several Markdown documents (the README and docs/), as
+ * `name:line:column: message`: one program for all of them, each block a module of its own.
+ */
+export function checkDocuments(
+  documents: readonly { name: string; markdown: string }[],
+  { root = process.cwd() }: { root?: string } = {},
+): string[] {
   const { options } = ts.parseJsonConfigFileContent(
     ts.readConfigFile(join(root, 'tsconfig.json'), ts.sys.readFile).config,
     ts.sys,
@@ -50,16 +61,18 @@ export function checkSnippets(
   // Virtual files in a folder of the repo that does not exist, so that packages resolve from
   // the repo's node_modules.
   const folder = join(root, '.readme-snippets')
-  const files = new Map<string, { text: string; line: number }>([
-    [join(folder, 'preamble.ts'), { text: preamble, line: 0 }],
+  const files = new Map<string, { text: string; line: number; name: string }>([
+    [join(folder, 'preamble.ts'), { text: preamble, line: 0, name: 'preamble' }],
   ])
-  for (const block of readmeBlocks(markdown))
-    if (block.lang === 'ts' || block.lang === 'typescript')
-      // `export {}` makes a block without imports a module too, so its names stay its own.
-      files.set(join(folder, `line-${block.line}.ts`), {
-        text: `${block.code}export {}\n`,
-        line: block.line,
-      })
+  for (const [index, { name, markdown }] of documents.entries())
+    for (const block of readmeBlocks(markdown))
+      if (block.lang === 'ts' || block.lang === 'typescript')
+        // `export {}` makes a block without imports a module too, so its names stay its own.
+        files.set(join(folder, `${index}-line-${block.line}.ts`), {
+          text: `${block.code}export {}\n`,
+          line: block.line,
+          name,
+        })
 
   const host = ts.createCompilerHost({ ...options, noEmit: true })
   const { fileExists, readFile, getSourceFile } = host
@@ -91,16 +104,18 @@ export function checkSnippets(
     const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')
     const { file, start } = diagnostic
     const block = file && files.get(resolve(file.fileName))
-    if (!file || !block || start === undefined) return `${name}: ${message}`
+    if (!file || !block || start === undefined) return message
     const { line, character } = file.getLineAndCharacterOfPosition(start)
-    if (block.line === 0) return `${name} (preamble):${line + 1}: ${message}`
-    return `${name}:${block.line + line}:${character + 1}: ${message}`
+    if (block.line === 0) return `scripts/snippets.ts (preamble):${line + 1}: ${message}`
+    return `${block.name}:${block.line + line}:${character + 1}: ${message}`
   })
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const path = resolve(process.argv[2] ?? 'README.md')
-  const errors = checkSnippets(readFileSync(path, 'utf8'), { name: path })
+  const paths = process.argv.length > 2 ? process.argv.slice(2) : ['README.md']
+  const errors = checkDocuments(
+    paths.map((path) => ({ name: path, markdown: readFileSync(resolve(path), 'utf8') })),
+  )
   for (const error of errors) console.error(error)
   process.exitCode = errors.length ? 1 : 0
 }

@@ -1,15 +1,55 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { expect, test } from 'vitest'
 import { commandsOf, markedBlock, readmeBlocks } from '../../scripts/readme.js'
-import { checkSnippets } from '../../scripts/snippets.js'
+import { checkDocuments, checkSnippets } from '../../scripts/snippets.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-test('every ts block of README.md type-checks (free names: scripts/snippets.ts preamble)', () => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
-  expect(readmeBlocks(readme).filter(({ lang }) => lang === 'ts').length).toBeGreaterThan(0)
-  expect(checkSnippets(readme, { root })).toEqual([])
+/** The README and the docs/ pages, as the checks read them. */
+const documents = ['README.md', ...readdirSync(join(root, 'docs')).map((page) => `docs/${page}`)]
+  .filter((name) => name.endsWith('.md'))
+  .map((name) => ({ name, markdown: readFileSync(join(root, name), 'utf8') }))
+
+test('every ts block of README.md and docs/ type-checks (free names: scripts/snippets.ts preamble)', () => {
+  const blocks = documents.flatMap(({ markdown }) => readmeBlocks(markdown))
+  expect(blocks.filter(({ lang }) => lang === 'ts').length).toBeGreaterThan(5)
+  expect(checkDocuments(documents, { root })).toEqual([])
+})
+
+test('every link between README.md and docs/ leads to a page and a heading that exist', () => {
+  const slug = (heading: string) =>
+    heading
+      .replace(/^#+\s*/, '')
+      .toLowerCase()
+      .replace(/[^\w\- ]/g, '')
+      .replace(/ /g, '-')
+  const anchors = new Map(
+    documents.map(({ name, markdown }) => [
+      name,
+      new Set(
+        markdown
+          .split('\n')
+          .filter((line) => /^#{1,6} /.test(line))
+          .map(slug),
+      ),
+    ]),
+  )
+  const broken = documents.flatMap(({ name, markdown }) =>
+    [...markdown.matchAll(/\]\(([^)\s]+)\)/g)]
+      .map(([, target]) => target!)
+      .filter((target) => !/^[a-z]+:/.test(target))
+      .filter((target) => {
+        const [path, anchor] = target.split('#')
+        const file = path ? join(dirname(name), path) : name
+        if (!existsSync(join(root, file))) return true
+        return anchor !== undefined && anchors.has(file) && !anchors.get(file)!.has(anchor)
+      })
+      .map((target) => `${name}: ${target}`),
+  )
+  expect(broken).toEqual([])
+  expect(readFileSync(join(root, 'README.md'), 'utf8').split('\n').length).toBeLessThanOrEqual(300)
 })
 
 const fixture = [
