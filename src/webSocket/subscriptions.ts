@@ -84,8 +84,12 @@ export function paidSubscriptions({ exchange, timeout, url }: PaidSubscriptionsC
       settle((answer) => answer.reject(new Error('Unsubscribed.')))
       if (subscriptionId === undefined) return undefined
       // Ending a subscription is commonly free: a voucher sent ahead for it could be one the
-      // server never counts. Paid only if the server asks.
-      return exchange({ method: 'eth_unsubscribe', params: [subscriptionId] }, { askFirst: true })
+      // server never counts. Paid only if the server asks. It never rejects, as viem's does not
+      // (its watchers call it without waiting): nothing reaches `onData` after it either way.
+      return exchange(
+        { method: 'eth_unsubscribe', params: [subscriptionId] },
+        { askFirst: true },
+      ).catch(() => undefined)
     }
 
     /** Every answer and notification for this subscription, on whichever client it lives. */
@@ -103,7 +107,7 @@ export function paidSubscriptions({ exchange, timeout, url }: PaidSubscriptionsC
           body,
         })
         // Subscribed after the caller gave up (a timeout, a failed payment): nobody listens.
-        if (closed) void unsubscribe().catch(() => {})
+        if (closed) void unsubscribe()
       }
       if (pending) return settle((answer) => answer.resolve(message))
       // A re-subscription after a reconnect was answered: done, or paid if the server asks.
@@ -161,7 +165,7 @@ export function paidSubscriptions({ exchange, timeout, url }: PaidSubscriptionsC
         rpcClient.request({ body, onResponse: onMessage(rpcClient), onError: onSocketError })
       },
       /** Ends a subscription its caller gave up on; one that comes to be is unsubscribed. */
-      abandon: () => void unsubscribe().catch(() => {}),
+      abandon: () => void unsubscribe(),
       subscription: {
         get subscriptionId() {
           return subscriptionId

@@ -1,3 +1,5 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Session } from 'mppx/tempo'
 import { type Hex, parseEventLogs } from 'viem'
 import { Addresses } from 'viem/tempo'
@@ -195,5 +197,144 @@ describe('closeChannel', () => {
     expect(closed.reason).toBe('closed')
     expect(rpc.counters.payments.close).toBe(1)
     expect(await store.forOrigin?.(rpc.url).get(keyOf(rpc.payee))).toEqual(entry?.entry)
+  })
+})
+
+/** A loopback server that records the headers of every request it gets and answers 404. */
+async function startRecorder() {
+  const seen: IncomingHttpHeaders[] = []
+  const server = createServer((req, res) => {
+    seen.push(req.headers)
+    req.resume()
+    res.writeHead(404).end()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
+
+describe('closeChannel, hostile', () => {
+  test('a url on another origin than the channel was bought from: refused, nothing sent there', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const store = memoryChannelStore()
+    const { channelId } = await threeCalls(0, rpc.url, store)
+    const before = await listChannels({ store })
+    // Another origin, in front of the same server: it would take the close voucher.
+    const closes: PaidPayload[] = []
+    const other = await startProxy(rpc.url, async (payload, forward) => {
+      closes.push(payload)
+      return forward()
+    })
+    try {
+      const error = await channelRefusal(
+        closeChannel({
+          store,
+          channelId,
+          url: `${other.url}/k3y?token=s3cret`,
+          account: accountOf(0),
+          client: chainClient(),
+        }),
+      )
+      expect(error.reason).toBe('otherOrigin')
+      expect(error.message).not.toMatch(/k3y|s3cret/)
+      expect(closes).toEqual([])
+      expect(await listChannels({ store })).toEqual(before)
+      expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+    } finally {
+      await other.stop()
+    }
+  })
+
+  test('a close voucher in a custom credential header is never redirected to another origin', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const elsewhere = await startRecorder()
+    let hostile = false
+    // The channel's own origin: a pass-through to the server until it turns hostile, then its
+    // challenges name a custom credential header (which fetch keeps across origins) and a request
+    // carrying one is redirected (307) to another origin.
+    const origin = createServer(async (req, res) => {
+      const chunks: Buffer[] = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      if (hostile && req.headers['x-pay']) {
+        res.writeHead(307, { location: `${elsewhere.url}/steal` }).end()
+        return
+      }
+      const headers = new Headers()
+      for (const [name, value] of Object.entries(req.headers))
+        if (typeof value === 'string' && !['host', 'connection', 'content-length'].includes(name))
+          headers.set(name, value)
+      const body = Buffer.concat(chunks)
+      const answer = await fetch(new URL(req.url ?? '/', rpc.url), {
+        method: req.method ?? 'POST',
+        headers,
+        ...(body.length ? { body } : {}),
+      })
+      const passed: Record<string, string> = {}
+      for (const name of ['content-type', 'www-authenticate', 'payment-receipt']) {
+        const value = answer.headers.get(name)
+        if (value)
+          passed[name] = hostile && name === 'www-authenticate' ? `${value}, header="X-Pay"` : value
+      }
+      res.writeHead(answer.status, passed).end(await answer.text())
+    })
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`
+    try {
+      const store = memoryChannelStore()
+      const { channelId } = await threeCalls(1, url, store)
+      hostile = true
+      await channelRefusal(
+        closeChannel({ store, channelId, url, account: accountOf(1), client: chainClient() }),
+      )
+      expect(elsewhere.seen.filter((headers) => headers['x-pay'] !== undefined)).toEqual([])
+      expect(await listChannels({ store })).toHaveLength(1)
+    } finally {
+      await new Promise<void>((resolve) => {
+        origin.close(() => resolve())
+        origin.closeAllConnections()
+      })
+      await elsewhere.stop()
+    }
+  })
+
+  test('a close whose answer is lost after the server closed it: the result read from the chain, the entry removed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const proxy = await startProxy(rpc.url, async (payload, forward) => {
+      if (payload.action !== 'close') return forward()
+      const answer = await forward()
+      if (!answer.ok) return answer
+      // Closed on chain; the answer never arrives.
+      await answer.body?.cancel()
+      return 'drop'
+    })
+    try {
+      const store = memoryChannelStore()
+      const { channelId } = await threeCalls(2, proxy.url, store)
+      const closed = await closeChannel({
+        store,
+        channelId,
+        url: proxy.url,
+        account: accountOf(2),
+        client: chainClient(),
+      })
+      expect(closed).toEqual({
+        channelId,
+        settled: 3_000n,
+        refunded: 997_000n,
+        txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+      })
+      expect(await stateOf(channelId)).toEqual({ settled: 0n, deposit: 0n, closeRequestedAt: 0 })
+      expect(await listChannels({ store })).toEqual([])
+    } finally {
+      await proxy.stop()
+    }
   })
 })

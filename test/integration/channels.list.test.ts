@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createClient, getAddress, http } from 'viem'
+import { createClient, custom, getAddress, http } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import {
@@ -12,11 +12,13 @@ import {
   session,
 } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
+import { channelHelpers } from '../support/channels.js'
 import { useLocalnet } from '../support/localnet.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 const { accountOf, paidClient, chainClient, keyOf } = sessionHelpers(localnet)
+const { threeCalls } = channelHelpers(localnet)
 
 let dir: string
 beforeEach(async () => {
@@ -28,7 +30,7 @@ afterEach(() => rm(dir, { recursive: true, force: true }))
  * Three paid calls from dev account `index` on a new session with `store`; the provider is
  * returned still holding the channel.
  */
-async function threeCalls(index: number, store: ChannelStore) {
+async function threeCallsHeld(index: number, store: ChannelStore) {
   const rpc = await localnet.startPaidRpc({ intent: 'session' })
   const provider = session({ account: accountOf(index), client: chainClient(), store })
   const client = paidClient(rpc.url, { provider })
@@ -39,7 +41,7 @@ async function threeCalls(index: number, store: ChannelStore) {
 describe('listChannels', () => {
   test('after three paid calls: the channel, its deposit and cumulative amount exact', async () => {
     const store = memoryChannelStore()
-    const { rpc, provider } = await threeCalls(0, store)
+    const { rpc, provider } = await threeCallsHeld(0, store)
     const payer = accountOf(0).address
     const stored = await store.forOrigin?.(rpc.url).get(keyOf(rpc.payee))
 
@@ -88,7 +90,7 @@ describe('listChannels', () => {
     const path = join(dir, 'channels.db')
     const store = fileChannelStore(path)
     try {
-      const { rpc, provider } = await threeCalls(1, store)
+      const { rpc, provider } = await threeCallsHeld(1, store)
       await provider.release()
       const stored = await store.forOrigin(rpc.url).get(keyOf(rpc.payee))
       const listed = await store.list()
@@ -125,7 +127,7 @@ describe('listChannels', () => {
 
   test('an unreachable RPC: a typed one-line error', async () => {
     const store = memoryChannelStore()
-    await threeCalls(2, store)
+    await threeCallsHeld(2, store)
     const client = createClient({
       chain: localnet.net.chain,
       transport: http('http://127.0.0.1:9/secret-key', { retryCount: 0 }),
@@ -135,5 +137,44 @@ describe('listChannels', () => {
     expect((error as ChannelError).reason).toBe('rpcUnreachable')
     expect((error as ChannelError).shortMessage).not.toContain('\n')
     expect(String((error as ChannelError).message)).not.toContain('secret-key')
+  })
+})
+
+describe('listChannels, a large store', () => {
+  test('40 channels are refreshed a few chain reads at a time, each exact', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const source = memoryChannelStore()
+    await threeCalls(8, rpc.url, source)
+    const [stored] = (await source.list?.()) ?? []
+    if (!stored) throw new Error('no channel')
+    const store = memoryChannelStore()
+    for (let i = 0; i < 40; i++)
+      await store.forOrigin?.(`http://127.0.0.${i + 1}:1`).set(stored.entry)
+    const upstream = http(localnet.net.rpcUrl)({ chain: localnet.net.chain })
+    let inFlight = 0
+    let most = 0
+    const client = createClient({
+      chain: localnet.net.chain,
+      transport: custom({
+        async request(args) {
+          most = Math.max(most, ++inFlight)
+          try {
+            return await upstream.request(args)
+          } finally {
+            inFlight--
+          }
+        },
+      }),
+    })
+    const summaries = await listChannels({ store, client })
+    expect(summaries).toHaveLength(40)
+    for (const summary of summaries)
+      expect(summary).toMatchObject({
+        channelId: stored.entry.channelId,
+        state: 'open',
+        deposit: 1_000_000n,
+        settledAmount: 0n,
+      })
+    expect(most).toBeLessThanOrEqual(8)
   })
 })

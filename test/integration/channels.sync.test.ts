@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import {
+  type ChannelStore,
   ChannelStoreError,
   closeChannel,
   listChannels,
@@ -13,6 +14,7 @@ import {
   syncChannels,
 } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
+import { channelHelpers } from '../support/channels.js'
 import { useLocalnet } from '../support/localnet.js'
 import { startProxy } from '../support/proxy.js'
 import { sessionHelpers } from '../support/sessions.js'
@@ -20,6 +22,7 @@ import { sessionHelpers } from '../support/sessions.js'
 const localnet = useLocalnet()
 const { accountOf, paidClient, chainClient, channelEvents, blockNumber, keyOf } =
   sessionHelpers(localnet)
+const { threeCalls } = channelHelpers(localnet)
 
 let dir: string
 beforeEach(async () => {
@@ -200,5 +203,38 @@ describe('syncChannels', () => {
     } finally {
       await store.close()
     }
+  })
+})
+
+describe('syncChannels, a provider writing meanwhile', () => {
+  test('a deposit the store missed is written without undoing what was signed since the store was read', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const source = memoryChannelStore()
+    await threeCalls(9, rpc.url, source)
+    const [stored] = (await source.list?.()) ?? []
+    if (!stored) throw new Error('no channel')
+    const memory = memoryChannelStore()
+    const namespace = memory.forOrigin?.(rpc.url)
+    // The store missed a top-up: it says 500 000 when the chain says 1 000 000.
+    await namespace?.set({ ...stored.entry, deposit: 500_000n })
+    // A provider signs on the channel (and writes it) right after sync has read the store.
+    const store: ChannelStore = {
+      ...memory,
+      async list() {
+        const records = (await memory.list?.()) ?? []
+        await namespace?.set({ ...stored.entry, deposit: 500_000n, cumulativeAmount: 9_000n })
+        return records
+      },
+    }
+    const { updated } = await syncChannels({
+      store,
+      client: chainClient(),
+      payer: accountOf(9).address,
+    })
+    expect(updated.map(({ channelId }) => channelId)).toEqual([stored.entry.channelId])
+    expect(await namespace?.get(stored.key)).toMatchObject({
+      deposit: 1_000_000n,
+      cumulativeAmount: 9_000n,
+    })
   })
 })

@@ -1,10 +1,12 @@
-import { createClient, type Hex, http, parseEventLogs } from 'viem'
+import { createClient, custom, type Hex, http, parseEventLogs } from 'viem'
 import { Abis, Addresses } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
 import {
   type ChannelProgress,
   type ChannelStore,
+  ChannelStoreError,
   charge,
+  closeChannel,
   listChannels,
   memoryChannelStore,
   session,
@@ -160,5 +162,105 @@ describe('withdrawChannel', () => {
     })
     expect(await chargeClient.getChainId()).toBe(localnet.net.chain.id)
     expect(charged.counters.payments.charge).toBe(1)
+  })
+})
+
+describe('withdrawChannel, concurrent', () => {
+  test('two calls at once, then two withdraws at once: each call succeeds, one withdraw, the refund exact', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const store = memoryChannelStore()
+    const { channelId } = await threeCalls(3, rpc.url, store)
+    await rpc.stop()
+    const payer = accountOf(3).address
+    const from = await blockNumber()
+    const params = { store, channelId, account: accountOf(3), client: chainClient() }
+
+    // requestClose is idempotent on chain: both calls succeed and agree on the time.
+    const requested = await Promise.all([withdrawChannel(params), withdrawChannel(params)])
+    const { closeRequestedAt } = await stateOf(channelId)
+    expect(closeRequestedAt).toBeGreaterThan(0)
+    for (const result of requested)
+      expect(result).toMatchObject({
+        state: 'closeRequested',
+        withdrawableAt: closeRequestedAt + 900,
+      })
+
+    await localnet.net.increaseTime(1000)
+    const withdrawn = await Promise.allSettled([withdrawChannel(params), withdrawChannel(params)])
+    expect(withdrawn.map(({ status }) => status)).toEqual(['fulfilled', 'fulfilled'])
+    for (const result of withdrawn)
+      expect((result as PromiseFulfilledResult<unknown>).value).toMatchObject({
+        channelId,
+        state: 'closed',
+        refunded: 1_000_000n,
+      })
+    const closes = await channelEvents('ChannelClosed', payer, from)
+    expect(closes).toHaveLength(1)
+    expect(closes[0]?.args).toMatchObject({ settledToPayee: 0n, refundedToPayer: 1_000_000n })
+    expect(await stateOf(channelId)).toEqual({ settled: 0n, deposit: 0n, closeRequestedAt: 0 })
+    expect(await listChannels({ store })).toEqual([])
+  })
+})
+
+describe('withdrawChannel, another process first', () => {
+  test('withdrawn by another process between the read and the send: closed, the refund from the chain, the entry removed', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const store = memoryChannelStore()
+    const { channelId } = await threeCalls(0, rpc.url, store)
+    await rpc.stop()
+    const account = accountOf(0)
+    await withdrawChannel({ store, channelId, account, client: chainClient() })
+    await localnet.net.increaseTime(1000)
+    const from = await blockNumber()
+    // The other process withdraws just before this one prepares its transaction.
+    const upstream = http(localnet.net.rpcUrl)({ chain: localnet.net.chain })
+    let competitor: Promise<unknown> | undefined
+    const client = createClient({
+      chain: localnet.net.chain,
+      transport: custom({
+        async request(args) {
+          if (args.method === 'eth_fillTransaction' && !competitor) {
+            competitor = withdrawChannel({ channelId, account, client: chainClient() })
+            await competitor
+          }
+          return upstream.request(args)
+        },
+      }),
+    })
+    const result = await withdrawChannel({ store, channelId, account, client })
+    expect(await competitor).toMatchObject({ state: 'closed', refunded: 1_000_000n })
+    expect(result).toMatchObject({ channelId, state: 'closed', refunded: 1_000_000n })
+    expect(await channelEvents('ChannelClosed', account.address, from)).toHaveLength(1)
+    expect(await listChannels({ store })).toEqual([])
+  })
+})
+
+describe('a tampered store entry', () => {
+  test("an id that is not its descriptor's: refused as corrupt, no requestClose on the descriptor's channel", async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const ours = memoryChannelStore()
+    const theirs = memoryChannelStore()
+    await threeCalls(6, rpc.url, ours)
+    await threeCalls(7, rpc.url, theirs)
+    const [own] = (await ours.list?.()) ?? []
+    const [other] = (await theirs.list?.()) ?? []
+    if (!own || !other) throw new Error('no channels')
+    // Another payer's channel id, with a descriptor of this payer's own channel.
+    const store = memoryChannelStore()
+    await store.forOrigin?.(rpc.url).set({ ...other.entry, descriptor: own.entry.descriptor })
+    const params = {
+      store,
+      channelId: other.entry.channelId,
+      account: accountOf(6),
+      client: chainClient(),
+    }
+
+    await expect(withdrawChannel(params)).rejects.toBeInstanceOf(ChannelStoreError)
+    await expect(closeChannel({ ...params, url: rpc.url })).rejects.toBeInstanceOf(
+      ChannelStoreError,
+    )
+    expect((await stateOf(own.entry.channelId)).closeRequestedAt).toBe(0)
+    expect((await stateOf(other.entry.channelId)).closeRequestedAt).toBe(0)
+    expect(rpc.counters.payments.close).toBe(0)
   })
 })

@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -367,3 +368,24 @@ test('bad input: a line saying why (and what to do, if anything), exit 1, nothin
   ])
   expect(await readFile(storePath, 'utf8')).toBe('not a database')
 })
+
+const unknownId = `0x${'11'.repeat(32)}`
+
+test.each([
+  ['withdraw', [unknownId]],
+  ['close', [unknownId, '--url', 'http://127.0.0.1:9/']],
+])(
+  'channels %s on a store that does not exist: one-line error, no file or directory created',
+  async (command, args) => {
+    const storePath = join(dir, 'missing', 'channels.db')
+    const { privateKey } = localnet.net.accounts[0] ?? {}
+    const run = await runCli(
+      ['channels', command, ...args, '--store', storePath, '--rpc-url', localnet.net.rpcUrl],
+      { TEMPO_PRIVATE_KEY: privateKey },
+    )
+    expect(run.code).toBe(1)
+    expect(linesOf(run.stderr)).toHaveLength(1)
+    expect(run.stderr).toContain(unknownId)
+    expect(existsSync(join(dir, 'missing'))).toBe(false)
+  },
+)

@@ -11,6 +11,7 @@ import {
   session,
   syncChannels,
 } from '../../src/index.js'
+import { channelHelpers } from '../support/channels.js'
 import { useLocalnet } from '../support/localnet.js'
 import { type PaidPayload, startProxy } from '../support/proxy.js'
 import { recording, sessionHelpers } from '../support/sessions.js'
@@ -18,6 +19,7 @@ import { recording, sessionHelpers } from '../support/sessions.js'
 const localnet = useLocalnet()
 const { accountOf, paidClient, chainClient, channelEvents, blockNumber, keyOf } =
   sessionHelpers(localnet)
+const { threeCalls } = channelHelpers(localnet)
 
 /**
  * A channel of dev account `index` that three calls paid on (the server holds 3000), recovered
@@ -346,6 +348,38 @@ describe('a recovered channel the catch-up gives up on', () => {
       )
     } finally {
       await Promise.all([forgetful.stop(), proxy.stop()])
+    }
+  })
+})
+
+describe('take-up of a recovered channel', () => {
+  test('two origins of one payee at once: one takes the channel up, the other opens its own', async () => {
+    const rpc = await localnet.startPaidRpc({ intent: 'session' })
+    const account = accountOf(4)
+    const { channelId } = await threeCalls(4, rpc.url, memoryChannelStore())
+    const from = (await blockNumber()) + 1n
+    const store = memoryChannelStore()
+    await syncChannels({ store, client: chainClient(), payer: account.address })
+    // Two origins in front of the one server (and payee).
+    const [a, b] = await Promise.all([
+      startProxy(rpc.url, async (_, forward) => forward()),
+      startProxy(rpc.url, async (_, forward) => forward()),
+    ])
+    try {
+      const provider = session({ account, client: chainClient(), store })
+      const chainIds = await Promise.all([
+        paidClient(a.url, { provider }).getChainId(),
+        paidClient(b.url, { provider }).getChainId(),
+      ])
+      expect(chainIds).toEqual([localnet.net.chain.id, localnet.net.chain.id])
+      // The recovered channel is in exactly one origin; the other origin opened a channel.
+      const records = (await store.list?.()) ?? []
+      expect(records.filter(({ entry }) => entry.channelId === channelId)).toHaveLength(1)
+      expect(records).toHaveLength(2)
+      expect(await channelEvents('ChannelOpened', account.address, from)).toHaveLength(1)
+      expect(records.map(({ key }) => key)).toEqual([keyOf(rpc.payee), keyOf(rpc.payee)])
+    } finally {
+      await Promise.all([a.stop(), b.stop()])
     }
   })
 })

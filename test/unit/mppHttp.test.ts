@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import { Challenge } from 'mppx'
 import { HttpResponse, http as msw } from 'msw'
 import { setupServer } from 'msw/node'
 import {
@@ -20,10 +21,12 @@ import {
 } from '../../src/index.js'
 import {
   challengeHeader,
+  currency,
   fakeChain,
   fakeProvider,
   paidChallengeId,
   receiptHeader,
+  recipient,
 } from '../support/fakePayments.js'
 import { type FakeHandler, rpcResult, useFakeServers } from '../support/fakeServer.js'
 import { rejectionOf } from '../support/rejection.js'
@@ -745,5 +748,70 @@ describe('errors', () => {
       expect(cause.message).not.toContain('secret')
       expect(cause.message).not.toContain(credential!.slice(8, 40))
     }
+  })
+})
+
+const retryingClient = (url: string, config: MppHttpTransportConfig) =>
+  createClient({
+    chain: fakeChain,
+    transport: mppHttp(url, { retryCount: 3, retryDelay: 1, ...config }),
+  })
+
+const ok = (response: ServerResponse, body: string) =>
+  response
+    .writeHead(200, { 'content-type': 'application/json', 'payment-receipt': receiptHeader() })
+    .end(rpcResult(body))
+
+describe('the header a challenge names for its credential', () => {
+  const withHeader = (header: string) =>
+    Challenge.serialize(
+      Challenge.from({
+        id: `header-${header}`,
+        realm: 'fake',
+        method: 'test',
+        intent: 'charge',
+        header,
+        request: { amount: '100', currency, recipient },
+        expires: new Date(Date.now() + 60_000).toISOString(),
+      }),
+    )
+
+  test.each([
+    'Content-Length',
+    'Transfer-Encoding',
+    'Host',
+    'Connection',
+    'Cookie',
+    'Content-Type',
+    'Proxy-Authorization',
+  ])('%s: passed over before anything is signed', async (header) => {
+    const server = await serve((_request, response) =>
+      response.writeHead(402, { 'www-authenticate': withHeader(header) }).end(),
+    )
+    const { provider, calls } = fakeProvider()
+    const error = await rejectionOf(
+      retryingClient(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    )
+    expect(error).toBeInstanceOf(PaymentRequiredError)
+    expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
+    expect(error.message).toContain(
+      `test/charge: its credential would go in the ${header} header, which cannot carry one`,
+    )
+    expect(calls.prepared).toEqual([])
+    expect(server.requests).toHaveLength(1)
+  })
+
+  test('an ordinary one carries it', async () => {
+    const server = await serve((request, response, raw) => {
+      const credential = raw.headers['x-payment']
+      if (!credential)
+        return response.writeHead(402, { 'www-authenticate': withHeader('X-Payment') }).end()
+      expect(paidChallengeId(String(credential))).toBe('header-X-Payment')
+      ok(response, request.body)
+    })
+    const { provider } = fakeProvider()
+    expect(
+      await retryingClient(server.url, { provider }).request({ method: 'eth_blockNumber' }),
+    ).toBe('0x1')
   })
 })

@@ -269,6 +269,20 @@ describe('subscriptions', () => {
     }
   })
 
+  test('unsubscribing as the socket closes resolves, as webSocket() does (watchers do not wait for it): no unhandled rejection', async () => {
+    const { provider } = fakeProvider()
+    const server = await serve((message, send, close) => {
+      if (message.method === 'eth_unsubscribe') return close()
+      send({ jsonrpc: '2.0', id: message.id, result: '0xsub1' })
+    })
+    const client = clientOf(server.url, provider)
+    const { unsubscribe } = await client.transport.subscribe({
+      params: ['newHeads'],
+      onData: () => {},
+    })
+    expect(await unsubscribe()).toBeUndefined()
+  })
+
   test('a subscription refused (a JSON-RPC error) rejects and tells onError, as webSocket() does; nothing paid', async () => {
     const { provider, calls } = fakeProvider()
     const server = await serve((message, send) =>

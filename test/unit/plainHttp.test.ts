@@ -4,9 +4,17 @@
  * warning once per origin. The "devnet" here is a fake server on 127.0.0.1 reached under a
  * hostname that is not a loopback name, resolved by the test's own lookup.
  */
+
+import { HttpResponse, http as msw } from 'msw'
+import { setupServer } from 'msw/node'
 import { createClient } from 'viem'
-import { describe, expect, test } from 'vitest'
-import { InvalidPlainHttpOriginError, mppHttp, PaymentRequiredError } from '../../src/index.js'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  InvalidPlainHttpOriginError,
+  type MppHttpTransportConfig,
+  mppHttp,
+  PaymentRequiredError,
+} from '../../src/index.js'
 import { challengeHeader, fakeChain, fakeProvider, receiptHeader } from '../support/fakePayments.js'
 import { rpcResult, useFakeServers } from '../support/fakeServer.js'
 import { fetchResolving } from '../support/hostnames.js'
@@ -108,4 +116,54 @@ describe('plain http off this machine', () => {
       expect(make).not.toThrow(/hunter2/)
     },
   )
+})
+
+const retryingClient = (url: string, config: MppHttpTransportConfig) =>
+  createClient({
+    chain: fakeChain,
+    transport: mppHttp(url, { retryCount: 3, retryDelay: 1, ...config }),
+  })
+
+describe('plain http://', () => {
+  const mock = setupServer(
+    msw.post(/^https?:\/\/[^/]+\/rpc$/, async ({ request }) => {
+      if (!request.headers.get('authorization'))
+        return new HttpResponse(null, {
+          status: 402,
+          headers: { 'www-authenticate': challengeHeader() },
+        })
+      return HttpResponse.text(rpcResult(await request.text()), {
+        headers: { 'content-type': 'application/json' },
+      })
+    }),
+  )
+  beforeAll(() => mock.listen({ onUnhandledRequest: 'error' }))
+  afterAll(() => mock.close())
+
+  test.each(['http://rpc.example.test/rpc', 'http://10.0.0.7/rpc', 'http://127.example.test/rpc'])(
+    '%s: PaymentRequiredError, nothing prepared or sent',
+    async (url) => {
+      const { provider, calls } = fakeProvider()
+      const error = await rejectionOf(
+        retryingClient(url, { provider }).request({ method: 'eth_blockNumber' }),
+      )
+      expect(error).toBeInstanceOf(PaymentRequiredError)
+      expect((error as PaymentRequiredError).reason).toBe('insecureTransport')
+      expect((error as PaymentRequiredError).shortMessage).toContain('only over https://')
+      expect(calls.prepared).toEqual([])
+    },
+  )
+
+  test.each([
+    'https://rpc.example.test/rpc',
+    'http://localhost:8545/rpc',
+    'http://127.0.0.1:8545/rpc',
+    'http://[::1]:8545/rpc',
+  ])('%s: paid', async (url) => {
+    const { provider, calls } = fakeProvider()
+    expect(await retryingClient(url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
+      '0x1',
+    )
+    expect(calls.committed).toHaveLength(1)
+  })
 })

@@ -14,8 +14,11 @@ import { Abis, Account, Transaction } from 'viem/tempo'
 import { afterEach, describe, expect, test, vi } from 'vitest'
 import {
   charge,
+  InvalidQuoteError,
   mppHttp,
   type PaymentEvent,
+  PaymentFailedError,
+  type PaymentProvider,
   PaymentRefusedError,
   PaymentRequiredError,
 } from '../../src/index.js'
@@ -30,6 +33,7 @@ import {
 } from '../support/fakePayments.js'
 import { type FakeHandler, rpcResult, useFakeServers } from '../support/fakeServer.js'
 import { rejectionOf } from '../support/rejection.js'
+import { call, clientFor, scriptedServer } from '../support/scriptedServer.js'
 
 const serve = useFakeServers()
 const account = privateKeyToAccount(generatePrivateKey())
@@ -458,5 +462,33 @@ describe('an access key not known to be provisioned', () => {
         problem: undefined,
       }),
     ).toBe(false)
+  })
+})
+
+describe('a custom provider whose quote lacks a field', () => {
+  test('`fee` missing: an InvalidQuoteError naming it, nothing authorized, the payment rolled back', async () => {
+    const server = await scriptedServer(serve)
+    const { provider, calls } = fakeProvider()
+    const withoutFee: PaymentProvider = {
+      ...provider,
+      async prepare(parameters) {
+        const prepared = await provider.prepare(parameters)
+        const { fee: _, ...quote } = prepared.quote
+        return { ...prepared, quote: quote as typeof prepared.quote }
+      },
+    }
+    const error = await rejectionOf(call(clientFor(server.url, { provider: withoutFee })))
+    expect(error).toBeInstanceOf(PaymentFailedError)
+    const invalid = (error as PaymentFailedError).walk(
+      (cause) => cause instanceof InvalidQuoteError,
+    )
+    expect(invalid).toBeInstanceOf(InvalidQuoteError)
+    expect(invalid).toMatchObject({
+      field: 'fee',
+      shortMessage:
+        "The payment provider's quote has no valid `fee`: a non-negative bigint in base units.",
+    })
+    expect(calls.authorized).toEqual([])
+    expect(calls.rolledBack).toHaveLength(1)
   })
 })

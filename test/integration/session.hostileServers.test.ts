@@ -1,3 +1,9 @@
+/**
+ * A session against servers that lie or ask too much, on the localnet: greedy deposits and
+ * amounts, refusals that must change nothing, lying rejections and receipts (once and at length),
+ * concurrency and idleness against them, and URLs whose secrets must never be stored or shown.
+ * Asserted on what was signed, what the server holds and what the chain shows.
+ */
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -1,3 +1,8 @@
+/**
+ * A Tempo charge's costs on the localnet: the fee it names and never passes, a budget of exactly
+ * two payments, a payer short of funds, split payments (refused, capped, paid), and an access key
+ * paying before the chain has provisioned it.
+ */
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Challenge } from 'mppx'

@@ -1,3 +1,8 @@
+/**
+ * The dApp's access key over its life, in Chromium: a reload before closing, forgetting a key
+ * that still has an open channel, a key whose limit runs out mid-session, and what reaches the
+ * console.
+ */
 import type { Browser, Page } from 'playwright-core'
 import { getAddress, type Hex } from 'viem'
 import { Account } from 'viem/tempo'
@@ -7,9 +12,6 @@ import { type Localnet, startLocalnet } from '../../src/testing/index.js'
 import { setRemainingLimit } from '../support/accessKeys.js'
 import { findChromium, launch, withBrowser } from '../support/browser.js'
 import { balanceOf } from '../support/localnet.js'
-
-// A hostile review of the dApp: a reload before closing, forgetting a key with an open channel,
-// a key whose limit runs out mid-session, and what reaches the console.
 
 const chromiumFound = await findChromium()
 const browserTest = withBrowser(chromiumFound)

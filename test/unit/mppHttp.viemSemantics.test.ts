@@ -1,6 +1,8 @@
 /**
- * The transport layer under hostile or heavy use: ranking pings, invalid options, JSON-RPC errors
- * after a payment, many paid requests around an unpaid one, and what the unpaid path holds on to.
+ * mppHttp as a viem transport: the same semantics as http() where payment leaves them alone —
+ * options checked when made, JSON-RPC errors after a payment typed as http() types them (final
+ * inside fallback()), viem's timeout and the caller's signal around a payment, unpaid calls
+ * retried while paid ones are not, and nothing held once an unpaid call is answered.
  */
 
 import { getEventListeners } from 'node:events'

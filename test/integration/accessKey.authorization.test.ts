@@ -1,3 +1,8 @@
+/**
+ * The key-authorization path of an access key: a server that says the key is missing to a
+ * voucher (the open provisioned it), an authorization that expired before the chain saw it, and a
+ * root with no funds — each refused typed, nothing signed that should not be.
+ */
 import { createClient, createPublicClient, type Hex, http } from 'viem'
 import { beforeAll, expect, test } from 'vitest'
 import {
@@ -13,9 +18,6 @@ import { authorizedKey, fundedRoot, startKeyRejectingProxy } from '../support/ac
 import { noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
-
-// A hostile review of the key-authorization path: a server that says the key is missing to a
-// voucher, an authorization that expired before the chain saw it, and a root with no funds.
 
 const localnet = useLocalnet()
 const { balanceOf } = localnet
