@@ -65,7 +65,7 @@ export function inBandSignalling({
         const response = await fetchFn(input, init)
         if (response.status === 402) inBandOrigins.delete(originOf(input))
         if (!inspect(init)) return response
-        const signal = await signalOf(response, () => idsOf(init.body))
+        const signal = await signalOf(response, () => idsOf(init.body), challengeOf(init.body))
         if (signal?.challenged) inBandOrigins.add(originOf(input))
         return signal?.response ?? response
       }
@@ -141,6 +141,7 @@ function credentialInBody(init: RequestInit): RequestInit {
 async function signalOf(
   response: Response,
   requestIds: () => ReadonlySet<unknown>,
+  paidChallenge: string | undefined,
 ): Promise<{ response: Response; challenged: boolean } | undefined> {
   if (response.status !== 200) return undefined
   if (!/json/i.test(response.headers.get('content-type') ?? '')) return undefined
@@ -164,7 +165,10 @@ async function signalOf(
   const signalled = mine.map((answer) => answer.error).find(isSignal)
   if (signalled) return { response: challengeResponse(signalled), challenged: true }
   const receipt = mine.map((answer) => metaOf(answer._meta)?.[receiptKey]).find(Boolean)
-  if (!receipt) return { response: rebuilt(), challenged: false }
+  // A receipt naming another challenge than the one this request paid is not this payment's.
+  const challengeId = metaOf(receipt)?.challengeId
+  if (!receipt || (challengeId !== undefined && challengeId !== paidChallenge))
+    return { response: rebuilt(), challenged: false }
   const headers = new Headers(response.headers)
   try {
     headers.set('payment-receipt', Receipt.serialize(receipt as Receipt.Receipt))
@@ -216,6 +220,20 @@ function challengeResponse({ code, data }: Signal): Response {
     statusText: 'Payment Required',
     headers,
   })
+}
+
+/** The id of the challenge the credential in `body`'s root-level `_meta` pays, if any. */
+function challengeOf(body: RequestInit['body']): string | undefined {
+  if (typeof body !== 'string' || !body.includes(credentialKey)) return undefined
+  try {
+    const parsed = JSON.parse(body) as unknown
+    const first = (Array.isArray(parsed) ? parsed[0] : parsed) as { _meta?: unknown }
+    const credential = metaOf(metaOf(first?._meta)?.[credentialKey])
+    const id = metaOf(credential?.challenge)?.id
+    return typeof id === 'string' ? id : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** The ids of the JSON-RPC requests in `body` (none for a body that is not JSON-RPC). */

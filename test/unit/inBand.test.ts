@@ -145,6 +145,41 @@ test('a server echoing a credential in _meta, or a receipt that is not one: igno
   expect(calls.prepared).toEqual([])
 })
 
+test("a receipt for another challenge than the one paid is not this payment's: no receipt reaches onReceipt, the result does", async () => {
+  const { provider, calls } = fakeProvider()
+  const receipts: unknown[] = []
+  const receiptOf = (challengeId: string) => ({
+    ...JSON.parse(Buffer.from(receiptHeader('0xfeed'), 'base64url').toString()),
+    challengeId,
+  })
+  const server = await serve((request, response) => {
+    const message = JSON.parse(request.body)
+    const credential = message._meta?.['org.paymentauth/credential']
+    if (!credential)
+      return response
+        .writeHead(200, json)
+        .end(required(message.id, { httpStatus: 402, challenges: [challengeObject()] }))
+    const paid = credential.challenge.id as string
+    // The first paid call gets a receipt for another challenge, the second its own.
+    const named = server.requests.length === 2 ? `not-${paid}` : paid
+    response
+      .writeHead(200, json)
+      .end(
+        answer(message.id, {
+          result: '0x1',
+          _meta: { 'org.paymentauth/receipt': receiptOf(named) },
+        }),
+      )
+  })
+  const client = clientOf(server.url, provider, {
+    onReceipt: ({ receipt }: { receipt?: unknown }) => receipts.push(receipt),
+  })
+  expect(await client.request({ method: 'eth_chainId' })).toBe('0x1')
+  expect(await client.request({ method: 'eth_blockNumber' })).toBe('0x1')
+  expect(calls.authorized).toHaveLength(2)
+  expect(receipts).toEqual([undefined, expect.objectContaining({ reference: '0xfeed' })])
+})
+
 test('an answer too large to be a signal (1000 challenges): read as the JSON-RPC error it is, nothing paid', async () => {
   const { provider, calls } = fakeProvider()
   const challenges = Array.from({ length: 1000 }, challengeObject)
