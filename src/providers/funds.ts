@@ -3,14 +3,12 @@ import {
   type Address,
   type Chain,
   type Client,
-  type Hash,
   isAddressEqual,
   type Transport,
 } from 'viem'
 import { readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
-import { maxFeeOf } from '../internal/fees.js'
 import { assertAccessKeyCanPay, type KeyCall, type KeychainEntry } from './accessKey.js'
 
 /**

@@ -162,14 +162,12 @@ test("a receipt for another challenge than the one paid is not this payment's: n
     const paid = credential.challenge.id as string
     // The first paid call gets a receipt for another challenge, the second its own.
     const named = server.requests.length === 2 ? `not-${paid}` : paid
-    response
-      .writeHead(200, json)
-      .end(
-        answer(message.id, {
-          result: '0x1',
-          _meta: { 'org.paymentauth/receipt': receiptOf(named) },
-        }),
-      )
+    response.writeHead(200, json).end(
+      answer(message.id, {
+        result: '0x1',
+        _meta: { 'org.paymentauth/receipt': receiptOf(named) },
+      }),
+    )
   })
   const client = clientOf(server.url, provider, {
     onReceipt: ({ receipt }: { receipt?: unknown }) => receipts.push(receipt),
