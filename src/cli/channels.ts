@@ -1,31 +1,36 @@
-import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
-import { type Chain, type Client, createClient, defineChain, type Hex, http, isHex } from 'viem'
-import { getBlock } from 'viem/actions'
-import { tempo, tempoDevnet, tempoModerato } from 'viem/chains'
+import type { Client } from 'viem'
 import {
   ChannelError,
-  type ChannelSummary,
   closeChannel,
   listChannels,
   syncChannels,
   withdrawChannel,
 } from '../channels/index.js'
-import { sameId } from '../channels/shared.js'
 import { redactUrl } from '../internal/redactUrl.js'
-import {
-  defaultStorePath,
-  type FileChannelStore,
-  fileChannelStore,
-} from '../node/fileChannelStore.js'
-import { discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
-import { type RedisChannelStore, redisChannelStore } from '../node/redisChannelStore.js'
-import { defineLocalnetChain } from '../testing/localnet/chain.js'
+import { defaultStorePath } from '../node/fileChannelStore.js'
 import { commonOptions, parseCommand, parseHttpUrl, parseInteger } from './args.js'
+import {
+  clockOf,
+  connect,
+  now,
+  nowSeconds,
+  payerOn,
+  requiredRpcUrl,
+  rpcUrlOf,
+} from './chainConnection.js'
+import { amountIn, printChannels, printHelp, printJson } from './channelOutput.js'
+import {
+  atOriginError,
+  channelIdOf,
+  endpointOf,
+  openStore,
+  summaryOf,
+  using,
+} from './channelStore.js'
 import { CliError, CliUsageError, exitCodes } from './errors.js'
 import { channelsHelp as help } from './help.js'
-import { formatAmount, formatTable, formatTimeLeft, formatWhen, toJson } from './output.js'
+import { formatTimeLeft, formatWhen } from './output.js'
 import { progress } from './progress.js'
 
 const channelOptions = {
@@ -257,280 +262,4 @@ function parseChannelCommand<const options extends NonNullable<ParseArgsConfig['
       }),
     { positionals },
   )
-}
-
-/** Runs `fn`, then closes the store's database handles, whatever `fn` did. */
-async function using(store: CliStore, fn: () => Promise<number>) {
-  try {
-    return await fn()
-  } finally {
-    await store.close()
-  }
-}
-
-/** A client for the chain at `rpcUrl`, and the account that pays on it. */
-async function payerOn(rpcUrl: string) {
-  const client = await connect(rpcUrl)
-  return { client, account: await accountFor(client) }
-}
-
-function printHelp(text: string) {
-  process.stdout.write(text)
-  return exitCodes.ok
-}
-
-function printJson(value: unknown) {
-  process.stdout.write(`${toJson(value)}\n`)
-  return exitCodes.ok
-}
-
-function printChannels(
-  summaries: readonly ChannelSummary[],
-  {
-    json,
-    now,
-    refreshed = true,
-  }: { json: boolean | undefined; now: number; refreshed?: boolean | undefined },
-) {
-  if (json) return printJson(summaries.map((summary) => ({ ...jsonOf(summary), refreshed })))
-  if (summaries.length === 0) {
-    process.stdout.write('No channels.\n')
-    return exitCodes.ok
-  }
-  const rows = summaries.map((channel) => [
-    channel.channelId,
-    refreshed ? channel.state : `${channel.state} (stored)`,
-    formatAmount(channel.deposit, channel.currency),
-    `${formatAmount(channel.cumulativeAmount, channel.currency)}${channel.exact ? '' : ' (at most)'}`,
-    leaseOf(channel),
-    channel.refundable === undefined ? '-' : formatAmount(channel.refundable, channel.currency),
-    channel.state === 'closeRequested' && channel.withdrawableAt !== undefined
-      ? formatWhen(channel.withdrawableAt, now)
-      : '-',
-    channel.origin ?? '-',
-  ])
-  process.stdout.write(
-    `${formatTable(['CHANNEL', 'STATE', 'DEPOSIT', 'SIGNED', 'HELD BY', 'REFUNDABLE', 'WITHDRAWABLE', 'ORIGIN'], rows)}\n`,
-  )
-  return exitCodes.ok
-}
-
-/** Who holds a channel: `pid@host` of a live holder, `pid@host (dead)` of one that is gone, or `-`. */
-function leaseOf({ lease }: ChannelSummary) {
-  if (!lease) return '-'
-  const holder = `${lease.pid ?? '?'}@${lease.host ?? '?'}`
-  return lease.live ? holder : `${holder} (dead)`
-}
-
-/** The documented fields of `list --json`, in a fixed order. */
-function jsonOf(channel: ChannelSummary) {
-  return {
-    channelId: channel.channelId,
-    state: channel.state,
-    deposit: channel.deposit,
-    cumulativeAmount: channel.cumulativeAmount,
-    exact: channel.exact,
-    lease: channel.lease,
-    acceptedAmount: channel.acceptedAmount,
-    settledAmount: channel.settledAmount,
-    refundable: channel.refundable,
-    withdrawableAt: channel.withdrawableAt,
-    origin: channel.origin,
-    chainId: channel.chainId,
-    escrow: channel.escrow,
-    currency: channel.currency,
-    payer: channel.payer,
-    payee: channel.payee,
-    authorizedSigner: channel.authorizedSigner,
-  }
-}
-
-/** The store a command works on, where it is (for messages), and whether it exists yet. */
-type CliStore = (FileChannelStore | RedisChannelStore) & {
-  readonly where: string
-  /** Whether there is a store to read (a file store is not created by looking at it). */
-  exists(): boolean
-}
-
-/** `--store`: a file (the default one without it), or a `redis://` URL with `--prefix`. */
-function openStore(
-  { store: value, prefix }: { store?: string | undefined; prefix?: string | undefined },
-  command: string,
-): CliStore {
-  if (value !== undefined && /^rediss?:\/\//i.test(value)) {
-    const store = redisChannelStore({ redis: value, prefix })
-    return Object.assign(store, { where: store.location, exists: () => true })
-  }
-  if (prefix !== undefined)
-    throw new CliUsageError('--prefix names the channels of a redis:// store (--store)', {
-      command,
-    })
-  const store = value === undefined ? fileChannelStore() : fileChannelStore(value)
-  return Object.assign(store, { where: store.path, exists: () => existsSync(store.path) })
-}
-
-function channelIdOf(value: string | undefined, command: string): Hex {
-  if (value === undefined) throw new CliUsageError('missing <channelId>', { command })
-  if (!isHex(value, { strict: true }) || value.length !== 66)
-    throw new CliUsageError(`<channelId> must be 0x and 64 hex digits, not '${value}'`, {
-      command,
-    })
-  return value
-}
-
-/**
- * The URL to close `channelId` at: `--url` (on the channel's origin, when the store knows it),
- * else the origin's root. Never a URL from disk with a path or query: the store keeps origins.
- */
-function endpointOf(summary: ChannelSummary, url: string | undefined, channelId: Hex) {
-  const command = 'channels close'
-  const { origin } = summary
-  if (url !== undefined) {
-    if (origin !== undefined && new URL(url).origin !== origin)
-      throw new CliUsageError(
-        `--url is on ${redactUrl(url)}, but channel ${channelId} was bought from ${origin}`,
-        { command },
-      )
-    return url
-  }
-  if (origin === undefined)
-    throw new CliUsageError(
-      `the store does not say which endpoint sold channel ${channelId}: pass --url with the endpoint's URL`,
-      { command },
-    )
-  return `${origin}/`
-}
-
-/**
- * A close tried at the origin's root, since no `--url` was given, that the server did not take:
- * the endpoint may be at a path, which the store does not keep.
- */
-function atOriginError(error: unknown, channelId: Hex) {
-  if (!(error instanceof ChannelError) || !['serverRefused', 'unreachable'].includes(error.reason))
-    return error
-  const withdraw =
-    error.reason === 'unreachable'
-      ? `; without the server, \`viem-mpp channels withdraw ${channelId}\` gets the deposit back`
-      : ''
-  return new CliError(
-    `${error.shortMessage.replace(/\.$/, '')} (tried at the origin, all the store keeps: pass --url with the endpoint's URL if the channel was bought at a path${withdraw}).`,
-    { cause: error },
-  )
-}
-
-/**
- * The chain RPC: `--rpc-url`, else the public RPC of the one known chain the keys in keys.toml
- * are for. A `TEMPO_PRIVATE_KEY` is for no chain in particular, so it names none.
- */
-async function rpcUrlOf(flag: string | undefined, command: string): Promise<string | undefined> {
-  if (flag !== undefined) return parseHttpUrl('--rpc-url', flag, { command })
-  const chainIds = await keyChainIds()
-  const [chain, ...others] = knownChains.filter((chain) => chainIds.includes(chain.id))
-  return chain && others.length === 0 && chainIds.length === 1
-    ? chain.rpcUrls.default.http[0]
-    : undefined
-}
-
-/** {@link rpcUrlOf}, for a command that cannot do without the chain. */
-async function requiredRpcUrl(flag: string | undefined, command: string): Promise<string> {
-  const rpcUrl = await rpcUrlOf(flag, command)
-  if (rpcUrl) return rpcUrl
-  throw new CliUsageError(`--rpc-url is needed: ${await whyNoRpcUrl()}`, { command })
-}
-
-/** Why keys.toml names no chain RPC to use. */
-async function whyNoRpcUrl() {
-  if (process.env.TEMPO_PRIVATE_KEY?.trim())
-    return 'TEMPO_PRIVATE_KEY is for no chain in particular'
-  const chainIds = await keyChainIds()
-  if (chainIds.length === 0) return `no key in ${keysTomlPath()} names a chain`
-  if (chainIds.length > 1) return `the keys in keys.toml are for chains ${chainIds.join(', ')}`
-  return `the keys in keys.toml are for chain ${chainIds[0]}, whose RPC viem-mpp does not know`
-}
-
-/** The chain ids of the keys in keys.toml (none without the file or with TEMPO_PRIVATE_KEY). */
-async function keyChainIds(): Promise<number[]> {
-  if (process.env.TEMPO_PRIVATE_KEY?.trim()) return []
-  const path = keysTomlPath()
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch {
-    return []
-  }
-  return [...new Set(parseKeysToml(text, path).map((entry) => entry.chain_id))]
-}
-
-const knownChains: readonly Chain[] = [tempo, tempoModerato, tempoDevnet]
-
-/**
- * A client for the chain at `rpcUrl`: viem's definition of the chain with that id, or the
- * localnet's for anvil (its expiring-nonce rules differ), or Tempo's settings with the node's id.
- */
-async function connect(rpcUrl: string): Promise<Client> {
-  const probe = createClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) })
-  let chainId: number
-  let clientVersion: string
-  try {
-    ;[chainId, clientVersion] = await Promise.all([
-      probe.request({ method: 'eth_chainId' }).then(Number),
-      probe
-        .request({ method: 'web3_clientVersion' })
-        .then(String)
-        .catch(() => ''),
-    ])
-  } catch (error) {
-    throw new CliError(`No JSON-RPC node answers at ${redactUrl(rpcUrl)}.`, {
-      cause: error as Error,
-      metaMessages: ['Check --rpc-url.'],
-    })
-  }
-  const rpcUrls = { default: { http: [rpcUrl] } }
-  const known = knownChains.find((chain) => chain.id === chainId)
-  const chain = known
-    ? defineChain({ ...known, rpcUrls })
-    : clientVersion.startsWith('anvil/')
-      ? defineLocalnetChain({ id: chainId, rpcUrl })
-      : defineChain({ ...tempo, id: chainId, name: `Tempo chain ${chainId}`, rpcUrls })
-  return createClient({ chain, transport: http(rpcUrl) })
-}
-
-/** The account that pays on `client`'s chain, found as `mppHttp` finds it. */
-async function accountFor(client: Client) {
-  const chainId = client.chain?.id as number
-  const { account, path, passedOver } = await discoverKey({ chainId })
-  if (account) return account
-  throw new CliError(
-    `No key for chain ${chainId}: set TEMPO_PRIVATE_KEY, or add a key for chain ${chainId} to ${path}.`,
-    { metaMessages: passedOver },
-  )
-}
-
-/** The chain's time (its latest block's), else this machine's, in unix seconds. */
-async function now(client: Client | undefined) {
-  if (!client) return nowSeconds()
-  return Number((await getBlock(client, { blockTag: 'latest' })).timestamp)
-}
-
-/** The chain's time from now on, in unix seconds: this machine's clock, set to the chain's. */
-async function clockOf(client: Client) {
-  const offset = (await now(client)) - nowSeconds()
-  return () => nowSeconds() + offset
-}
-
-function nowSeconds() {
-  return Math.floor(Date.now() / 1000)
-}
-
-/** What the store says of `channelId`, if it has it. A store that does not exist is not created. */
-async function summaryOf(store: CliStore, channelId: Hex) {
-  if (!store.exists()) return undefined
-  const summaries = await listChannels({ store })
-  return summaries.find((channel) => sameId(channel.channelId, channelId))
-}
-
-/** Amounts of `summary`'s currency for people, or in base units when the store lacks it. */
-function amountIn(summary: ChannelSummary | undefined) {
-  return (value: bigint) =>
-    summary ? formatAmount(value, summary.currency) : `${value} base units`
 }

@@ -19,7 +19,7 @@ const layers = [
   ['channels/'],
   ['reserve/'],
   ['stores/'],
-  ['errors.ts', 'Problem.ts', 'AcceptPayment.ts', 'version.ts', 'internal/'],
+  ['errors.ts', 'errors/', 'Problem.ts', 'AcceptPayment.ts', 'version.ts', 'internal/'],
 ]
 
 const modules = (readdirSync(root, { recursive: true }) as string[])
