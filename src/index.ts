@@ -33,8 +33,9 @@ export {
   RecoveredChannelError,
   type RecoveredChannelErrorType,
 } from './errors.js'
-export { maxPaymentRounds, type PaymentHooks } from './flow/paymentFlow.js'
+export type { PaymentHooks } from './flow/hooks.js'
 export type { PaymentEvent } from './flow/policy.js'
+export { maxPaymentRounds } from './flow/rounds.js'
 export { defaultMaxAmount, defaultMaxDeposit } from './internal/defaults.js'
 export {
   type BrowserAccessKey,

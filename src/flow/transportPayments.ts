@@ -1,7 +1,7 @@
 import { InvalidPaymentTimeoutError } from '../errors.js'
 import { defaultMaxAmount } from '../internal/defaults.js'
 import type { PaymentProvider } from '../providers/PaymentProvider.js'
-import type { PaymentHooks } from './paymentFlow.js'
+import type { PaymentHooks } from './hooks.js'
 import { createSpendingPolicy, type SpendingPolicyConfig } from './policy.js'
 
 /** The payment options every paying transport takes (`mppHttp`, `mppWebSocket`). */

@@ -1,8 +1,7 @@
 /**
  * Time and cancellation in the payment flow: `paymentTimeout` bounds every stage (a hook, a
  * signer, a provider hook or an answer that never ends), the caller's signal aborted at each
- * stage ends the call with nothing spent or a typed settled failure, and an idle client holds no
- * timer or listener.
+ * stage ends the call with nothing spent or a typed settled failure.
  */
 import { getEventListeners } from 'node:events'
 import { setFlagsFromString } from 'node:v8'
@@ -429,35 +428,5 @@ describe("the caller's signal, aborted at each stage", () => {
     expect(server.requests).toHaveLength(2)
     hold = false
     expect(await call(client, 3)).toBe('0x1')
-  })
-})
-
-describe('an idle client holds nothing', () => {
-  /** The kinds of resources that keep the process alive, counted by kind. */
-  const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
-
-  test.each([
-    { path: 'the 402 path', presend: false },
-    { path: 'the pre-send path', presend: true },
-  ])('$path: after paid calls, no timer is left', async ({ presend }) => {
-    const server = await scriptedServer(serve)
-    const { provider } = fakeProvider({ reuse: presend })
-    const client = clientFor(server.url, { provider })
-    const before = timers()
-    for (let i = 0; i < 3; i++) await call(client, i)
-    // A rejected, recovered one too.
-    server.script.push(refusals['410 fresh'] as Refusal)
-    await call(client, 10).catch(() => {})
-    expect(timers()).toBe(before)
-  })
-
-  test('a paid call that failed leaves no timer either', async () => {
-    const server = await scriptedServer(serve)
-    server.script.push(refusals['402 plain, no challenge'] as Refusal)
-    const { provider } = fakeProvider({ bearer: true })
-    const client = clientFor(server.url, { provider })
-    const before = timers()
-    expect(await rejectionOf(call(client, 1))).toBeInstanceOf(PaymentFailedError)
-    expect(timers()).toBe(before)
   })
 })

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { BaseError as ViemBaseError } from 'viem'
 import {
   InvalidPaymentTimeoutError,
@@ -48,11 +49,11 @@ test("a viem error's cause keeps viem's version to itself", () => {
   expect(error.message.split('\n').at(-1)).toBe(`Version: viem-mpp@${manifest.version}`)
 })
 
-test("every error class of the package extends viem-mpp's BaseError (src/errors.ts), not viem's", () => {
+test("every error class of the package extends viem-mpp's BaseError (src/errors/base.ts), not viem's", () => {
   const src = new URL('../../src/', import.meta.url)
   const viemBaseError = /import\s*\{[^}]*\bBaseError\b[^}]*\}\s*from\s*'viem'/
   const offenders = readdirSync(src, { recursive: true, encoding: 'utf8' })
-    .filter((path) => path.endsWith('.ts') && path !== 'errors.ts')
+    .filter((path) => path.endsWith('.ts') && path !== join('errors', 'base.ts'))
     .filter((path) => {
       const text = readFileSync(new URL(path, src), 'utf8')
       return viemBaseError.test(text) && /\bextends BaseError\b/.test(text)
