@@ -10,15 +10,14 @@ export {
   type StartLocalnetOptions,
   startLocalnet,
 } from './localnet/startLocalnet.js'
+export type { PaidRpcCounters } from './paidRpc/counters.js'
 export {
   type PaidRpc,
-  type PaidRpcCounters,
   type PaidRpcIntent,
-  PaidRpcStartError,
-  type PaidRpcStartErrorType,
   type StartPaidRpcOptions,
   startPaidRpc,
 } from './paidRpc/startPaidRpc.js'
+export { PaidRpcStartError, type PaidRpcStartErrorType } from './paidRpc/upstream.js'
 export {
   type Redis,
   RedisStartError,

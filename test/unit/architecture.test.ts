@@ -13,7 +13,7 @@ const root = resolve(import.meta.dirname, '../../src')
 /** Top to bottom: a module may import its own layer's and lower layers' modules only. */
 const layers = [
   ['index.ts', 'node/', 'cli/', 'testing/'],
-  ['mppHttp.ts', 'mppWebSocket.ts', 'webSocket/'],
+  ['mppHttp.ts', 'mppWebSocket.ts', 'http/', 'webSocket/'],
   ['flow/'],
   ['providers/', 'keys/'],
   ['channels/'],

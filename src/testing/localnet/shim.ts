@@ -1,32 +1,36 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { type AddressInfo, connect } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { SignatureEnvelope, TxEnvelopeTempo } from 'ox/tempo'
 import {
   type Address,
-  decodeFunctionData,
   decodeFunctionResult,
-  encodeAbiParameters,
   encodeFunctionData,
   type Hex,
   isAddressEqual,
   keccak256,
   maxUint256,
   numberToHex,
-  parseTransaction,
-  recoverTransactionAddress,
-  serializeTransaction,
   stringToHex,
   zeroAddress,
 } from 'viem'
 import { Abis, Addresses } from 'viem/tempo'
 import { contextHashSlot } from './reserve.js'
-
-/**
- * Storage slot of the TIP-20 `allowance[owner][spender]` mapping in anvil's Tempo token
- * precompiles (found by approving and probing storage).
- */
-const tip20AllowanceSlot = 10n
+import {
+  allowanceSlot,
+  type Call,
+  type CallRequest,
+  callsOf,
+  decodeReserveCall,
+  inspect,
+  keyAuthorizationGasOf,
+  mappingSlot,
+  type RpcMessage,
+  type RpcResponse,
+  raiseFilledGas,
+  reserveCallsOf,
+  reservedTokensOf,
+  withGas,
+} from './transactions.js'
 
 /**
  * Gas a transaction gets per channel reserve call, on top of what `eth_fillTransaction` reports:
@@ -45,35 +49,8 @@ const accessKeyGas = 250_000n
 /** The intrinsic gas of a transaction: counted once however many calls it makes. */
 const baseTransactionGas = 21_000n
 
-/**
- * Gas added for a key authorization in the transaction: the fill leaves out its cost (a transfer
- * that provisions an access key used ~817k gas against the ~784k viem asked for), and anvil
- * silently drops a transaction with too little gas for it instead of failing it.
- */
-const keyAuthorizationGas = 1_000_000n
-
-/**
- * Gas added per stored entry of a key authorization's call scopes (each target, selector rule and
- * recipient), which the fill leaves out too: one scope of one selector and one recipient took
- * ~3.57 M gas in all against ~1.05 M for an unscoped authorization.
- */
-const callScopeEntryGas = 1_000_000n
-
 const unlimited = numberToHex(maxUint256, { size: 32 })
 const simulationContextTag = stringToHex('viem-mpp localnet simulation')
-
-type RpcMessage = { jsonrpc: '2.0'; id?: unknown; method: string; params?: unknown[] }
-type RpcResponse = { jsonrpc: '2.0'; id?: unknown; result?: unknown; error?: unknown }
-type Call = { to?: Address | null | undefined; data?: Hex | undefined; input?: Hex | undefined }
-type CallRequest = Call & {
-  from?: Address | undefined
-  keyId?: Address | undefined
-  nonce?: Hex | undefined
-  nonceKey?: Hex | undefined
-  feeToken?: Address | undefined
-  calls?: readonly Call[] | undefined
-  keyAuthorization?: unknown
-}
 
 export type ReserveShim = {
   /** The JSON-RPC URL to use instead of the upstream's. */
@@ -401,73 +378,6 @@ async function post(url: string, body: string): Promise<RpcResponse[]> {
 }
 
 /**
- * Decodes a signed raw transaction that calls the reserve; `undefined` for any other transaction,
- * and for one the shim cannot decode (anvil then judges it as it is).
- */
-async function inspect(raw: Hex) {
-  try {
-    const { sender, signingPayload, calls } = await decodeSigned(raw)
-    const reserveCalls = reserveCallsOf(calls).map(decodeReserveCall)
-    if (reserveCalls.length === 0) return undefined
-    const opens = reserveCalls.some((call) => call?.functionName === 'open')
-    return {
-      sender,
-      /** The TIP-1034 `expiringNonceHash` of the transaction, when it opens a channel. */
-      contextHash: opens ? keccak256(`${signingPayload}${sender.slice(2)}`) : undefined,
-      reservedTokens: reservedTokensOf(reserveCalls),
-    }
-  } catch {
-    return undefined
-  }
-}
-
-async function decodeSigned(
-  raw: Hex,
-): Promise<{ sender: Address; signingPayload: Hex; calls: readonly Call[] }> {
-  if (raw.startsWith(TxEnvelopeTempo.serializedType)) {
-    const envelope = TxEnvelopeTempo.deserialize(raw as TxEnvelopeTempo.Serialized)
-    if (!envelope.signature) throw new Error('unsigned transaction')
-    const sender = SignatureEnvelope.extractAddress({
-      payload: TxEnvelopeTempo.getSignPayload(envelope),
-      signature: envelope.signature,
-      root: true,
-    })
-    // Excludes the fee payer's signature and fee token, as the protocol's hash does.
-    const signingPayload = TxEnvelopeTempo.encodeForSigning(envelope)
-    return { sender, signingPayload, calls: envelope.calls as readonly Call[] }
-  }
-  const { r: _r, s: _s, v: _v, yParity: _yParity, ...unsigned } = parseTransaction(raw)
-  return {
-    sender: await recoverTransactionAddress({ serializedTransaction: raw as never }),
-    signingPayload: serializeTransaction(unsigned as never),
-    calls: [unsigned as Call],
-  }
-}
-
-function reserveCallsOf(calls: readonly Call[]) {
-  return calls.filter((call) => !!call.to && isAddressEqual(call.to, Addresses.tip20ChannelReserve))
-}
-
-function decodeReserveCall(call: Call) {
-  const data = call.data ?? call.input
-  if (!data) return undefined
-  try {
-    return decodeFunctionData({ abi: Abis.tip20ChannelReserve, data })
-  } catch {
-    return undefined
-  }
-}
-
-/** Tokens that `open` and `topUp` calls move into the reserve. */
-function reservedTokensOf(calls: readonly ReturnType<typeof decodeReserveCall>[]): Address[] {
-  return calls.flatMap((call) => {
-    if (call?.functionName === 'open') return [call.args[2]]
-    if (call?.functionName === 'topUp') return [call.args[0].token]
-    return []
-  })
-}
-
-/**
  * A call in Tempo's form (`calls: [{ to, data, value }]`, no `to`: what viem sends for an account
  * of `viem/tempo`) as the plain call anvil runs: a Tempo node runs the one call the same way.
  */
@@ -490,40 +400,6 @@ function withoutExpiringGasLimit(message: RpcMessage): RpcMessage {
   const { gas: _gas, ...fields } = (request ?? {}) as CallRequest & { gas?: Hex }
   if (fields.nonceKey === undefined || BigInt(fields.nonceKey) !== maxUint256) return message
   return { ...message, params: [fields, ...rest] }
-}
-
-function callsOf(request: CallRequest | undefined): readonly Call[] {
-  if (!request) return []
-  return request.calls ?? [request]
-}
-
-/**
- * Sets the gas of an `eth_fillTransaction` result to `gas` (when known) plus `extraGas`: what the
- * calls were estimated to use, and what a key authorization adds.
- */
-function withGas(response: RpcResponse, gas: bigint | undefined, extraGas: bigint): RpcResponse {
-  const tx = (response.result as { tx?: { gas?: Hex } } | undefined)?.tx
-  if (gas === undefined || !tx?.gas) return raiseFilledGas(response, extraGas)
-  tx.gas = numberToHex(gas + extraGas)
-  return response
-}
-
-/** Adds `extraGas` to the gas of an `eth_fillTransaction` result (other results pass through). */
-function raiseFilledGas(response: RpcResponse, extraGas: bigint): RpcResponse {
-  const tx = (response.result as { tx?: { gas?: Hex } } | undefined)?.tx
-  if (extraGas > 0n && tx?.gas) tx.gas = numberToHex(BigInt(tx.gas) + extraGas)
-  return response
-}
-
-function mappingSlot(key: Address, slot: bigint): Hex {
-  return keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'uint256' }], [key, slot]))
-}
-
-function allowanceSlot(owner: Address, spender: Address): Hex {
-  const inner = mappingSlot(owner, tip20AllowanceSlot)
-  return keccak256(
-    encodeAbiParameters([{ type: 'address' }, { type: 'bytes32' }], [spender, inner]),
-  )
 }
 
 async function waitForReceipt(
@@ -551,20 +427,4 @@ class KeyedLock {
       if (this.#tails.get(key) === tail) this.#tails.delete(key)
     }
   }
-}
-
-/** The gas {@link keyAuthorizationGas} and {@link callScopeEntryGas} add for `authorization`. */
-function keyAuthorizationGasOf(authorization: unknown): bigint {
-  if (!authorization) return 0n
-  const { allowedCalls = [] } = authorization as {
-    allowedCalls?: readonly { selectorRules?: readonly { recipients?: readonly unknown[] }[] }[]
-  }
-  const entries = allowedCalls.reduce(
-    (count, { selectorRules = [] }) =>
-      count +
-      1 +
-      selectorRules.reduce((rules, { recipients = [] }) => rules + 1 + recipients.length, 0),
-    0,
-  )
-  return keyAuthorizationGas + callScopeEntryGas * BigInt(entries)
 }

@@ -15,10 +15,11 @@ import {
 import { privateKeyToAccount } from 'viem/accounts'
 import { waitForTransactionReceipt } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
-import { BaseError } from '../../errors.js'
-import { redactUrl } from '../../internal/redactUrl.js'
-import { inBandAnswerer, takeCredential } from './inband.js'
-import { socketMethods, upstreamSocket } from './upstreamSocket.js'
+import { emptyCounters, type PaidRpcCounters } from './counters.js'
+import { inBandAnswerer } from './inband.js'
+import { assertReachable, bodyOf, socketUrlOf, upstreamOf } from './upstream.js'
+import { socketMethods } from './upstreamSocket.js'
+import { serveWebSocket } from './webSocketServer.js'
 
 /** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
 const defaultPayeeKey: Hex = '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6'
@@ -84,26 +85,6 @@ export type StartPaidRpcOptions = {
   transport?: 'http' | 'ws' | undefined
 }
 
-/** What the server has seen, for assertions in tests. */
-export type PaidRpcCounters = {
-  /** HTTP requests received, paid or not. */
-  requests: number
-  /** 402 (or 410) answers sent. */
-  challenges: number
-  /** Requests forwarded to the upstream after a successful payment. */
-  forwarded: number
-  /** Subscription notifications relayed to WebSocket clients (never paid). */
-  notifications: number
-  /** Accepted payments by kind. */
-  payments: {
-    charge: number
-    open: number
-    voucher: number
-    topUp: number
-    close: number
-  }
-}
-
 export type PaidRpc = {
   /** URL of the paid JSON-RPC endpoint. */
   url: string
@@ -145,17 +126,6 @@ export type PaidRpcChannel = {
   units: number
   /** The deposit it last saw on chain. */
   deposit: bigint
-}
-
-export type PaidRpcStartErrorType = PaidRpcStartError & { name: 'PaidRpcStartError' }
-
-export class PaidRpcStartError extends BaseError {
-  constructor(
-    shortMessage: string,
-    { cause, metaMessages }: { cause?: Error; metaMessages?: string[] },
-  ) {
-    super(shortMessage, { cause, metaMessages, name: 'PaidRpcStartError' })
-  }
 }
 
 /**
@@ -370,16 +340,6 @@ type ServerChannel = {
   descriptor?: Parameters<typeof Session.Precompile.Chain.settleOnChain>[1]
 }
 
-function emptyCounters(): PaidRpcCounters {
-  return {
-    requests: 0,
-    challenges: 0,
-    forwarded: 0,
-    notifications: 0,
-    payments: { charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 },
-  }
-}
-
 /**
  * The response mppx produced itself for a session management request (open or voucher without a
  * body, top-up, close); `undefined` for a content request, which the upstream must answer.
@@ -391,121 +351,4 @@ function managementResponse(withReceipt: (response?: Response) => Response) {
     if (Mppx.isMissingReceiptResponseError(error)) return undefined
     throw error
   }
-}
-
-async function assertReachable(upstream: Upstream) {
-  try {
-    const response = await upstream.post(
-      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      AbortSignal.timeout(5_000),
-    )
-    await response.json()
-  } catch {
-    // The cause is left out on purpose: its message can hold the upstream's full URL.
-    throw new PaidRpcStartError(
-      `The upstream at ${redactUrl(upstream.url)} does not answer JSON-RPC.`,
-      { metaMessages: ['Start the node first (e.g. `startLocalnet()`), or check `upstream`.'] },
-    )
-  }
-}
-
-type Upstream = ReturnType<typeof upstreamOf>
-
-/**
- * POSTs to a JSON-RPC URL. Credentials in the URL become a Basic `Authorization` header, since
- * `fetch` refuses URLs that carry them.
- */
-function upstreamOf(url: string) {
-  const parsed = new URL(url)
-  const headers: Record<string, string> = { 'content-type': 'application/json' }
-  if (parsed.username || parsed.password) {
-    const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`
-    headers.authorization = `Basic ${btoa(credentials)}`
-    parsed.username = ''
-    parsed.password = ''
-  }
-  const target = parsed.href
-  return {
-    url,
-    post: (body: string, signal?: AbortSignal) =>
-      fetch(target, { method: 'POST', headers, body, signal }),
-  }
-}
-
-/** The body of `req`, as text. */
-async function bodyOf(req: IncomingMessage) {
-  const chunks: Buffer[] = []
-  for await (const chunk of req) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
-}
-
-/** A frame larger than this is refused (the socket closed with 1009): a test server's bound. */
-const maxFrame = 1024 * 1024
-
-/**
- * Serves in-band paid JSON-RPC over WebSocket on `server`'s port: each message is answered (the
- * same gate as over HTTP) on the socket it came on; a socket's subscriptions live on a WebSocket
- * of its own to the upstream, whose notifications are relayed unpaid.
- */
-async function serveWebSocket(
-  server: ReturnType<typeof createServer>,
-  {
-    answererFor,
-    upstream,
-    counters,
-  }: {
-    answererFor: (
-      overSocket: (body: string) => Promise<string>,
-    ) => (text: string) => Promise<unknown>
-    upstream: string
-    counters: PaidRpcCounters
-  },
-) {
-  const { WebSocketServer } = await import('ws')
-  const sockets = new WebSocketServer({ server, maxPayload: maxFrame })
-  sockets.on('connection', (socket) => {
-    const send = (text: string) => socket.readyState === socket.OPEN && socket.send(text)
-    const subscriptions = upstreamSocket(
-      upstream,
-      (notification) => {
-        counters.notifications++
-        send(notification)
-      },
-      () => socket.terminate(),
-    )
-    const answer = answererFor(subscriptions.forward)
-    // A frame too large, a broken peer: ws closes the socket (1009, …); nothing to report.
-    socket.on('error', () => {})
-    socket.on('close', () => subscriptions.close())
-    socket.on('message', async (data) => {
-      counters.requests++
-      const text = String(data)
-      // Ending a subscription is free: it ends what was paid for.
-      const reply = await (isUnsubscribe(text)
-        ? subscriptions
-            .forward(JSON.stringify(takeCredential(JSON.parse(text)).message))
-            .then((answer) => JSON.parse(answer) as unknown)
-        : answer(text)
-      ).catch((error: unknown) => ({
-        jsonrpc: '2.0',
-        id: null,
-        error: { code: -32603, message: (error as Error).message },
-      }))
-      send(JSON.stringify(reply))
-    })
-  })
-  return sockets
-}
-
-function isUnsubscribe(text: string) {
-  try {
-    return (JSON.parse(text) as { method?: unknown }).method === 'eth_unsubscribe'
-  } catch {
-    return false
-  }
-}
-
-/** The upstream's WebSocket URL: anvil (and most nodes) serve it on the HTTP port. */
-function socketUrlOf(upstream: string) {
-  return upstream.replace(/^http(s?):/i, 'ws$1:')
 }
