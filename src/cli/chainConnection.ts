@@ -8,13 +8,16 @@ import { type Chain, type Client, createClient, defineChain, http } from 'viem'
 import { getBlock } from 'viem/actions'
 import { tempo, tempoDevnet, tempoModerato } from 'viem/chains'
 import { redactUrl } from '../internal/redactUrl.js'
-import { discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
+import { type DiscoveredKey, discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
 import { defineLocalnetChain } from '../testing/localnet/chain.js'
 import { parseHttpUrl } from './args.js'
 import { CliError, CliUsageError } from './errors.js'
 
+/** The account a command pays (and signs channel messages) with. */
+type Payer = NonNullable<DiscoveredKey['account']>
+
 /** A client for the chain at `rpcUrl`, and the account that pays on it. */
-export async function payerOn(rpcUrl: string) {
+export async function payerOn(rpcUrl: string): Promise<{ client: Client; account: Payer }> {
   const client = await connect(rpcUrl)
   return { client, account: await accountFor(client) }
 }
@@ -101,7 +104,7 @@ export async function connect(rpcUrl: string): Promise<Client> {
 }
 
 /** The account that pays on `client`'s chain, found as `mppHttp` finds it. */
-export async function accountFor(client: Client) {
+export async function accountFor(client: Client): Promise<Payer> {
   const chainId = client.chain?.id as number
   const { account, path, passedOver } = await discoverKey({ chainId })
   if (account) return account
