@@ -19,8 +19,9 @@ import { z } from 'zod'
 import { maxFeeOf, paidFeeOf } from '../internal/fees.js'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { otherChain } from '../internal/reasons.js'
-import { accessKeyOf, type KeyCall, payerOf, prepareInTurn } from './accessKey.js'
+import { accessKeyOf, payerOf, prepareInTurn } from './accessKey.js'
 import { assertAffordable } from './funds.js'
+import type { KeyCall } from './keyScopes.js'
 import type { PaymentProvider, PaymentQuote } from './PaymentProvider.js'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>

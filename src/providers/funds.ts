@@ -9,7 +9,8 @@ import {
 import { readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
-import { assertAccessKeyCanPay, type KeyCall, type KeychainEntry } from './accessKey.js'
+import { assertAccessKeyCanPay, type KeychainEntry } from './accessKey.js'
+import type { KeyCall } from './keyScopes.js'
 
 /**
  * Refuses, before anything is signed, a payment transaction the payer cannot make: one whose
