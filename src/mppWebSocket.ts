@@ -6,6 +6,7 @@ import {
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
+import { buildRequest } from 'viem/utils'
 import { defaultProvider } from './flow/defaultProvider.js'
 import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
@@ -124,34 +125,44 @@ export function mppWebSocket(
     }
     const subscriptions = paidSubscriptions({ exchange, timeout, url: endpoint })
 
-    return createTransport(
+    /** A paid exchange's result, its JSON-RPC error typed as viem types it; never retried. */
+    const typed = (args: object, exchange: () => Promise<unknown>) =>
+      buildRequest(exchange as never, { methods: socketConfig.methods, retryCount: 0 })(
+        args as never,
+      ) as Promise<never>
+
+    // Unpaid calls go to webSocket()'s own request (its retries, its typed errors) as they are:
+    // no second retry layer on top. A paid exchange is made once, since it may have been taken.
+    const request = (async (args, options) => {
+      const { method, params } = args as { method: string; params?: unknown }
+      const body = { jsonrpc: '2.0', id: 0, method, params }
+      const init: RequestInit = { method: 'POST', headers: json, body: JSON.stringify(body) }
+      if (flow.presending) {
+        const presented = flow.presend(endpoint, init)
+        if (presented) return typed(args, async () => resultOf(await presented, body))
+      }
+      try {
+        return await inner.request(args as never, options)
+      } catch (error) {
+        const challenge = inBandChallengeOf(error)
+        if (!challenge) throw error
+        return typed(args, async () => resultOf(await flow.pay(endpoint, init, challenge), body))
+      }
+    }) as typeof inner.request
+
+    const transport = createTransport(
       {
         key: socketConfig.key ?? 'mppWebSocket',
         name: socketConfig.name ?? 'Paid WebSocket JSON-RPC',
         methods: socketConfig.methods,
-        // A paid exchange is never retried (it may have been taken); unpaid ones retry as
-        // webSocket()'s own request does, inside it.
         retryCount: 0,
         timeout,
         type: 'webSocket',
-        async request({ method, params }): Promise<never> {
-          const body = { jsonrpc: '2.0', id: 0, method, params }
-          const init: RequestInit = { method: 'POST', headers: json, body: JSON.stringify(body) }
-          if (flow.presending) {
-            const paid = flow.presend(endpoint, init)
-            if (paid) return (await resultOf(await paid, body)) as never
-          }
-          try {
-            return (await inner.request({ method, params } as never)) as never
-          } catch (error) {
-            const challenge = inBandChallengeOf(error)
-            if (!challenge) throw error
-            return (await resultOf(await flow.pay(endpoint, init, challenge), body)) as never
-          }
-        },
+        request,
       },
       { ...inner.value, subscribe: subscriptions.subscribe } as NonNullable<typeof inner.value>,
     )
+    return { ...transport, request }
   }
 }
 

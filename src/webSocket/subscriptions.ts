@@ -70,12 +70,9 @@ export function paidSubscriptions({ exchange, timeout, url }: PaidSubscriptionsC
     const body = { method: subscribe, params }
     let subscriptionId: string | undefined
     let closed = false
+    /** The caller of the `eth_subscribe` on the wire, waiting for its answer. */
     let pending:
-      | {
-          rpcClient: RpcClient
-          resolve: (answer: RpcMessage) => void
-          reject: (error: Error) => void
-        }
+      | { resolve: (answer: RpcMessage) => void; reject: (error: Error) => void }
       | undefined
 
     const unsubscribe = async () => {
@@ -151,7 +148,7 @@ export function paidSubscriptions({ exchange, timeout, url }: PaidSubscriptionsC
               clearTimeout(timer)
               then(value)
             }
-          pending = { rpcClient, resolve: done(resolve), reject: done(reject) }
+          pending = { resolve: done(resolve), reject: done(reject) }
           rpcClient.request({
             body: request as never,
             onResponse: onMessage(rpcClient),
