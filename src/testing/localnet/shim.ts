@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage } from 'node:http'
 import { type AddressInfo, connect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
@@ -15,6 +15,14 @@ import {
 } from 'viem'
 import { Abis, Addresses } from 'viem/tempo'
 import { contextHashSlot } from './reserve.js'
+import {
+  asSingleCall,
+  KeyedLock,
+  post,
+  serve,
+  waitForReceipt,
+  withoutExpiringGasLimit,
+} from './rpcPlumbing.js'
 import {
   allowanceSlot,
   type Call,
@@ -327,104 +335,5 @@ export async function startReserveShim({
         server.closeAllConnections()
         for (const tunnel of tunnels) tunnel.destroy()
       }),
-  }
-}
-
-const interceptedMethods = new Set([
-  'eth_call',
-  'eth_estimateGas',
-  'eth_fillTransaction',
-  'eth_sendRawTransaction',
-  'eth_sendRawTransactionSync',
-])
-
-async function serve(
-  request: IncomingMessage,
-  response: ServerResponse,
-  upstream: string,
-  handle: (message: RpcMessage) => Promise<RpcResponse>,
-) {
-  const chunks: Buffer[] = []
-  for await (const chunk of request) chunks.push(chunk as Buffer)
-  const body = Buffer.concat(chunks).toString()
-  const reply = (status: number, text: string) =>
-    response.writeHead(status, { 'content-type': 'application/json' }).end(text)
-
-  let parsed: RpcMessage | RpcMessage[] | undefined
-  try {
-    parsed = JSON.parse(body)
-  } catch {}
-  const messages = parsed === undefined ? [] : Array.isArray(parsed) ? parsed : [parsed]
-  if (!messages.some((message) => interceptedMethods.has(message?.method))) {
-    const upstreamResponse = await fetch(upstream, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body,
-    })
-    return reply(upstreamResponse.status, await upstreamResponse.text())
-  }
-  const results = await Promise.all(messages.map(handle))
-  return reply(200, JSON.stringify(Array.isArray(parsed) ? results : results[0]))
-}
-
-async function post(url: string, body: string): Promise<RpcResponse[]> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
-  })
-  const json = (await response.json()) as RpcResponse | RpcResponse[]
-  return Array.isArray(json) ? json : [json]
-}
-
-/**
- * A call in Tempo's form (`calls: [{ to, data, value }]`, no `to`: what viem sends for an account
- * of `viem/tempo`) as the plain call anvil runs: a Tempo node runs the one call the same way.
- */
-function asSingleCall(message: RpcMessage): RpcMessage {
-  const [request, ...rest] = message.params ?? []
-  const { calls, ...fields } = (request ?? {}) as CallRequest
-  if (calls?.length !== 1 || (request as CallRequest).to) return message
-  const [{ to, data, input, value } = {}] = calls as (Call & { value?: Hex })[]
-  return { ...message, params: [{ ...fields, to, data: data ?? input, value }, ...rest] }
-}
-
-/**
- * A simulation (`eth_call`) of an expiring-nonce transaction without its gas limit: anvil counts
- * an account's creation in the intrinsic gas of any transaction at nonce 0, expiring ones
- * included, which a Tempo node does not (and anvil does not charge when it executes one), so a
- * server simulating a charge with its real gas limit was told "intrinsic gas too high".
- */
-function withoutExpiringGasLimit(message: RpcMessage): RpcMessage {
-  const [request, ...rest] = message.params ?? []
-  const { gas: _gas, ...fields } = (request ?? {}) as CallRequest & { gas?: Hex }
-  if (fields.nonceKey === undefined || BigInt(fields.nonceKey) !== maxUint256) return message
-  return { ...message, params: [fields, ...rest] }
-}
-
-async function waitForReceipt(
-  rpc: (method: string, params: unknown[]) => Promise<unknown>,
-  hash: Hex,
-) {
-  // A transaction that fails keychain validation is accepted but never mined: give up after 5 s.
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (await rpc('eth_getTransactionReceipt', [hash])) return
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
-
-/** Runs async functions one at a time per key. */
-class KeyedLock {
-  #tails = new Map<string, Promise<unknown>>()
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const current = (this.#tails.get(key) ?? Promise.resolve()).then(fn)
-    const tail = current.catch(() => {})
-    this.#tails.set(key, tail)
-    try {
-      return await current
-    } finally {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key)
-    }
   }
 }
