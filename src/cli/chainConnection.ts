@@ -8,6 +8,7 @@ import { type Chain, type Client, createClient, defineChain, http } from 'viem'
 import { getBlock } from 'viem/actions'
 import { tempo, tempoDevnet, tempoModerato } from 'viem/chains'
 import { redactUrl } from '../internal/redactUrl.js'
+import { nowInSeconds } from '../internal/time.js'
 import { type DiscoveredKey, discoverKey, keysTomlPath, parseKeysToml } from '../node/keys.js'
 import { defineLocalnetChain } from '../testing/localnet/chain.js'
 import { parseHttpUrl } from './args.js'
@@ -116,17 +117,12 @@ export async function accountFor(client: Client): Promise<Payer> {
 
 /** The chain's time (its latest block's), else this machine's, in unix seconds. */
 export async function now(client: Client | undefined) {
-  if (!client) return nowSeconds()
+  if (!client) return nowInSeconds()
   return Number((await getBlock(client, { blockTag: 'latest' })).timestamp)
 }
 
 /** The chain's time from now on, in unix seconds: this machine's clock, set to the chain's. */
 export async function clockOf(client: Client) {
-  const offset = (await now(client)) - nowSeconds()
-  return () => nowSeconds() + offset
-}
-
-/** This machine's time, in unix seconds. */
-export function nowSeconds() {
-  return Math.floor(Date.now() / 1000)
+  const offset = (await now(client)) - nowInSeconds()
+  return () => nowInSeconds() + offset
 }

@@ -8,17 +8,10 @@ import {
   withdrawChannel,
 } from '../channels/index.js'
 import { redactUrl } from '../internal/redactUrl.js'
+import { nowInSeconds } from '../internal/time.js'
 import { defaultStorePath } from '../node/fileChannelStore.js'
 import { commonOptions, parseCommand, parseHttpUrl, parseInteger } from './args.js'
-import {
-  clockOf,
-  connect,
-  now,
-  nowSeconds,
-  payerOn,
-  requiredRpcUrl,
-  rpcUrlOf,
-} from './chainConnection.js'
+import { clockOf, connect, now, payerOn, requiredRpcUrl, rpcUrlOf } from './chainConnection.js'
 import { amountIn, printChannels, printHelp, printJson } from './channelOutput.js'
 import {
   atOriginError,
@@ -87,7 +80,7 @@ async function list(args: readonly string[]) {
       throw new CliError(
         `No channel store at ${store.where}: check --store (the default is ${defaultStorePath()}).`,
       )
-    return printChannels([], { json: values.json, now: nowSeconds() })
+    return printChannels([], { json: values.json, now: nowInSeconds() })
   }
   return using(store, async () => {
     // Without the chain, the channels are listed as stored, and said to be.

@@ -11,3 +11,8 @@
 export function otherChain(chain: number, clientChain: number) {
   return `chain ${chain}, but the provider's client is on chain ${clientChain}`
 }
+
+/** A challenge's request as a provider reads it: decoded, or why the provider does not pay it. */
+export type RequestOrReason<request> =
+  | { request: request; reason?: undefined }
+  | { request?: undefined; reason: string }

@@ -2,6 +2,7 @@ import { PublicKey } from 'ox'
 import { KeyAuthorization, SignatureEnvelope } from 'ox/tempo'
 import { type Account, type Address, getAddress, isAddress, isAddressEqual, maxUint128 } from 'viem'
 import { Account as TempoAccount, WebCryptoP256 } from 'viem/tempo'
+import { nowInSeconds } from '../internal/time.js'
 import { AccessKeyError } from './errors.js'
 import {
   type AccessKeyStorage,
@@ -273,5 +274,3 @@ function isSignedBy(keyAuthorization: KeyAuthorization.Signed, address: Address)
 const idOf = (root: Address, chainId: number) => `accessKey:${chainId}:${root.toLowerCase()}`
 
 const invalid = (details: string) => new AccessKeyError({ reason: 'invalidParameter', details })
-
-const nowInSeconds = () => Math.floor(Date.now() / 1000)

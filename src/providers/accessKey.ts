@@ -2,6 +2,7 @@ import { type Account, type Address, type Client, isAddressEqual } from 'viem'
 import { Actions, type KeyAuthorizationManager, type Account as TempoAccount } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
 import { raceSignal } from '../internal/signal.js'
+import { nowInSeconds } from '../internal/time.js'
 import {
   forbiddenCall,
   type KeyAuthorization,
@@ -23,33 +24,16 @@ export type KeySpend = {
 }
 
 /**
- * Refuses (`PaymentRefusedError`, reason `accessKeyLimit`) a payment that `account`, when it is a
- * `viem/tempo` access key, cannot make on `client`'s chain: the key is revoked or expired, its
- * call scopes do not allow one of the transaction's calls, or its remaining spending limit of a
- * token is below what the transaction spends of it, fees included (a limited key's fee is charged
- * against the fee token's limit). A key on chain is judged by the keychain; a key not yet on
- * chain, by the key authorization that would provision it. Called once the payment's fee is
- * known, before anything is signed, so that nothing fails on chain after a fee was spent. Any
- * other account passes. `keychain` is the key's entry as `begin` read it for this payment, if it
- * did (see `prepareInTurn`), so that it is not read twice.
- */
-export async function assertAccessKeyCanPay(
-  client: Client & { chain: { id: number } },
-  account: Account,
-  spend: KeySpend,
-  keychain?: KeychainEntry,
-) {
-  await accessKeyOf(account, client.chain.id)?.assertCanPay(client, spend, keychain)
-}
-
-/**
  * The account a payment transaction of `account` is prepared with: for an access key, one whose
  * `keyAuthorizationManager` holds `keyAuthorization` for this transaction alone (or nothing), so
  * that viem attaches exactly that, never the account's own authorization by itself. If the node
  * refuses it because the key is on chain (`KeyAlreadyExists`), viem removes it from this manager
  * and prepares the transaction again without it.
  */
-export function payerOf(account: Account, keyAuthorization: KeyAuthorization | undefined) {
+export function withKeyAuthorization(
+  account: Account,
+  keyAuthorization: KeyAuthorization | undefined,
+): Account {
   if ((account as Partial<TempoAccount.AccessKeyAccount>).source !== 'accessKey') return account
   let attached = keyAuthorization
   const manager: KeyAuthorizationManager.KeyAuthorizationManager = {
@@ -63,34 +47,16 @@ export function payerOf(account: Account, keyAuthorization: KeyAuthorization | u
 }
 
 /**
- * Prepares a payment transaction of `account` in the key's turn (`begun`), with the turn's key
- * authorization if it carries one. A transaction prepared without it although the turn carried
- * it means the node refused it: the key landed since the keychain was read (another payer of the
- * same key), so it is known provisioned, the turn ends, and the keychain read is stale. Returns
- * the transaction and what is left of `begun`.
- */
-export async function prepareInTurn<prepared extends { transaction: object }>(
-  account: Account,
-  begun: KeyBegun | undefined,
-  prepare: (payer: Account) => Promise<prepared>,
-): Promise<{ prepared: prepared } & Partial<KeyBegun>> {
-  const turn = begun?.turn
-  const prepared = await prepare(payerOf(account, turn?.keyAuthorization))
-  if (!turn || (prepared.transaction as { keyAuthorization?: unknown }).keyAuthorization)
-    return { prepared, ...begun }
-  await turn.provisioned()
-  turn.end()
-  return { prepared }
-}
-
-/**
  * What is known of an access key's registration on each chain, shared by every provider paying
  * with the same account object.
  */
 const keyStates = new WeakMap<Account, Map<number, KeyState>>()
 
-/** The registration state of `account`'s key on `chainId`; `undefined` unless it is an access key. */
-export function accessKeyOf(account: Account, chainId: number) {
+/**
+ * The registration state of `account`'s key on `chainId`; `undefined` unless it is an access key.
+ * Resolved once per provider, in its `Payer` (see `payerOf`).
+ */
+export function accessKeyOf(account: Account, chainId: number): KeyState | undefined {
   const accessKey = account as Partial<TempoAccount.AccessKeyAccount>
   if (accessKey.source !== 'accessKey' || !accessKey.accessKeyAddress) return undefined
   const states = keyStates.get(account) ?? new Map<number, KeyState>()
@@ -106,7 +72,7 @@ export function accessKeyOf(account: Account, chainId: number) {
   return state
 }
 
-type KeyState = ReturnType<typeof createKeyState>
+export type KeyState = ReturnType<typeof createKeyState>
 
 /** The key's entry in the keychain, as `Actions.accessKey.getMetadata` reads it. */
 export type KeychainEntry = Actions.accessKey.getMetadata.ReturnValue
@@ -289,5 +255,3 @@ function spendsOf({ amount, currency, fee, feeToken }: KeySpend) {
   if (fee > 0n && feeToken && !sameToken) spends.push({ token: feeToken, needed: fee })
   return spends
 }
-
-const nowInSeconds = () => Math.floor(Date.now() / 1000)

@@ -1,16 +1,10 @@
-import {
-  type Account,
-  type Address,
-  type Chain,
-  type Client,
-  isAddressEqual,
-  type Transport,
-} from 'viem'
+import { type Address, type Chain, type Client, isAddressEqual, type Transport } from 'viem'
 import { readContract } from 'viem/actions'
 import { Abis } from 'viem/tempo'
 import { PaymentRefusedError } from '../errors.js'
-import { assertAccessKeyCanPay, type KeychainEntry } from './accessKey.js'
+import type { KeychainEntry } from './accessKey.js'
 import type { KeyCall } from './keyScopes.js'
+import type { Payer } from './payer.js'
 
 /**
  * Refuses, before anything is signed, a payment transaction the payer cannot make: one whose
@@ -21,8 +15,8 @@ import type { KeyCall } from './keyScopes.js'
  */
 export async function assertAffordable(
   client: Client<Transport, Chain>,
+  payer: Payer,
   {
-    account,
     token,
     spends,
     spent = 'the payment',
@@ -32,7 +26,6 @@ export async function assertAffordable(
     calls,
     keychain,
   }: {
-    account: Account
     token: Address
     spends: bigint
     /** What `spends` is, for the error: `the payment` (a charge), or `the deposit` (a channel's). */
@@ -46,9 +39,8 @@ export async function assertAffordable(
     keychain?: KeychainEntry | undefined
   },
 ) {
-  await assertAccessKeyCanPay(
+  await payer.key?.assertCanPay(
     client,
-    account,
     { amount: spends, currency: token, fee, feeToken, calls },
     keychain,
   )
@@ -69,7 +61,7 @@ export async function assertAffordable(
         address: need.token,
         abi: Abis.tip20,
         functionName: 'balanceOf',
-        args: [account.address],
+        args: [payer.address],
       })
       if (balance < need.needed)
         throw new PaymentRefusedError({
@@ -78,7 +70,7 @@ export async function assertAffordable(
           fee,
           currency: token,
           feeToken,
-          balance: { payer: account.address, available: balance, ...need },
+          balance: { payer: payer.address, available: balance, ...need },
         })
     }),
   )

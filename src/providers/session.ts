@@ -1,13 +1,12 @@
 import type { Challenge } from 'mppx'
-import { Proof } from 'mppx/tempo'
 import { type Account, maxUint96 } from 'viem'
 import { isPaidClient } from '../internal/paidTransportMarker.js'
 import { parseSessionRequest } from '../reserve/sessionRequest.js'
 import type { ChainClient } from '../reserve/transactions.js'
 import type { ChannelStore } from '../stores/ChannelStore.js'
 import { memoryChannelStore } from '../stores/memory.js'
-import { accessKeyOf } from './accessKey.js'
 import type { PaidRequest, PaymentProvider } from './PaymentProvider.js'
+import { payerOf } from './payer.js'
 import { bookOf } from './session/book.js'
 import type { SessionContext } from './session/channel.js'
 import {
@@ -139,13 +138,8 @@ export function session({
     throw new Error('session(): `writeAhead` must be a whole number of calls, at least 1.')
   const chainId = client.chain.id
   const book = bookOf(store, writeAhead)
-  const context: SessionContext = {
-    account,
-    client,
-    chainId,
-    source: Proof.proofSource({ address: account.address, chainId }),
-    ahead: book.ahead,
-  }
+  const payer = payerOf(account, chainId)
+  const context: SessionContext = { payer, client, chainId, ahead: book.ahead }
   const state: SessionState = {
     context,
     book,
@@ -170,8 +164,7 @@ export function session({
       const paid = state.paidWith.get(challenge)
       if (!paid) return false
       // Only a key the chain really lacks is authorized again (never `KeyAlreadyExists`).
-      if (reason === 'keyNotProvisioned')
-        return accessKeyOf(account, chainId)?.recover(client) ?? false
+      if (reason === 'keyNotProvisioned') return payer.key?.recover(client) ?? false
       return recoverSession(context, paid, reason, {
         retire: (scope, channel) => retire(state, scope, channel),
         forget: forgetScope,

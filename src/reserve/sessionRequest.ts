@@ -2,21 +2,12 @@ import type { Challenge } from 'mppx'
 import { type Address, isAddressEqual } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { z } from 'zod'
-import { otherChain } from '../internal/reasons.js'
+import { otherChain, type RequestOrReason } from '../internal/reasons.js'
+import { addressSchema as address, baseUnitsSchema } from '../internal/wireSchemas.js'
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/) as unknown as z.ZodType<Address>
-/** A base-10 integer string of base units that fits a TIP-1034 `uint96` amount. */
-const uint96 = z
-  .string()
-  .regex(/^\d{1,29}$/)
-  .transform((value) => BigInt(value))
-  .refine((value) => value < 2n ** 96n)
-
-/** A base-10 integer string of base units of any size (capped by the provider, not refused). */
-const baseUnits = z
-  .string()
-  .regex(/^\d{1,78}$/)
-  .transform((value) => BigInt(value))
+const uint96 = baseUnitsSchema(96)
+/** The deposit a server suggests, of any size: capped by the provider, not refused. */
+const anyBaseUnits = baseUnitsSchema()
 
 /** The parts of a TIP-1034 session request (draft-tempo-session-00, `sessionProtocol: "v2"`). */
 const sessionRequestSchema = z.object({
@@ -27,7 +18,7 @@ const sessionRequestSchema = z.object({
    * The deposit the server suggests for a new channel; top-level in mppx's requests. A greedy
    * one is capped by the provider, so any size is taken.
    */
-  suggestedDeposit: baseUnits.optional(),
+  suggestedDeposit: anyBaseUnits.optional(),
   methodDetails: z
     .object({
       chainId: z.number().int().optional(),
@@ -66,7 +57,7 @@ export type SessionRequest = {
 export function parseSessionRequest(
   challenge: Challenge.Challenge,
   chainId: number,
-): { request: SessionRequest; reason?: undefined } | { request?: undefined; reason: string } {
+): RequestOrReason<SessionRequest> {
   if (challenge.method !== 'tempo' || challenge.intent !== 'session')
     return { reason: 'not a Tempo session challenge' }
   const parsed = sessionRequestSchema.safeParse(challenge.request)

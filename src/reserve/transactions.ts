@@ -13,6 +13,7 @@ import {
 import { prepareTransactionRequest, signTransaction } from 'viem/actions'
 import { Abis, Transaction } from 'viem/tempo'
 import { maxFeeOf } from '../internal/fees.js'
+import { nowInSeconds, transactionLifetime } from '../internal/time.js'
 import type { ChannelEntry } from '../stores/ChannelStore.js'
 import type { SessionRequest } from './sessionRequest.js'
 
@@ -20,14 +21,6 @@ const { Channel, Voucher } = Session.Precompile
 
 export type ChainClient = Client<Transport, Chain>
 export type Descriptor = ChannelEntry['descriptor']
-
-/**
- * How long a channel transaction stays valid (s), as the charge's: an open whose answer is lost
- * is known not to have landed once this has passed.
- */
-const validFor = 25
-/** A prepared transaction with less validity left than this (s) is prepared again before signing. */
-const minValidity = 10
 
 /** A channel transaction (open or top-up), prepared and priced, not signed. */
 export type PreparedChannelTransaction = {
@@ -41,7 +34,7 @@ export type PreparedChannelTransaction = {
  * Prepares a channel-reserve call as a Tempo transaction with an expiring nonce (TIP-1009), so
  * that no nonce is read and no other transaction of the payer waits on it. The fee token is the
  * server's choice, else the channel's token, as mppx does. An access key's `account` is the one
- * `payerOf` gives: it carries the key authorization this transaction attaches, if any.
+ * `withKeyAuthorization` gives: it carries the key authorization this transaction attaches, if any.
  */
 export async function prepareChannelTransaction(
   client: ChainClient,
@@ -57,7 +50,7 @@ export async function prepareChannelTransaction(
     account,
     calls: [{ to: request.escrow, data }],
     nonceKey: 'expiring',
-    validBefore: Math.floor(Date.now() / 1000) + validFor,
+    validBefore: nowInSeconds() + transactionLifetime,
     ...(request.feePayer ? { feePayer: true } : { feeToken }),
     ...(validAfter === undefined ? {} : { validAfter }),
   } as never)) as unknown as PreparedChannelTransaction['transaction'] & {
@@ -70,24 +63,6 @@ export async function prepareChannelTransaction(
 }
 
 /**
- * `prepared`, or the same transaction prepared again if a slow approval left it too little time
- * to land; refused if its fee rose above the one quoted.
- */
-export async function stillValid(
-  prepared: PreparedChannelTransaction,
-  prepare: () => Promise<PreparedChannelTransaction>,
-) {
-  if ((prepared.transaction.validBefore ?? 0) - Math.floor(Date.now() / 1000) >= minValidity)
-    return prepared
-  const again = await prepare()
-  if (again.fee > prepared.fee)
-    throw new Error(
-      `The transaction's fee rose above the ${prepared.fee} quoted while it waited for approval.`,
-    )
-  return again
-}
-
-/**
  * Who signs the vouchers of the account's channels: an access key signs them itself, so that
  * they need no root-wallet signature.
  */
@@ -95,13 +70,16 @@ export function signerOf(account: Account): Address {
   return (account as { accessKeyAddress?: Address }).accessKeyAddress ?? account.address
 }
 
-/** The reserve's `open` call for a new channel with `deposit`, and the descriptor it will have. */
+/**
+ * The reserve's `open` call for a new channel of `payer` (its wallet, and who signs its vouchers)
+ * with `deposit`, and the descriptor it will have.
+ */
 export function openCall(
-  account: Account,
+  payer: { address: Address; signer: Address },
   request: SessionRequest,
   deposit: bigint,
 ): { data: Hex; descriptor: Omit<Descriptor, 'expiringNonceHash'> } {
-  const authorizedSigner = signerOf(account)
+  const authorizedSigner = payer.signer
   const operator = request.operator ?? zeroAddress
   const salt = OxHex.random(32)
   return {
@@ -111,7 +89,7 @@ export function openCall(
       args: [request.recipient, operator, request.currency, deposit, salt, authorizedSigner],
     }),
     descriptor: {
-      payer: account.address,
+      payer: payer.address,
       payee: request.recipient,
       operator,
       token: request.currency,
@@ -137,12 +115,13 @@ export function topUpCall(descriptor: Descriptor, additionalDeposit: bigint): He
 export async function signOpen(
   client: ChainClient,
   {
-    account,
+    sender,
     request,
     prepared,
     descriptor,
   }: {
-    account: Account
+    /** The payer's wallet, which sends the transaction. */
+    sender: Address
     request: SessionRequest
     prepared: PreparedChannelTransaction
     descriptor: Omit<Descriptor, 'expiringNonceHash'>
@@ -154,7 +133,7 @@ export async function signOpen(
       ...(request.feePayer ? { feePayer: true } : {}),
       transaction: Transaction.deserialize(transaction) as never,
     }),
-    { sender: account.address },
+    { sender },
   )
   const full: Descriptor = { ...descriptor, expiringNonceHash }
   const channelId = Channel.computeId({
@@ -183,6 +162,6 @@ export function signVoucher(
 
 /** A random past `validAfter`, which keeps otherwise identical expiring transactions apart. */
 export function randomValidAfter() {
-  const latest = BigInt(Math.floor(Date.now() / 1000) - 60)
+  const latest = BigInt(nowInSeconds() - 60)
   return Number(BigInt(OxHex.random(8)) % latest)
 }

@@ -1,20 +1,19 @@
 import type { Challenge } from 'mppx'
 import { Credential } from 'mppx'
-import type { Account, Hex } from 'viem'
+import type { Hex } from 'viem'
 import { PaymentRefusedError } from '../../errors.js'
 import { type ChainClient, signVoucher } from '../../reserve/transactions.js'
 import type { ChannelEntry, ChannelLease } from '../../stores/ChannelStore.js'
 import { ChannelStoreError } from '../../stores/errors.js'
+import type { Payer } from '../payer.js'
 import type { Endpoint } from './endpoint.js'
 import { Ledger } from './ledger.js'
 
 /** What every part of a session provider signs and sends with. */
 export type SessionContext = {
-  account: Account
+  payer: Payer
   client: ChainClient
   chainId: number
-  /** The credential's `source` (the payer's DID). */
-  source: string
   /** How many calls' worth the store's mark is written ahead. */
   ahead: number
 }
@@ -25,7 +24,7 @@ export function credentialOf(
   challenge: Challenge.Challenge,
   payload: Record<string, unknown>,
 ) {
-  return Credential.serialize({ challenge, payload, source: context.source })
+  return Credential.serialize({ challenge, payload, source: context.payer.source })
 }
 
 /** The credential of a voucher of `amount` on `channel`, signed with `signature`. */
@@ -220,7 +219,7 @@ export async function signOutside(
   price: bigint,
 ) {
   await markUpTo(context, channel, amount, price)
-  const signature = await signVoucher(context.client, context.account, channel.entry, amount)
+  const signature = await signVoucher(context.client, context.payer.account, channel.entry, amount)
   channel.ledger = Ledger.signedUpTo(channel.ledger, amount)
   return signature
 }
@@ -274,7 +273,7 @@ export function voucherSlot(context: SessionContext, channel: LiveChannel, price
           })
         const signature = await signVoucher(
           context.client,
-          context.account,
+          context.payer.account,
           channel.entry,
           allocated.amount,
         )

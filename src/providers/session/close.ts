@@ -126,7 +126,7 @@ async function closeOne(
     const { endpoint, entry } = channel
     const result = await cooperativeClose({
       entry,
-      account: context.account,
+      account: context.payer.account,
       client: context.client,
       server: redactUrl(endpoint.url),
       // The server holds no voucher above what was signed here, and served what the ledger says.

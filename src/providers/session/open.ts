@@ -4,11 +4,12 @@ import { type Hash, keccak256 } from 'viem'
 import { maxOf } from '../../internal/bigint.js'
 import { paidFeeOf } from '../../internal/fees.js'
 import { raceSignal } from '../../internal/signal.js'
+import { nowInSeconds } from '../../internal/time.js'
 import type { SessionRequest } from '../../reserve/sessionRequest.js'
 import { openCall, signOpen } from '../../reserve/transactions.js'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
-import { prepareAffordable } from './affordable.js'
+import { prepareChannelAffordable } from './affordable.js'
 import type { Book } from './book.js'
 import {
   credentialOf,
@@ -77,9 +78,14 @@ export async function openPayment(
     onEnd,
   }: OpenPaymentParameters,
 ): Promise<PreparedPayment> {
-  const { account, client } = context
-  const { data, descriptor } = openCall(account, request, deposit)
-  const prepared = await prepareAffordable(context, { request, spends: deposit, data, signal })
+  const { payer, client } = context
+  const { data, descriptor } = openCall(payer, request, deposit)
+  const prepared = await prepareChannelAffordable(context, {
+    request,
+    spends: deposit,
+    data,
+    signal,
+  })
   const { turn } = prepared
   let opening:
     | { channel: LiveChannel; slot: ReturnType<typeof voucherSlot>; validBefore: number }
@@ -91,9 +97,14 @@ export async function openPayment(
 
   const authorize = async () => {
     const transaction = await prepared.ready()
-    const opened = await signOpen(client, { account, request, prepared: transaction, descriptor })
+    const opened = await signOpen(client, {
+      sender: payer.address,
+      request,
+      prepared: transaction,
+      descriptor,
+    })
     signed = keccak256(opened.transaction)
-    const validBefore = transaction.transaction.validBefore ?? Math.floor(Date.now() / 1000)
+    const validBefore = transaction.transaction.validBefore ?? nowInSeconds()
     const channel = await recordOpening(context, {
       book,
       origin,

@@ -5,7 +5,6 @@ import { maxOf } from '../../internal/bigint.js'
 import { redactErrorInPlace } from '../../internal/redactUrl.js'
 import { raceSignal } from '../../internal/signal.js'
 import type { SessionRequest } from '../../reserve/sessionRequest.js'
-import { signerOf } from '../../reserve/transactions.js'
 import type { ChannelRecord } from '../../stores/ChannelStore.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
 import type { Book } from './book.js'
@@ -139,8 +138,8 @@ function fits(
   const mark = record.ledger?.mark ?? entry.cumulativeAmount
   return (
     entry.chainId === context.chainId &&
-    isAddressEqual(entry.descriptor.payer, context.account.address) &&
-    isAddressEqual(entry.descriptor.authorizedSigner, signerOf(context.account)) &&
+    isAddressEqual(entry.descriptor.payer, context.payer.address) &&
+    isAddressEqual(entry.descriptor.authorizedSigner, context.payer.signer) &&
     !passedOver.has(entry.channelId.toLowerCase() as Hex) &&
     mark + request.amount <= cap
   )

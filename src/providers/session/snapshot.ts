@@ -3,15 +3,12 @@ import { Session } from 'mppx/tempo'
 import { type Hex, isAddressEqual } from 'viem'
 import { z } from 'zod'
 import { minOf } from '../../internal/bigint.js'
+import { baseUnitsSchema, hexSchema as hex } from '../../internal/wireSchemas.js'
 import type { ChannelEntry } from '../../stores/ChannelStore.js'
 
 const { Voucher } = Session.Precompile
 
-const amount = z
-  .string()
-  .regex(/^\d{1,29}$/)
-  .transform((value) => BigInt(value))
-const hex = z.string().regex(/^0x[0-9a-fA-F]*$/) as unknown as z.ZodType<Hex>
+const amount = baseUnitsSchema(96)
 
 /** The parts of a session snapshot (draft-tempo-session-00 §Session Snapshot) that are used. */
 const snapshotSchema = z.object({

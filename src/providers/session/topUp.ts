@@ -6,7 +6,7 @@ import { paidFeeOf } from '../../internal/fees.js'
 import type { SessionRequest } from '../../reserve/sessionRequest.js'
 import { randomValidAfter, topUpCall } from '../../reserve/transactions.js'
 import type { PreparedPayment } from '../PaymentProvider.js'
-import { prepareAffordable } from './affordable.js'
+import { prepareChannelAffordable } from './affordable.js'
 import {
   credentialOf,
   type LiveChannel,
@@ -51,7 +51,7 @@ export async function topUpPayment(
   const settle = track(channel)
   const slot = voucherSlot(context, channel, request.amount)
   const data = topUpCall(channel.entry.descriptor, additional)
-  const prepared = await prepareAffordable(context, {
+  const prepared = await prepareChannelAffordable(context, {
     request,
     spends: additional,
     data,
