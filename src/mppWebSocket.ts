@@ -1,19 +1,18 @@
 import {
   createTransport,
-  RpcRequestError,
   type Transport,
   type WebSocketTransport,
   type WebSocketTransportConfig,
   webSocket,
 } from 'viem'
-import { buildRequest } from 'viem/utils'
 import { defaultProvider } from './flow/defaultProvider.js'
 import { createPaymentFlow } from './flow/paymentFlow.js'
 import { credentialPolicy } from './flow/plainHttp.js'
 import { type TransportPaymentConfig, transportPayments } from './flow/transportPayments.js'
-import { inBandChallengeOf, inBandSignalling } from './internal/inBand.js'
+import { inBandSignalling } from './internal/inBand.js'
 import { socketExchange } from './internal/socketFetch.js'
-import { type Exchange, paidSubscriptions, type RpcMessage } from './webSocket/subscriptions.js'
+import { paidMessages } from './webSocket/paidMessages.js'
+import { paidSubscriptions } from './webSocket/subscriptions.js'
 
 export type MppWebSocketTransportConfig = WebSocketTransportConfig &
   TransportPaymentConfig & {
@@ -29,8 +28,6 @@ export type MppWebSocketTransport = Transport<
   'webSocket',
   WebSocketTransport extends Transport<'webSocket', infer value> ? value : never
 >
-
-const json = { 'content-type': 'application/json' }
 
 /**
  * viem's `webSocket()` that pays in-band JSON-RPC payment challenges (draft-payment-transport-
@@ -101,54 +98,14 @@ export function mppWebSocket(
       ...payments.hooks,
     })
 
-    /** The result of a paid exchange's final answer, or its JSON-RPC error as viem throws it. */
-    const resultOf = async (response: Response, body: { [key: string]: unknown }) => {
-      const answer = (await response.json()) as RpcMessage
-      if (answer.error) throw new RpcRequestError({ body, error: answer.error, url: endpoint })
-      return answer.result
-    }
-
-    const exchange: Exchange = async ({ method, params }, { listener, refused, askFirst } = {}) => {
-      const body = { jsonrpc: '2.0', id: listener ?? 0, method, params }
-      const init: RequestInit = { method: 'POST', headers: json, body: JSON.stringify(body) }
-      const paid = (response: Promise<Response>) =>
-        response.then((each) => each.json() as Promise<RpcMessage>)
-      if (!refused && !askFirst && flow.presending) {
-        const present = flow.presend(endpoint, init)
-        if (present) return paid(present)
-      }
-      const answer = refused ?? (await paid(overSocket(endpoint, init)))
-      const challenge =
-        answer.error &&
-        inBandChallengeOf(new RpcRequestError({ body, error: answer.error, url: endpoint }))
-      return challenge ? paid(flow.pay(endpoint, init, challenge)) : answer
-    }
+    const { request, exchange } = paidMessages({
+      flow,
+      endpoint,
+      overSocket,
+      inner,
+      methods: socketConfig.methods,
+    })
     const subscriptions = paidSubscriptions({ exchange, timeout, url: endpoint })
-
-    /** A paid exchange's result, its JSON-RPC error typed as viem types it; never retried. */
-    const typed = (args: object, exchange: () => Promise<unknown>) =>
-      buildRequest(exchange as never, { methods: socketConfig.methods, retryCount: 0 })(
-        args as never,
-      ) as Promise<never>
-
-    // Unpaid calls go to webSocket()'s own request (its retries, its typed errors) as they are:
-    // no second retry layer on top. A paid exchange is made once, since it may have been taken.
-    const request = (async (args, options) => {
-      const { method, params } = args as { method: string; params?: unknown }
-      const body = { jsonrpc: '2.0', id: 0, method, params }
-      const init: RequestInit = { method: 'POST', headers: json, body: JSON.stringify(body) }
-      if (flow.presending) {
-        const presented = flow.presend(endpoint, init)
-        if (presented) return typed(args, async () => resultOf(await presented, body))
-      }
-      try {
-        return await inner.request(args as never, options)
-      } catch (error) {
-        const challenge = inBandChallengeOf(error)
-        if (!challenge) throw error
-        return typed(args, async () => resultOf(await flow.pay(endpoint, init, challenge), body))
-      }
-    }) as typeof inner.request
 
     const transport = createTransport(
       {

@@ -100,35 +100,12 @@ export async function cooperativeClose({
 
   const probe = await send(new Headers())
   await probe.body?.cancel()
-  const challenge = decodeChallenges(probe).find((challenge) => {
-    const { request } = parseSessionRequest(challenge, entry.chainId)
-    return (
-      request !== undefined &&
-      isAddressEqual(request.recipient, entry.descriptor.payee) &&
-      isAddressEqual(request.currency, entry.descriptor.token) &&
-      isAddressEqual(request.escrow, entry.escrow)
-    )
-  })
+  const challenge = decodeChallenges(probe).find((challenge) => isFor(challenge, entry))
   if (!challenge)
     throw refused(`The server at ${server} offered no session challenge for this channel's payee.`)
 
-  const source = Proof.proofSource({ address: account.address, chainId: entry.chainId })
-  const closeWith = async (cumulativeAmount: bigint) => {
-    // The voucher's domain is the entry's chain and reserve; the client's chain is not used.
-    const signature = await signVoucher(client as ChainClient, account, entry, cumulativeAmount)
-    const authorization = Credential.serialize({
-      challenge,
-      payload: {
-        action: 'close',
-        channelId: entry.channelId,
-        descriptor: entry.descriptor,
-        cumulativeAmount: cumulativeAmount.toString(),
-        signature,
-      },
-      source,
-    })
-    return send(new Headers({ [Challenge.credentialHeader(challenge)]: authorization }))
-  }
+  const closeWith = async (cumulativeAmount: bigint) =>
+    send(await closeHeaders(client, { account, entry, challenge, cumulativeAmount }))
 
   /** Sends the close voucher (again at the amount the server says it charged), then reads the chain. */
   const requestClose = async (fromBlock: bigint) => {
@@ -178,6 +155,48 @@ export async function cooperativeClose({
     throw error
   })
   return { settled: closed.settled, refunded: closed.refunded, txHash: closed.txHash }
+}
+
+/** Whether `challenge` is a session challenge of the channel's payee, token and reserve. */
+function isFor(challenge: Challenge.Challenge, entry: ChannelEntry) {
+  const { request } = parseSessionRequest(challenge, entry.chainId)
+  return (
+    request !== undefined &&
+    isAddressEqual(request.recipient, entry.descriptor.payee) &&
+    isAddressEqual(request.currency, entry.descriptor.token) &&
+    isAddressEqual(request.escrow, entry.escrow)
+  )
+}
+
+/** The headers of a close request: a close voucher for `cumulativeAmount`, as `challenge`'s credential. */
+async function closeHeaders(
+  client: ChannelClient,
+  {
+    account,
+    entry,
+    challenge,
+    cumulativeAmount,
+  }: {
+    account: Account
+    entry: ChannelEntry
+    challenge: Challenge.Challenge
+    cumulativeAmount: bigint
+  },
+) {
+  // The voucher's domain is the entry's chain and reserve; the client's chain is not used.
+  const signature = await signVoucher(client as ChainClient, account, entry, cumulativeAmount)
+  const authorization = Credential.serialize({
+    challenge,
+    payload: {
+      action: 'close',
+      channelId: entry.channelId,
+      descriptor: entry.descriptor,
+      cumulativeAmount: cumulativeAmount.toString(),
+      signature,
+    },
+    source: Proof.proofSource({ address: account.address, chainId: entry.chainId }),
+  })
+  return new Headers({ [Challenge.credentialHeader(challenge)]: authorization })
 }
 
 /** What a server's refusal of a close voucher says it charged (mppx: "must be >= N (spent)"). */

@@ -59,99 +59,44 @@ export async function payRounds(
   signal: AbortSignal,
   { url, origin, init, request, provider, first }: Rounds,
 ): Promise<Response> {
-  const { fetchFn, policy, chainId, hooks } = context
-  // Once a rejected bearer payment may have been taken, every later failure says so.
-  let taken = false
-  const fail = (parameters: Omit<PaymentFailedError.Parameters, 'origin'>) =>
-    new PaymentFailedError({ ...parameters, settled: parameters.settled || taken, origin })
-  const send = (credential?: { header: string; value: string }) =>
-    sendWithinOrigin(fetchFn, url, init, credential, signal)
-  const paid = new Set<string>()
+  const state: RoundsState = {
+    context,
+    signal,
+    origin,
+    provider,
+    send: (credential) => sendWithinOrigin(context.fetchFn, url, init, credential, signal),
+    paid: new Set(),
+    taken: false,
+    rejection: undefined,
+  }
   const rules = payAgainRules(provider, signal)
-  let rejection: { status: number; problem: Problem | undefined } | undefined
   let next = first
-
-  /** The challenge of a 402 (or 410) to pay next, or why there is none. */
-  const challengeOf = (response: Response) => {
-    const challenges = decodeChallenges(response)
-    notify(hooks.onChallenge, { challenges, origin })
-    const choice = choose(challenges, provider, { chainId, paid })
-    if (choice.challenge) return choice.challenge
-    if (rejection)
-      throw fail({
-        shortMessage: 'The server rejected the payment and offered nothing new to pay.',
-        ...rejection,
-        settled: false,
-      })
-    throw new PaymentRequiredError({
-      reason: challenges.length === 0 ? 'noChallenge' : 'noSupportedChallenge',
-      origin,
-      offered: choice.passedOver,
-    })
-  }
-
-  /** Signs the payment and sends the request with it: the server's answer. */
-  const sendPaid = async (
-    payment: Payment,
-    challenge: Challenge.Challenge,
-    event: PaymentEvent,
-  ) => {
-    let authorization: string
-    try {
-      // A signer that never answers must not hold the request: the deadline ends the wait,
-      // and a credential signed after it is never sent.
-      signal.throwIfAborted()
-      authorization = await raceSignal(payment.authorize(), signal)
-    } catch (error) {
-      await payment.rollback()
-      // Refused while signing (a fleet budget): nothing was signed.
-      if (error instanceof PaymentRefusedError) throw error
-      throw fail({
-        shortMessage: signal.aborted ? unsent : 'The payment could not be made.',
-        settled: false,
-        cause: error,
-      })
-    }
-    notify(hooks.onPaymentSent, event)
-    try {
-      // The challenge names the header for its credential; `Authorization` by default.
-      return await send({ header: Challenge.credentialHeader(challenge), value: authorization })
-    } catch (error) {
-      // The credential may have reached the server: the payment counts as made.
-      await payment.commit(undefined, { accepted: false })
-      throw fail({
-        shortMessage: 'The paid request failed after the payment was sent.',
-        settled: true,
-        cause: error,
-      })
-    }
-  }
 
   for (let round = 1; ; round++) {
     const presented = 'challenge' in next
-    const challenge = 'challenge' in next ? next.challenge : challengeOf(next.response)
-    paid.add(challenge.id)
+    const challenge = 'challenge' in next ? next.challenge : challengeOf(state, next.response)
+    state.paid.add(challenge.id)
     const payment = await startPayment(
       provider,
-      policy,
+      context.policy,
       { challenge, request, signal },
       origin,
     ).catch((error: unknown) => {
       if (isPaymentError(error)) throw error
-      throw fail({
+      throw fail(state, {
         shortMessage: signal.aborted ? unsent : 'The payment could not be prepared.',
         settled: false,
         cause: error,
       })
     })
     const event: PaymentEvent = { challenge, quote: payment.quote, origin }
-    const answer = await sendPaid(payment, challenge, event)
+    const answer = await sendPaid(state, payment, challenge, event)
 
     if (answer.ok) {
       const receipt = decodeReceipt(answer)
       await payment.commit(receipt, { accepted: true })
       if (provider.challengeFor) context.onAccepted(provider)
-      notify(hooks.onReceipt, { ...event, receipt })
+      notify(context.hooks.onReceipt, { ...event, receipt })
       return answer
     }
 
@@ -159,7 +104,7 @@ export async function payRounds(
     if (answer.status !== 402 && answer.status !== 410) {
       // The server failed after receiving the credential: it may have taken the payment.
       await payment.commit(undefined, { accepted: false })
-      throw fail({
+      throw fail(state, {
         shortMessage: `The server answered ${answer.status} to the paid request.`,
         status: answer.status,
         problem,
@@ -168,11 +113,12 @@ export async function payRounds(
     }
 
     const { settled, failure } = await payment.reject()
-    taken ||= settled
-    notify(hooks.onPaymentRejected, { ...event, status: answer.status, problem })
-    rejection = { status: answer.status, problem }
+    state.taken ||= settled
+    notify(context.hooks.onPaymentRejected, { ...event, status: answer.status, problem })
+    const rejection = { status: answer.status, problem }
+    state.rejection = rejection
     const rejected = (shortMessage: string, cause?: unknown) =>
-      fail({ shortMessage, ...rejection, settled, cause })
+      fail(state, { shortMessage, ...rejection, settled, cause })
     if (failure) throw rejected('The server rejected the payment, and undoing it failed.', failure)
     if (round === maxPaymentRounds)
       throw rejected(`The server rejected ${maxPaymentRounds} payments for one request.`)
@@ -187,11 +133,101 @@ export async function payRounds(
       next = { response: answer }
       continue
     }
-    const response = await send().catch((error: unknown) => {
+    const response = await state.send().catch((error: unknown) => {
       throw rejected('Asking the server for a fresh challenge failed.', error)
     })
     // Unpaid now (e.g. free again): the answer is the request's.
     if (response.status !== 402) return response
     next = { response }
+  }
+}
+
+/** What the rounds of one request share, from one round to the next. */
+type RoundsState = {
+  context: RoundsContext
+  signal: AbortSignal
+  origin: string
+  provider: PaymentProvider
+  /** Sends the request, with a credential or without. */
+  send: (credential?: { header: string; value: string }) => Promise<Response>
+  /** The ids of the challenges paid: none is paid twice. */
+  paid: Set<string>
+  /** Once a rejected bearer payment may have been taken, every later failure says so. */
+  taken: boolean
+  /** The last rejection, if a payment was rejected. */
+  rejection: { status: number; problem: Problem | undefined } | undefined
+}
+
+/** The request's `PaymentFailedError`: settled if this failure's payment, or an earlier one, may have been taken. */
+function fail(
+  state: RoundsState,
+  parameters: Omit<PaymentFailedError.Parameters, 'origin'>,
+): PaymentFailedError {
+  return new PaymentFailedError({
+    ...parameters,
+    settled: parameters.settled || state.taken,
+    origin: state.origin,
+  })
+}
+
+/** The challenge of a 402 (or 410) to pay next, or why there is none. */
+function challengeOf(state: RoundsState, response: Response): Challenge.Challenge {
+  const { context, origin, provider, paid, rejection } = state
+  const challenges = decodeChallenges(response)
+  notify(context.hooks.onChallenge, { challenges, origin })
+  const choice = choose(challenges, provider, { chainId: context.chainId, paid })
+  if (choice.challenge) return choice.challenge
+  if (rejection)
+    throw fail(state, {
+      shortMessage: 'The server rejected the payment and offered nothing new to pay.',
+      ...rejection,
+      settled: false,
+    })
+  throw new PaymentRequiredError({
+    reason: challenges.length === 0 ? 'noChallenge' : 'noSupportedChallenge',
+    origin,
+    offered: choice.passedOver,
+  })
+}
+
+/** Signs the payment and sends the request with it: the server's answer. */
+async function sendPaid(
+  state: RoundsState,
+  payment: Payment,
+  challenge: Challenge.Challenge,
+  event: PaymentEvent,
+): Promise<Response> {
+  const { signal } = state
+  let authorization: string
+  try {
+    // A signer that never answers must not hold the request: the deadline ends the wait, and a
+    // credential signed after it is never sent.
+    signal.throwIfAborted()
+    authorization = await raceSignal(payment.authorize(), signal)
+  } catch (error) {
+    await payment.rollback()
+    // Refused while signing (a fleet budget): nothing was signed.
+    if (error instanceof PaymentRefusedError) throw error
+    throw fail(state, {
+      shortMessage: signal.aborted ? unsent : 'The payment could not be made.',
+      settled: false,
+      cause: error,
+    })
+  }
+  notify(state.context.hooks.onPaymentSent, event)
+  try {
+    // The challenge names the header for its credential; `Authorization` by default.
+    return await state.send({
+      header: Challenge.credentialHeader(challenge),
+      value: authorization,
+    })
+  } catch (error) {
+    // The credential may have reached the server: the payment counts as made.
+    await payment.commit(undefined, { accepted: false })
+    throw fail(state, {
+      shortMessage: 'The paid request failed after the payment was sent.',
+      settled: true,
+      cause: error,
+    })
   }
 }

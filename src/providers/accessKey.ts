@@ -181,49 +181,20 @@ function createKeyState(
      * is the one `begin` read for this payment.
      */
     async assertCanPay(client: Client, spend: KeySpend, keychain?: KeychainEntry) {
-      const refuse = (accessKey: PaymentRefusedError.AccessKeyLimit) => {
+      const metadata = keychain ?? (await readKeychain(client))
+      const refusal =
+        metadata.isRevoked || isOnChain(metadata)
+          ? await keychainRefusal(client, key, metadata, spend)
+          : authorizationRefusal(await givenAuthorization(), spend)
+      if (refusal)
         throw new PaymentRefusedError({
           reason: 'accessKeyLimit',
           amount: spend.amount,
           fee: spend.fee,
           currency: spend.currency,
           feeToken: spend.feeToken,
-          accessKey,
+          accessKey: refusal,
         })
-      }
-      const metadata = keychain ?? (await readKeychain(client))
-      if (metadata.isRevoked) return refuse({ revoked: true })
-      if (isOnChain(metadata)) {
-        // A keychain expiry of 0 is none.
-        if (metadata.expiry > 0n && metadata.expiry <= BigInt(nowInSeconds()))
-          return refuse({ expiredAt: metadata.expiry })
-        const forbidden = forbiddenCall(spend.calls, await scopesOnChain(client, key))
-        if (forbidden) return refuse(forbidden)
-        if (metadata.spendPolicy === 'unlimited') return
-        for (const { token, needed } of spendsOf(spend)) {
-          const { remaining } = await Actions.accessKey.getRemainingLimit(client, {
-            account: key.address,
-            accessKey: key.accessKey,
-            token,
-          })
-          if (remaining < needed) return refuse({ token, remaining, needed })
-        }
-        return
-      }
-      const given = await givenAuthorization()
-      if (!given) return
-      const expiredAt = expiryOf(given)
-      if (expiredAt !== undefined) return refuse({ expiredAt })
-      const forbidden = forbiddenCall(spend.calls, scopesOf(given))
-      if (forbidden) return refuse(forbidden)
-      // No limits: unlimited; otherwise an unlisted token may not be spent at all.
-      if (!given.limits) return
-      for (const { token, needed } of spendsOf(spend)) {
-        const remaining = given.limits
-          .filter((limit) => isAddressEqual(limit.token, token))
-          .reduce((sum, limit) => sum + limit.limit, 0n)
-        if (remaining < needed) return refuse({ token, remaining, needed })
-      }
     },
     /**
      * After the server said the key is not provisioned: whether the chain really lacks it and
@@ -240,6 +211,59 @@ function createKeyState(
       return true
     },
   }
+}
+
+/**
+ * Why the keychain refuses `spend` of a key on chain (or revoked): revoked, expired, a call out
+ * of its scopes, or a token's remaining limit below what is spent; `undefined` if it may pay.
+ */
+async function keychainRefusal(
+  client: Client,
+  key: KeyAuthorizationManager.Key,
+  metadata: KeychainEntry,
+  spend: KeySpend,
+): Promise<PaymentRefusedError.AccessKeyLimit | undefined> {
+  if (metadata.isRevoked) return { revoked: true }
+  // A keychain expiry of 0 is none.
+  if (metadata.expiry > 0n && metadata.expiry <= BigInt(nowInSeconds()))
+    return { expiredAt: metadata.expiry }
+  const forbidden = forbiddenCall(spend.calls, await scopesOnChain(client, key))
+  if (forbidden) return forbidden
+  if (metadata.spendPolicy === 'unlimited') return undefined
+  for (const { token, needed } of spendsOf(spend)) {
+    const { remaining } = await Actions.accessKey.getRemainingLimit(client, {
+      account: key.address,
+      accessKey: key.accessKey,
+      token,
+    })
+    if (remaining < needed) return { token, remaining, needed }
+  }
+  return undefined
+}
+
+/**
+ * Why the authorization that would provision a key not yet on chain refuses `spend`: expired, a
+ * call out of its scopes, or a token's limit below what is spent; `undefined` if it may pay, or
+ * if no authorization was given (nothing to judge by: the server's answer decides).
+ */
+function authorizationRefusal(
+  given: KeyAuthorization | undefined,
+  spend: KeySpend,
+): PaymentRefusedError.AccessKeyLimit | undefined {
+  if (!given) return undefined
+  const expiredAt = expiryOf(given)
+  if (expiredAt !== undefined) return { expiredAt }
+  const forbidden = forbiddenCall(spend.calls, scopesOf(given))
+  if (forbidden) return forbidden
+  // No limits: unlimited; otherwise an unlisted token may not be spent at all.
+  if (!given.limits) return undefined
+  for (const { token, needed } of spendsOf(spend)) {
+    const remaining = given.limits
+      .filter((limit) => isAddressEqual(limit.token, token))
+      .reduce((sum, limit) => sum + limit.limit, 0n)
+    if (remaining < needed) return { token, remaining, needed }
+  }
+  return undefined
 }
 
 /** When an authorization expired (unix seconds), or `undefined` if it has not (or never does). */

@@ -87,9 +87,7 @@ export async function openPayment(
     signal,
   })
   const { turn } = prepared
-  let opening:
-    | { channel: LiveChannel; slot: ReturnType<typeof voucherSlot>; validBefore: number }
-    | undefined
+  let opening: Opening | undefined
   let sent = false
   let authorizing: Promise<unknown> | undefined
   /** The hash of the open transaction, once signed: the server broadcasts it as it is. */
@@ -105,7 +103,7 @@ export async function openPayment(
     })
     signed = keccak256(opened.transaction)
     const validBefore = transaction.transaction.validBefore ?? nowInSeconds()
-    const channel = await recordOpening(context, {
+    const signedOpen = await openCredential(context, challenge, {
       book,
       origin,
       endpoint,
@@ -114,27 +112,9 @@ export async function openPayment(
       opened,
       validBefore,
     })
-    const { entry, lease } = channel
-    const slot = voucherSlot(context, channel, request.amount)
-    try {
-      const voucher = await slot.sign()
-      opening = { channel, slot, validBefore }
-      sent = true
-      return credentialOf(context, challenge, {
-        action: 'open',
-        type: 'transaction',
-        channelId: entry.channelId,
-        transaction: opened.transaction,
-        descriptor: entry.descriptor,
-        cumulativeAmount: voucher.amount.toString(),
-        signature: voucher.signature,
-        authorizedSigner: entry.descriptor.authorizedSigner,
-      })
-    } catch (error) {
-      // Nothing left this process: the open can never land.
-      await lease.remove()
-      throw error
-    }
+    opening = signedOpen.opening
+    sent = true
+    return signedOpen.credential
   }
 
   let ended = false
@@ -190,6 +170,54 @@ export async function openPayment(
   }
 }
 
+/** What the store's record of an opening channel is made of. */
+type OpeningRecord = {
+  book: Book
+  origin: string
+  endpoint: Endpoint
+  request: SessionRequest
+  deposit: bigint
+  opened: Awaited<ReturnType<typeof signOpen>>
+  /** Until when (unix s) the open may land. */
+  validBefore: number
+}
+
+/** An open signed and sent: its channel, the slot of its first voucher, and until when it may land. */
+type Opening = { channel: LiveChannel; slot: ReturnType<typeof voucherSlot>; validBefore: number }
+
+/**
+ * The open's credential: the channel is written to the store (leased, see `recordOpening`) and
+ * the first voucher signed on it, before anything leaves. If the voucher is not signed, the
+ * channel is removed again: nothing left this process, so the open can never land.
+ */
+async function openCredential(
+  context: SessionContext,
+  challenge: Challenge.Challenge,
+  record: OpeningRecord,
+): Promise<{ credential: string; opening: Opening }> {
+  const { opened, validBefore, request } = record
+  const channel = await recordOpening(context, record)
+  const { entry, lease } = channel
+  const slot = voucherSlot(context, channel, request.amount)
+  try {
+    const voucher = await slot.sign()
+    const credential = credentialOf(context, challenge, {
+      action: 'open',
+      type: 'transaction',
+      channelId: entry.channelId,
+      transaction: opened.transaction,
+      descriptor: entry.descriptor,
+      cumulativeAmount: voucher.amount.toString(),
+      signature: voucher.signature,
+      authorizedSigner: entry.descriptor.authorizedSigner,
+    })
+    return { credential, opening: { channel, slot, validBefore } }
+  } catch (error) {
+    await lease.remove()
+    throw error
+  }
+}
+
 /**
  * Writes the channel an open creates to the store, leased, with its mark covering the first
  * voucher: before the open leaves, so that a crash from then on leaves the channel (and its
@@ -197,23 +225,7 @@ export async function openPayment(
  */
 async function recordOpening(
   context: SessionContext,
-  {
-    book,
-    origin,
-    endpoint,
-    request,
-    deposit,
-    opened,
-    validBefore,
-  }: {
-    book: Book
-    origin: string
-    endpoint: Endpoint
-    request: SessionRequest
-    deposit: bigint
-    opened: Awaited<ReturnType<typeof signOpen>>
-    validBefore: number
-  },
+  { book, origin, endpoint, request, deposit, opened, validBefore }: OpeningRecord,
 ): Promise<LiveChannel> {
   const entry: ChannelEntry = {
     channelId: opened.channelId,
