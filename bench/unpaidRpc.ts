@@ -1,6 +1,7 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Request as MppxRequest, NodeListener } from 'mppx/server'
+import { answerBadGateway, forwarded, upstreamOf } from '../src/testing/paidRpc/upstream.js'
 
 /** A forwarding JSON-RPC server without a payment gate, and what it has seen. */
 export type UnpaidRpc = {
@@ -17,28 +18,14 @@ export type UnpaidRpc = {
  */
 export async function startUnpaidRpc({ upstream }: { upstream: string }): Promise<UnpaidRpc> {
   const counters = { requests: 0 }
+  const target = upstreamOf(upstream)
   const server = createServer(async (req, res) => {
     counters.requests++
     try {
       const request = MppxRequest.fromNodeListener(req, res)
-      const upstreamResponse = await fetch(upstream, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: await request.text(),
-      })
-      const body = await upstreamResponse.text()
-      await NodeListener.sendResponse(
-        res,
-        new Response(body, {
-          status: upstreamResponse.status,
-          headers: { 'content-type': 'application/json' },
-        }),
-      )
+      await NodeListener.sendResponse(res, await forwarded(target, await request.text()))
     } catch (error) {
-      if (!res.headersSent)
-        res
-          .writeHead(502, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ error: (error as Error).message }))
+      answerBadGateway(res, error)
     }
   })
   await new Promise<void>((resolve, reject) => {

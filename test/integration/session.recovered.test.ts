@@ -56,6 +56,26 @@ async function recoveredChannel(index: number, { snapshots = true } = {}) {
 /** The store's records, as `list()` gives them. */
 const recordsOf = async (store: ChannelStore) => (await store.list?.()) ?? []
 
+/** The channel is taken up from the server's snapshot (held by this provider now), nothing signed on it. */
+async function expectTakenUpUnsigned({
+  rpc,
+  store,
+  channel,
+  proxy,
+}: Pick<Awaited<ReturnType<typeof recoveredChannel>>, 'rpc' | 'store' | 'channel' | 'proxy'>) {
+  expect(await recordsOf(store)).toEqual([
+    expect.objectContaining({
+      origin: new URL(proxy.url).origin,
+      key: keyOf(rpc.payee),
+      entry: expect.objectContaining({ channelId: channel.channelId }),
+      ledger: expect.objectContaining({
+        signed: 0n,
+        lease: expect.objectContaining({ live: true }),
+      }),
+    }),
+  ])
+}
+
 describe('a recovered channel, refused by the spending policy', () => {
   test('onPaymentRequired refuses: nothing signed, nothing sent, the channel taken up from the snapshot', async () => {
     const { rpc, store, channel, credentials, proxy, signed, provider } = await recoveredChannel(5)
@@ -76,18 +96,7 @@ describe('a recovered channel, refused by the spending policy', () => {
       expect(quotes[0]).toMatchObject({ amount: 1000n, deposit: 0n, fee: 0n })
       expect(signed).toEqual([])
       expect(credentials).toEqual([])
-      // Taken up from the server's snapshot (held by this provider now), nothing signed on it.
-      expect(await recordsOf(store)).toEqual([
-        expect.objectContaining({
-          origin: new URL(proxy.url).origin,
-          key: keyOf(rpc.payee),
-          entry: expect.objectContaining({ channelId: channel.channelId }),
-          ledger: expect.objectContaining({
-            signed: 0n,
-            lease: expect.objectContaining({ live: true }),
-          }),
-        }),
-      ])
+      await expectTakenUpUnsigned({ rpc, store, channel, proxy })
       // Refused again: the same, and the store still as synced.
       await expect(client.getChainId()).rejects.toBeInstanceOf(PaymentRefusedError)
       expect(signed).toEqual([])
@@ -117,18 +126,7 @@ describe('a recovered channel, refused by the spending policy', () => {
       expect((error as PaymentRefusedError).metaMessages).toContain('Limit: 999')
       expect(signed).toEqual([])
       expect(credentials).toEqual([])
-      // Taken up from the server's snapshot (held by this provider now), nothing signed on it.
-      expect(await recordsOf(store)).toEqual([
-        expect.objectContaining({
-          origin: new URL(proxy.url).origin,
-          key: keyOf(rpc.payee),
-          entry: expect.objectContaining({ channelId: channel.channelId }),
-          ledger: expect.objectContaining({
-            signed: 0n,
-            lease: expect.objectContaining({ live: true }),
-          }),
-        }),
-      ])
+      await expectTakenUpUnsigned({ rpc, store, channel, proxy })
     } finally {
       await proxy.stop()
     }

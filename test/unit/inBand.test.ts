@@ -29,27 +29,48 @@ function clientOf(url: string, provider = fakeProvider().provider, hooks = {}) {
 
 const json = { 'content-type': 'application/json' }
 
+/** A receipt as `_meta` carries it, for `challengeId` if given. */
+const receiptObject = (reference: string, challengeId?: string) => ({
+  ...JSON.parse(Buffer.from(receiptHeader(reference), 'base64url').toString()),
+  ...(challengeId ? { challengeId } : {}),
+})
+
+/**
+ * A server that answers `-32042` (one challenge) to every message without a credential in its
+ * `_meta`, and `paid(message, credential)` to one with it.
+ */
+const paidOnlyServer = (
+  paid: (message: { id: unknown }, credential: { challenge: { id: string } }) => string,
+) =>
+  serve((request, response) => {
+    const message = JSON.parse(request.body)
+    const credential = message._meta?.['org.paymentauth/credential']
+    response
+      .writeHead(200, json)
+      .end(
+        credential
+          ? paid(message, credential)
+          : required(message.id, { httpStatus: 402, challenges: [challengeObject()] }),
+      )
+  })
+
+/** A server that answers every message with a `-32042` of `challenges`. */
+const challengingServer = (challenges: unknown[]) =>
+  serve((request, response) => {
+    response
+      .writeHead(200, json)
+      .end(required(JSON.parse(request.body).id, { httpStatus: 402, challenges }))
+  })
+
 test('a -32042 in a 200 is paid once: the credential goes in root-level _meta, the receipt is read from _meta', async () => {
   const { provider, calls } = fakeProvider()
   const receipts: unknown[] = []
-  const server = await serve((request, response) => {
-    const message = JSON.parse(request.body)
-    const credential = message._meta?.['org.paymentauth/credential']
-    if (!credential)
-      return response
-        .writeHead(200, json)
-        .end(required(message.id, { httpStatus: 402, challenges: [challengeObject()] }))
-    response.writeHead(200, json).end(
-      answer(message.id, {
-        result: '0x2a',
-        _meta: {
-          'org.paymentauth/receipt': JSON.parse(
-            Buffer.from(receiptHeader('0xfeed'), 'base64url').toString(),
-          ),
-        },
-      }),
-    )
-  })
+  const server = await paidOnlyServer((message) =>
+    answer(message.id, {
+      result: '0x2a',
+      _meta: { 'org.paymentauth/receipt': receiptObject('0xfeed') },
+    }),
+  )
   const client = clientOf(server.url, provider, {
     onReceipt: ({ receipt }: { receipt?: unknown }) => receipts.push(receipt),
   })
@@ -114,12 +135,7 @@ test.each([
 
 test('a hundred and twenty challenges (past what a header may hold): PaymentRequiredError, nothing paid', async () => {
   const { provider, calls } = fakeProvider()
-  const challenges = Array.from({ length: 120 }, challengeObject)
-  const server = await serve((request, response) => {
-    response
-      .writeHead(200, json)
-      .end(required(JSON.parse(request.body).id, { httpStatus: 402, challenges }))
-  })
+  const server = await challengingServer(Array.from({ length: 120 }, challengeObject))
   const error = await rejectionOf(clientOf(server.url, provider).request({ method: 'eth_chainId' }))
   expect(
     (error as PaymentRequiredError).walk((cause) => cause instanceof PaymentRequiredError),
@@ -148,26 +164,14 @@ test('a server echoing a credential in _meta, or a receipt that is not one: igno
 test("a receipt for another challenge than the one paid is not this payment's: no receipt reaches onReceipt, the result does", async () => {
   const { provider, calls } = fakeProvider()
   const receipts: unknown[] = []
-  const receiptOf = (challengeId: string) => ({
-    ...JSON.parse(Buffer.from(receiptHeader('0xfeed'), 'base64url').toString()),
-    challengeId,
-  })
-  const server = await serve((request, response) => {
-    const message = JSON.parse(request.body)
-    const credential = message._meta?.['org.paymentauth/credential']
-    if (!credential)
-      return response
-        .writeHead(200, json)
-        .end(required(message.id, { httpStatus: 402, challenges: [challengeObject()] }))
-    const paid = credential.challenge.id as string
+  const server = await paidOnlyServer((message, credential) => {
+    const paid = credential.challenge.id
     // The first paid call gets a receipt for another challenge, the second its own.
     const named = server.requests.length === 2 ? `not-${paid}` : paid
-    response.writeHead(200, json).end(
-      answer(message.id, {
-        result: '0x1',
-        _meta: { 'org.paymentauth/receipt': receiptOf(named) },
-      }),
-    )
+    return answer(message.id, {
+      result: '0x1',
+      _meta: { 'org.paymentauth/receipt': receiptObject('0xfeed', named) },
+    })
   })
   const client = clientOf(server.url, provider, {
     onReceipt: ({ receipt }: { receipt?: unknown }) => receipts.push(receipt),
@@ -180,12 +184,7 @@ test("a receipt for another challenge than the one paid is not this payment's: n
 
 test('an answer too large to be a signal (1000 challenges): read as the JSON-RPC error it is, nothing paid', async () => {
   const { provider, calls } = fakeProvider()
-  const challenges = Array.from({ length: 1000 }, challengeObject)
-  const server = await serve((request, response) => {
-    response
-      .writeHead(200, json)
-      .end(required(JSON.parse(request.body).id, { httpStatus: 402, challenges }))
-  })
+  const server = await challengingServer(Array.from({ length: 1000 }, challengeObject))
   const error = await rejectionOf(clientOf(server.url, provider).request({ method: 'eth_chainId' }))
   expect(error).toMatchObject({ code: -32042 })
   expect(calls.prepared).toEqual([])

@@ -10,6 +10,15 @@ import { drained, type LiveChannel, type SessionContext } from './channel.js'
 import { decideLostOpen } from './open.js'
 import { heldChannels, type Scope } from './scope.js'
 
+/** How a provider's channels are closed or released: within `timeout` (ms), and `signal`. */
+type EndOptions = {
+  signal?: AbortSignal | undefined
+  /** @default 30_000 */
+  timeout?: number | undefined
+  /** Drops what the provider caches for the scope (its pre-sent challenges). */
+  forget: (scope: Scope) => void
+}
+
 /** What closing one channel did. */
 export type ClosedChannel = { channelId: Hex; settled: bigint; refunded: bigint; txHash: Hash }
 
@@ -27,16 +36,7 @@ export type ClosedChannel = { channelId: Hex; settled: bigint; refunded: bigint;
 export async function closeChannels(
   context: SessionContext,
   scopes: readonly Scope[],
-  {
-    signal,
-    timeout = 30_000,
-    forget,
-  }: {
-    signal?: AbortSignal | undefined
-    timeout?: number | undefined
-    /** Drops what the provider caches for the scope (its pre-sent challenges). */
-    forget: (scope: Scope) => void
-  },
+  { signal, timeout = 30_000, forget }: EndOptions,
 ): Promise<ClosedChannel[]> {
   const deadline = createDeadline(timeout, signal, (ms) => `close() did not end within ${ms} ms.`)
   const closed: ClosedChannel[] = []
@@ -161,15 +161,7 @@ async function closeOne(
  */
 export async function releaseChannels(
   scopes: Iterable<Scope>,
-  {
-    signal,
-    timeout = 30_000,
-    forget,
-  }: {
-    signal?: AbortSignal | undefined
-    timeout?: number | undefined
-    forget: (scope: Scope) => void
-  },
+  { signal, timeout = 30_000, forget }: EndOptions,
 ): Promise<void> {
   const deadline = createDeadline(timeout, signal, (ms) => `release() did not end within ${ms} ms.`)
   try {

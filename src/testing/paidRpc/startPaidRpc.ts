@@ -1,30 +1,21 @@
 import { randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Mppx, Request as MppxRequest, NodeListener, Store, tempo } from 'mppx/server'
-import { Session } from 'mppx/tempo'
-import {
-  type Address,
-  type Chain,
-  createClient,
-  formatUnits,
-  type Hex,
-  http,
-  type LocalAccount,
-} from 'viem'
+import { Store } from 'mppx/server'
+import { type Address, type Chain, createClient, formatUnits, type Hex, http } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
-import { waitForTransactionReceipt } from 'viem/actions'
 import { Addresses } from 'viem/tempo'
 import { emptyCounters, type PaidRpcCounters } from './counters.js'
-import { inBandAnswerer } from './inband.js'
-import { assertReachable, bodyOf, socketUrlOf, upstreamOf } from './upstream.js'
-import { socketMethods } from './upstreamSocket.js'
+import { type PaidRpcIntent, paymentGate, tempoMethods } from './gate.js'
+import { httpListenerOf, inBandAnswererOf, type PaidRpcState } from './httpAnswers.js'
+import { type PaidRpcChannel, readChannel, settleChannel } from './serverChannels.js'
+import { assertReachable, socketUrlOf, upstreamOf } from './upstream.js'
 import { serveWebSocket } from './webSocketServer.js'
+
+export type { PaidRpcChannel, PaidRpcIntent }
 
 /** Private key of anvil's dev account #9, the default payee: funded on every localnet. */
 const defaultPayeeKey: Hex = '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6'
-
-export type PaidRpcIntent = 'charge' | 'session'
 
 export type StartPaidRpcOptions = {
   /** JSON-RPC URL that paid requests are forwarded to, and that payments are settled on. */
@@ -116,18 +107,6 @@ export type PaidRpc = {
   stop(): Promise<void>
 }
 
-/** A session channel as the server holds it. */
-export type PaidRpcChannel = {
-  /** The highest cumulative voucher accepted: what the payee can capture. */
-  highestVoucher: bigint
-  /** What the server charged on the channel (its price times the calls it served). */
-  spent: bigint
-  /** The calls it served on the channel. */
-  units: number
-  /** The deposit it last saw on chain. */
-  deposit: bigint
-}
-
 /**
  * Starts an mppx server that gates a JSON-RPC upstream with `402 Payment Required`: it answers
  * unpaid requests with Tempo challenges (charge, TIP-1034 session, or both), verifies and settles
@@ -169,115 +148,21 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
 
   const payee = privateKeyToAccount(payeePrivateKey)
   const client = createClient({ account: payee, chain, transport: http(upstream) })
-  const getClient = () => client
   const channels = Store.memory()
-  const amount = formatUnits(price, decimals)
-  const methods = {
-    charge: tempo.charge({ currency, decimals, recipient: payee.address, getClient }),
-    session: tempo.session({
-      currency,
-      decimals,
-      account: payee as LocalAccount,
-      getClient,
-      store: channels,
-      unitType: 'request',
-      suggestedDeposit: formatUnits(suggestedDeposit, decimals),
-      // A client naming its channel (`Payment-Session`) gets the channel's snapshot in the 402:
-      // the highest voucher held, signed by its signer, to continue from after a crash.
-      resolveChannelId: ({ request }) => request?.headers.get('payment-session'),
-    }),
-  }
-  const mppx = Mppx.create({
-    secretKey,
-    realm,
-    methods: intents.map((name) => methods[name]),
-  })
-  const gate = mppx.compose(...(intents.map((name) => [`tempo/${name}`, { amount }]) as never[]))
-
   const counters = emptyCounters()
-  mppx.onPaymentSuccess(({ credential, method }) => {
-    if (method.intent === 'charge') counters.payments.charge++
-    else {
-      const action = (credential?.payload as { action?: string } | undefined)?.action
-      if (action && action in counters.payments) counters.payments[action as 'open']++
-    }
-  })
+  const methods = tempoMethods({ currency, decimals, client, channels, suggestedDeposit })
+  const amount = formatUnits(price, decimals)
+  const gate = paymentGate({ methods, intents, amount, secretKey, realm, counters })
+  const state: PaidRpcState = { gate, upstream: upstreamRpc, counters }
 
-  const server = createServer(async (req, res) => {
-    if (cors) {
-      res.setHeader('access-control-allow-origin', cors)
-      res.setHeader('access-control-expose-headers', 'WWW-Authenticate, Payment-Receipt')
-      if (cors !== '*') res.setHeader('vary', 'Origin')
-      if (req.method === 'OPTIONS')
-        return res
-          .writeHead(204, {
-            'access-control-allow-methods': 'POST',
-            'access-control-allow-headers': 'Authorization, Content-Type',
-            'access-control-max-age': '600',
-          })
-          .end()
-    }
-    counters.requests++
-    if (signalling === 'jsonrpc') return inBandRequest(req, res)
-    try {
-      const request = MppxRequest.fromNodeListener(req, res)
-      const result = await gate(request)
-      if (result.status === 402) {
-        counters.challenges++
-        return await NodeListener.sendResponse(res, result.challenge)
-      }
-      const management = managementResponse(result.withReceipt)
-      if (management) return await NodeListener.sendResponse(res, management)
-      const upstreamResponse = await upstreamRpc.post(await request.text())
-      counters.forwarded++
-      const body = await upstreamResponse.text()
-      await NodeListener.sendResponse(
-        res,
-        result.withReceipt(
-          new Response(body, {
-            status: upstreamResponse.status,
-            headers: { 'content-type': 'application/json' },
-          }),
-        ),
-      )
-    } catch (error) {
-      if (!res.headersSent)
-        res
-          .writeHead(502, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ error: (error as Error).message }))
-    }
-  })
-  /**
-   * JSON-RPC messages under in-band signalling: the same gate, its answers as JSON-RPC; a
-   * socket's subscriptions forwarded over `overSocket`, the rest over the upstream's HTTP.
-   */
-  const answererFor = (overSocket?: (body: string) => Promise<string>) =>
-    inBandAnswerer({
-      gate,
-      forward: async (body) => {
-        const answer =
-          overSocket && socketMethods.has((JSON.parse(body) as { method?: unknown }).method)
-            ? await overSocket(body)
-            : await (await upstreamRpc.post(body)).text()
-        counters.forwarded++
-        return answer
-      },
-      onChallenge: () => counters.challenges++,
-    })
-  const answerInBand = answererFor()
-  const inBandRequest = async (req: IncomingMessage, res: ServerResponse) => {
-    const send = (status: number, body: unknown) =>
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
-    try {
-      send(200, await answerInBand(await bodyOf(req)))
-    } catch (error) {
-      if (!res.headersSent) send(502, { error: (error as Error).message })
-    }
-  }
-
+  const server = createServer(httpListenerOf({ ...state, cors, signalling }))
   const sockets =
     transport === 'ws'
-      ? await serveWebSocket(server, { answererFor, upstream: socketUrlOf(upstream), counters })
+      ? await serveWebSocket(server, {
+          answererFor: (overSocket) => inBandAnswererOf(state, overSocket),
+          upstream: socketUrlOf(upstream),
+          counters,
+        })
       : undefined
 
   await new Promise<void>((resolve, reject) => {
@@ -295,26 +180,8 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
     resetCounters() {
       Object.assign(counters, emptyCounters())
     },
-    async channel(channelId) {
-      const state = await channels.get(channelId.toLowerCase())
-      if (!state) return undefined
-      const { highestVoucherAmount, spent, units, deposit } = state as unknown as ServerChannel
-      return { highestVoucher: highestVoucherAmount, spent, units, deposit }
-    },
-    async settle(channelId) {
-      const state = (await channels.get(channelId.toLowerCase())) as ServerChannel | null
-      const voucher = state?.highestVoucher
-      if (!state?.descriptor || !voucher) return undefined
-      const hash = await Session.Precompile.Chain.settleOnChain(
-        client,
-        state.descriptor,
-        voucher.cumulativeAmount,
-        voucher.signature,
-        state.escrowContract,
-      )
-      await waitForTransactionReceipt(client, { hash })
-      return hash
-    },
+    channel: (channelId) => readChannel(channels, channelId),
+    settle: (channelId) => settleChannel(client, channels, channelId),
     async forgetChannel(channelId) {
       await channels.delete(channelId.toLowerCase())
     },
@@ -326,29 +193,5 @@ export async function startPaidRpc(options: StartPaidRpcOptions): Promise<PaidRp
       })
       return stopping
     },
-  }
-}
-
-/** The parts of mppx's stored session channel (`ChannelStore.State`) read here. */
-type ServerChannel = {
-  highestVoucherAmount: bigint
-  highestVoucher: { cumulativeAmount: bigint; signature: Hex } | null
-  spent: bigint
-  units: number
-  deposit: bigint
-  escrowContract: Address
-  descriptor?: Parameters<typeof Session.Precompile.Chain.settleOnChain>[1]
-}
-
-/**
- * The response mppx produced itself for a session management request (open or voucher without a
- * body, top-up, close); `undefined` for a content request, which the upstream must answer.
- */
-function managementResponse(withReceipt: (response?: Response) => Response) {
-  try {
-    return withReceipt()
-  } catch (error) {
-    if (Mppx.isMissingReceiptResponseError(error)) return undefined
-    throw error
   }
 }

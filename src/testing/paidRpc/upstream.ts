@@ -2,7 +2,7 @@
  * The upstream a paid RPC forwards to: its HTTP (credentials in the URL made a Basic header), its
  * WebSocket, and the check that it answers JSON-RPC before the server starts.
  */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { BaseError } from '../../errors.js'
 import { redactUrl } from '../../internal/redactUrl.js'
 
@@ -43,6 +43,26 @@ export function upstreamOf(url: string) {
     post: (body: string, signal?: AbortSignal) =>
       fetch(target, { method: 'POST', headers, body, signal }),
   }
+}
+
+/**
+ * The upstream's answer to `body`, read whole into a JSON response with its status, ready to be
+ * sent on (with a receipt, by a paid server).
+ */
+export async function forwarded(upstream: Upstream, body: string): Promise<Response> {
+  const response = await upstream.post(body)
+  return new Response(await response.text(), {
+    status: response.status,
+    headers: { 'content-type': 'application/json' },
+  })
+}
+
+/** Answers a request that failed with a `502` whose body says why, unless an answer has begun. */
+export function answerBadGateway(res: ServerResponse, error: unknown) {
+  if (!res.headersSent)
+    res
+      .writeHead(502, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ error: (error as Error).message }))
 }
 
 /** The body of `req`, as text. */
