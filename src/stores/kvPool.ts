@@ -1,25 +1,21 @@
 import { createJsonChannelStore, entryKey } from 'mppx/client'
-import type {
-  ChannelEntry,
-  ChannelLease,
-  ChannelLedger,
-  ChannelPool,
-  ChannelRecord,
-  ChannelStore,
-  LedgerTally,
-} from './ChannelStore.js'
-import { entryJson, entryOf } from './entryJson.js'
+import type { ChannelPool, ChannelRecord, ChannelStore } from './ChannelStore.js'
 import { ChannelStoreError } from './errors.js'
+import {
+  entryAt,
+  erase,
+  insert,
+  type Kv,
+  locate,
+  names,
+  prefix,
+  recordsOf,
+  scopesIn,
+} from './kvEntries.js'
+import { type KvLeaseContext, kvLease } from './kvLease.js'
 import { originOf } from './origin.js'
 
-/** A synchronous string key-value backend: a `Map`, a Web Storage. */
-export type Kv = {
-  get(name: string): string | undefined
-  set(name: string, value: string): void
-  delete(name: string): void
-  /** Every name, for `list()`; absent if the backend cannot enumerate. */
-  names?(): string[]
-}
+export type { Kv } from './kvEntries.js'
 
 /** Leases held in one JS realm, or across a browser's tabs (Web Locks). */
 export type Locks = {
@@ -29,7 +25,14 @@ export type Locks = {
   held(): Promise<ReadonlySet<string>>
 }
 
-/** Leases of one JS realm. */
+/**
+ * Leases of one JS realm: enough where no other realm shares the backend (a `Map`).
+ *
+ * @example
+ * ```ts
+ * const store = kvChannelStore({ kv, locks: realmLocks() })
+ * ```
+ */
 export function realmLocks(): Locks {
   const held = new Set<string>()
   return {
@@ -40,19 +43,6 @@ export function realmLocks(): Locks {
     },
     held: async () => held,
   }
-}
-
-const prefix = 'viem-mpp:'
-/** mppx's JSON store writes each entry under this prefix. */
-const entryPrefix = 'chan:'
-
-/** The stored form of a ledger (bigints as decimal strings). */
-type StoredLedger = {
-  mark: string
-  signed: string
-  spent: string
-  lease?: { id: string; pid?: number; host?: string; expiresAt: number } | undefined
-  openingUntil?: number | undefined
 }
 
 /**
@@ -81,237 +71,20 @@ export function kvChannelStore({
   locks: Locks
   onExit?: ((write: () => void) => void) | undefined
 }): ChannelStore & Required<Pick<ChannelStore, 'forOrigin' | 'pool'>> {
+  /** mppx's JSON store over one namespace's names: an origin's, or the store's own (`''`). */
   const json = (namespace: string) =>
     createJsonChannelStore({
       get: (name) => kv.get(`${prefix}${namespace}:${name}`),
       set: (name, value) => kv.set(`${prefix}${namespace}:${name}`, value),
       delete: (name) => kv.delete(`${prefix}${namespace}:${name}`),
     })
-  const names = {
-    canonical: (origin: string, key: string) => `${prefix}${origin}:${entryPrefix}${key}`,
-    pooled: (origin: string, key: string, id: string) => `${prefix}${origin}:pool:${key}:${id}`,
-    index: (origin: string, key: string) => `${prefix}${origin}:index:${key}`,
-    ledger: (id: string) => `${prefix}ledger:${id}`,
-    lock: (id: string) => `${prefix}lease:${id}`,
-  }
-  const read = <value>(name: string, parse: (text: string) => value): value | undefined => {
-    const text = kv.get(name)
-    if (text === undefined) return undefined
-    try {
-      return parse(text)
-    } catch (error) {
-      throw new ChannelStoreError({ reason: 'corrupt', cause: error })
-    }
-  }
-  const entryAt = (name: string) => read(name, (text) => entryOf(JSON.parse(text)))
-  const indexOf = (origin: string, key: string) =>
-    read(names.index(origin, key), (text) => JSON.parse(text) as string[]) ?? []
-  const setIndex = (origin: string, key: string, ids: string[]) => {
-    if (ids.length === 0) kv.delete(names.index(origin, key))
-    else kv.set(names.index(origin, key), JSON.stringify(ids))
-  }
-  const ledgerOf = (id: string) =>
-    read(names.ledger(id), (text) => JSON.parse(text) as StoredLedger)
-
-  /** Where the channel `id` of a scope is kept, if it is. */
-  const locate = (origin: string, key: string, id: string) => {
-    const canonical = entryAt(names.canonical(origin, key))
-    if (canonical && sameId(canonical.channelId, id)) return names.canonical(origin, key)
-    return indexOf(origin, key).includes(id) ? names.pooled(origin, key, id) : undefined
-  }
-  /** Writes a channel new to the scope: as its first entry if it has none, else in its pool. */
-  const insert = (origin: string, entry: ChannelEntry) => {
-    const key = entryKey(entry)
-    const id = entry.channelId.toLowerCase()
-    if (!kv.get(names.canonical(origin, key))) {
-      kv.set(names.canonical(origin, key), entryJson(entry))
-      return
-    }
-    kv.set(names.pooled(origin, key, id), entryJson(entry))
-    setIndex(origin, key, [...indexOf(origin, key).filter((other) => other !== id), id])
-  }
-  /**
-   * The first entry of a scope is what mppx's store reads: a usable channel takes its place from
-   * one that is not (opening, or set aside as unknown to the server), which moves to the pool.
-   */
-  const reorder = (origin: string, key: string) => {
-    const first = entryAt(names.canonical(origin, key))
-    if (!first || first.opened) return
-    const ids = indexOf(origin, key)
-    const usable = ids.find((id) => entryAt(names.pooled(origin, key, id))?.opened)
-    if (usable === undefined) return
-    const firstId = first.channelId.toLowerCase()
-    kv.set(names.canonical(origin, key), kv.get(names.pooled(origin, key, usable)) as string)
-    kv.delete(names.pooled(origin, key, usable))
-    kv.set(names.pooled(origin, key, firstId), entryJson(first))
-    setIndex(origin, key, [...ids.filter((id) => id !== usable), firstId])
-  }
-  /** Removes the channel `id` of a scope; a pool entry takes the first entry's place. */
-  const erase = (origin: string, key: string, id: string) => {
-    const index = indexOf(origin, key)
-    if (index.includes(id)) {
-      kv.delete(names.pooled(origin, key, id))
-      setIndex(
-        origin,
-        key,
-        index.filter((other) => other !== id),
-      )
-      return
-    }
-    const canonical = entryAt(names.canonical(origin, key))
-    if (!canonical || !sameId(canonical.channelId, id)) return
-    const [next, ...rest] = index
-    if (next === undefined) kv.delete(names.canonical(origin, key))
-    else {
-      kv.set(names.canonical(origin, key), kv.get(names.pooled(origin, key, next)) as string)
-      kv.delete(names.pooled(origin, key, next))
-      setIndex(origin, key, rest)
-    }
-  }
-
-  const recordsOf = async (origin: string, key: string, held: ReadonlySet<string>) => {
-    const records: ChannelRecord[] = []
-    const ids = indexOf(origin, key)
-    const named = [names.canonical(origin, key), ...ids.map((id) => names.pooled(origin, key, id))]
-    for (const name of named) {
-      const entry = entryAt(name)
-      if (!entry) continue
-      const id = entry.channelId.toLowerCase()
-      records.push({
-        origin: origin || undefined,
-        key,
-        entry,
-        ledger: ledgerRecord(ledgerOf(id), entry, held.has(names.lock(id))),
-      })
-    }
-    return records
-  }
 
   const live = new Set<() => void>()
   onExit?.(() => {
     for (const write of [...live]) write()
   })
 
-  const lease = (
-    release: () => void,
-    record: ChannelRecord,
-    { origin, tally }: { origin: string; tally: () => LedgerTally },
-    openingUntil: number | undefined,
-  ): ChannelLease => {
-    const { key } = record
-    const id = record.entry.channelId.toLowerCase()
-    const leaseId = randomId()
-    let ended = false
-    let stored: StoredLedger = {
-      ...(ledgerOf(id) ?? fromMark(record.entry.cumulativeAmount)),
-      lease: { id: leaseId, expiresAt: Number.MAX_SAFE_INTEGER },
-      openingUntil,
-    }
-    const at = () => locate(origin, key, id)
-    const writeEntry = (changes: Partial<ChannelEntry>) => {
-      const name = at()
-      const entry = name && entryAt(name)
-      if (name && entry) kv.set(name, entryJson({ ...entry, ...changes }))
-    }
-    const ours = () => {
-      if (ended || ledgerOf(id)?.lease?.id !== leaseId)
-        throw new ChannelStoreError({ reason: 'leaseLost', channelId: id })
-    }
-    const writeLedger = (next: StoredLedger) => {
-      stored = next
-      kv.set(names.ledger(id), JSON.stringify(next))
-    }
-    const end = () => {
-      ended = true
-      live.delete(exit)
-      release()
-    }
-    const exit = () => {
-      if (ended) return
-      const { signed, spent } = tally()
-      writeLedger({ mark: String(signed), signed: String(signed), spent: String(spent) })
-      writeEntry({ cumulativeAmount: signed })
-      end()
-    }
-    writeLedger(stored)
-    live.add(exit)
-    return {
-      record,
-      get lost() {
-        return !ended && ledgerOf(id)?.lease?.id !== leaseId
-      },
-      async raise(mark) {
-        ours()
-        const { signed, spent } = tally()
-        writeLedger({ ...stored, mark: String(mark), signed: String(signed), spent: String(spent) })
-        writeEntry({ cumulativeAmount: mark })
-        return mark
-      },
-      async update({ deposit, opened }) {
-        ours()
-        if (opened !== undefined) writeLedger({ ...stored, openingUntil: undefined })
-        writeEntry({
-          ...(deposit === undefined ? {} : { deposit }),
-          ...(opened === undefined ? {} : { opened }),
-        })
-        if (opened !== undefined) reorder(origin, key)
-      },
-      async release() {
-        exit()
-      },
-      async remove() {
-        if (ended) return
-        erase(origin, key, id)
-        kv.delete(names.ledger(id))
-        end()
-      },
-    }
-  }
-
-  const pool: ChannelPool = {
-    async free(origin, key) {
-      const at = originOf(origin)
-      const held = await locks.held()
-      return [...(await recordsOf(at, key, held)), ...(await recordsOf('', key, held))].filter(
-        ({ entry, ledger }) =>
-          (entry.opened || ledger?.openingUntil !== undefined) && !ledger?.lease?.live,
-      )
-    },
-    async claim(record, options) {
-      const id = record.entry.channelId.toLowerCase()
-      const from = record.origin ?? ''
-      const release = await locks.take(names.lock(id))
-      if (!release) return undefined
-      const name = locate(from, record.key, id)
-      const entry = name && entryAt(name)
-      if (!name || !entry) {
-        release()
-        return undefined
-      }
-      const origin = originOf(options.origin)
-      if (from !== origin) {
-        erase(from, record.key, id)
-        insert(origin, entry)
-      }
-      return lease(release, record, { ...options, origin }, record.ledger?.openingUntil)
-    },
-    async add(entry, { openingUntil, ...options }) {
-      const id = entry.channelId.toLowerCase()
-      const release = await locks.take(names.lock(id))
-      if (!release) throw new ChannelStoreError({ reason: 'leaseLost', channelId: id })
-      const origin = originOf(options.origin)
-      insert(origin, entry)
-      const record: ChannelRecord = { origin, key: entryKey(entry), entry, ledger: undefined }
-      return lease(release, record, { ...options, origin }, openingUntil)
-    },
-    async put(entry, { origin }) {
-      const at = origin === undefined ? '' : originOf(origin)
-      const key = entryKey(entry)
-      if (locate(at, key, entry.channelId.toLowerCase())) return false
-      insert(at, entry)
-      return true
-    },
-  }
+  const pool = kvPool({ kv, live }, locks)
 
   return {
     ...json(''),
@@ -323,7 +96,7 @@ export function kvChannelStore({
             const held = await locks.held()
             const records: ChannelRecord[] = []
             for (const { origin, key } of scopesIn(kv.names?.() ?? []))
-              records.push(...(await recordsOf(origin, key, held)))
+              records.push(...(await recordsOf(kv, origin, key, held)))
             return records
           },
         }
@@ -331,55 +104,59 @@ export function kvChannelStore({
   }
 }
 
-/** Every scope that has a first entry: `viem-mpp:<origin>:chan:<key>` (an origin holds no `:chan:`). */
-function scopesIn(names: readonly string[]) {
-  const scopes: { origin: string; key: string }[] = []
-  for (const name of names) {
-    const at = name.indexOf(`:${entryPrefix}`, prefix.length - 1)
-    if (!name.startsWith(prefix) || at < 0) continue
-    scopes.push({
-      origin: name.slice(prefix.length, at),
-      key: name.slice(at + 1 + entryPrefix.length),
-    })
-  }
-  return scopes
-}
-
 /**
- * The channel's ledger, believed only while its mark is the entry's `cumulativeAmount` (every write
- * of the pool keeps them equal): a tool that knows no ledger, writing the entry since, may have
- * signed above it, so the ledger is then unknown, as for an entry with none.
+ * The {@link ChannelPool} of a {@link kvChannelStore}: a channel is leased by taking its lock in
+ * `locks`, so that two holders never pay on one channel at once, and a claim moves it to the
+ * origin it is used at.
  */
-function ledgerRecord(
-  stored: StoredLedger | undefined,
-  entry: ChannelEntry,
-  live: boolean,
-): ChannelLedger | undefined {
-  if (!stored || BigInt(stored.mark) !== entry.cumulativeAmount) return undefined
+function kvPool(context: KvLeaseContext, locks: Locks): ChannelPool {
+  const { kv } = context
   return {
-    mark: BigInt(stored.mark),
-    signed: BigInt(stored.signed),
-    spent: BigInt(stored.spent),
-    lease: stored.lease && {
-      id: stored.lease.id,
-      pid: stored.lease.pid,
-      host: stored.lease.host,
-      expiresAt: stored.lease.expiresAt,
-      live,
+    async free(origin, key) {
+      const at = originOf(origin)
+      const held = await locks.held()
+      return [
+        ...(await recordsOf(kv, at, key, held)),
+        ...(await recordsOf(kv, '', key, held)),
+      ].filter(
+        ({ entry, ledger }) =>
+          (entry.opened || ledger?.openingUntil !== undefined) && !ledger?.lease?.live,
+      )
     },
-    openingUntil: stored.openingUntil,
+    async claim(record, options) {
+      const id = record.entry.channelId.toLowerCase()
+      const from = record.origin ?? ''
+      const release = await locks.take(names.lock(id))
+      if (!release) return undefined
+      const name = locate(kv, from, record.key, id)
+      const entry = name && entryAt(kv, name)
+      if (!name || !entry) {
+        release()
+        return undefined
+      }
+      const origin = originOf(options.origin)
+      if (from !== origin) {
+        erase(kv, from, record.key, id)
+        insert(kv, origin, entry)
+      }
+      const openingUntil = record.ledger?.openingUntil
+      return kvLease(context, { release, record, origin, tally: options.tally, openingUntil })
+    },
+    async add(entry, { openingUntil, ...options }) {
+      const id = entry.channelId.toLowerCase()
+      const release = await locks.take(names.lock(id))
+      if (!release) throw new ChannelStoreError({ reason: 'leaseLost', channelId: id })
+      const origin = originOf(options.origin)
+      insert(kv, origin, entry)
+      const record: ChannelRecord = { origin, key: entryKey(entry), entry, ledger: undefined }
+      return kvLease(context, { release, record, origin, tally: options.tally, openingUntil })
+    },
+    async put(entry, { origin }) {
+      const at = origin === undefined ? '' : originOf(origin)
+      const key = entryKey(entry)
+      if (locate(kv, at, key, entry.channelId.toLowerCase())) return false
+      insert(kv, at, entry)
+      return true
+    },
   }
-}
-
-/** A ledger for a channel no ledger-keeping store wrote: the mark is all that is known. */
-function fromMark(mark: bigint): StoredLedger {
-  return { mark: String(mark), signed: '0', spent: '0' }
-}
-
-function sameId(a: string, b: string) {
-  return a.toLowerCase() === b.toLowerCase()
-}
-
-function randomId() {
-  return globalThis.crypto.randomUUID()
 }

@@ -2,13 +2,20 @@
  * The shape of the source tree: imports flow one way, from the entries down through the
  * transports, the payment flow, the providers, channel management, the TIP-1034 reserve and the
  * stores to the base (errors, shared internals), and no module imports one that imports it back
- * (type-only and lazy imports included: a circle of types is a circle of concepts).
+ * (type-only and lazy imports included: a circle of types is a circle of concepts). Modules and
+ * functions stay small enough to read whole: one concept a module, one step a function.
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
+import ts from 'typescript'
 import { expect, test } from 'vitest'
 
 const root = resolve(import.meta.dirname, '../../src')
+
+/** The most lines a module may have. */
+const moduleLines = 400
+/** The most lines a function may have, from its first line to its closing brace. */
+const functionLines = 120
 
 /** Top to bottom: a module may import its own layer's and lower layers' modules only. */
 const layers = [
@@ -88,4 +95,26 @@ test('no import circle', () => {
   }
   for (const module of graph.keys()) visit(module, [])
   expect(circles).toEqual([])
+})
+
+test(`no module over ${moduleLines} lines, no function over ${functionLines}`, () => {
+  const long: string[] = []
+  for (const module of modules) {
+    const text = readFileSync(join(root, module), 'utf8')
+    const source = ts.createSourceFile(module, text, ts.ScriptTarget.Latest, true)
+    const lines = (node: ts.Node) =>
+      source.getLineAndCharacterOfPosition(node.end).line -
+      source.getLineAndCharacterOfPosition(node.getStart(source)).line +
+      1
+    if (lines(source) > moduleLines) long.push(`${module}: ${lines(source)} lines`)
+    const visit = (node: ts.Node) => {
+      if (ts.isFunctionLike(node) && 'body' in node && node.body && lines(node) > functionLines) {
+        const { line } = source.getLineAndCharacterOfPosition(node.getStart(source))
+        long.push(`${module}:${line + 1}: a function of ${lines(node)} lines`)
+      }
+      ts.forEachChild(node, visit)
+    }
+    visit(source)
+  }
+  expect(long).toEqual([])
 })
