@@ -12,35 +12,14 @@
  * JSON line, and once stdin ends, releases its channel.
  */
 import { createInterface } from 'node:readline'
-import { createClient, type Hex, http } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
-import { memoryChannelStore, mppHttp, session } from '../src/index.js'
-import { fileChannelStore, redisChannelStore } from '../src/node/index.js'
-import { defineLocalnetChain } from '../src/testing/index.js'
+import { createClient } from 'viem'
+import { mppHttp } from '../src/index.js'
+import { inParallel } from '../test/support/inParallel.js'
+import { payerArguments, payerSession } from '../test/support/payerProcess.js'
 
-const [
-  paidUrl = '',
-  rpcUrl = '',
-  chainId = '',
-  privateKey = '',
-  store = '',
-  calls = '0',
-  inFlight = '1',
-  roundTripMs = '0',
-] = process.argv.slice(2)
-
-const chain = defineLocalnetChain({ id: Number(chainId), rpcUrl })
-const shared =
-  store === 'memory'
-    ? undefined
-    : /^rediss?:/.test(store)
-      ? redisChannelStore({ redis: store, prefix: process.env.VIEM_MPP_BENCH_PREFIX })
-      : fileChannelStore(store)
-const provider = session({
-  account: privateKeyToAccount(privateKey as Hex),
-  client: createClient({ chain, transport: http(rpcUrl) }),
-  store: shared ?? memoryChannelStore(),
-})
+const args = payerArguments(process.argv.slice(2))
+const [roundTripMs = '0'] = args.rest
+const { provider, store } = payerSession(args, { prefix: process.env.VIEM_MPP_BENCH_PREFIX })
 const roundTrip = Number(roundTripMs)
 let spread = Math.random()
 const nextSpread = () => {
@@ -55,7 +34,9 @@ const fetchFn: typeof fetch = async (input, init) => {
     await new Promise((resolve) => setTimeout(resolve, roundTrip * (0.5 + nextSpread())))
   return fetch(input, init)
 }
-const rpc = createClient({ transport: mppHttp(paidUrl, { provider, retryCount: 0, fetchFn }) })
+const rpc = createClient({
+  transport: mppHttp(args.paidUrl, { provider, retryCount: 0, fetchFn }),
+})
 const call = () => rpc.request({ method: 'eth_blockNumber' })
 
 await call()
@@ -63,20 +44,15 @@ console.log('ready')
 const stdin = createInterface({ input: process.stdin })
 await new Promise<void>((resolve) => stdin.once('line', () => resolve()))
 
-const total = Number(calls)
-let next = 0
+const total = args.calls
 let failed = 0
-const worker = async () => {
-  while (next < total) {
-    next++
-    await call().catch(() => {
-      failed++
-    })
-  }
-}
-await Promise.all(Array.from({ length: Number(inFlight) }, worker))
+await inParallel(total, args.inFlight, async () => {
+  await call().catch(() => {
+    failed++
+  })
+})
 console.log(JSON.stringify({ calls: total, failed }))
 await new Promise<void>((resolve) => stdin.once('close', resolve))
 await provider.release()
-await shared?.close()
+await store.close?.()
 process.exit(0)

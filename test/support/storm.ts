@@ -1,4 +1,5 @@
 import { PaymentFailedError, PaymentRefusedError, PaymentRequiredError } from '../../src/index.js'
+import { inParallel } from './inParallel.js'
 import type { PaidHook } from './proxy.js'
 import { seededRandom } from './random.js'
 
@@ -87,22 +88,17 @@ export async function runCalls(
   inFlight: number,
   call: (index: number) => Promise<unknown>,
 ) {
-  let next = 0
   let ok = 0
   const failures = new Map<string, number>()
-  const worker = async () => {
-    while (next < calls) {
-      const index = ++next
-      try {
-        await call(index)
-        ok++
-      } catch (error) {
-        const name = failureName(error)
-        failures.set(name, (failures.get(name) ?? 0) + 1)
-      }
+  await inParallel(calls, inFlight, async (index) => {
+    try {
+      await call(index)
+      ok++
+    } catch (error) {
+      const name = failureName(error)
+      failures.set(name, (failures.get(name) ?? 0) + 1)
     }
-  }
-  await Promise.all(Array.from({ length: inFlight }, worker))
+  })
   const failed = [...failures.values()].reduce((sum, n) => sum + n, 0)
   return { ok, failed, failures: Object.fromEntries(failures) }
 }
