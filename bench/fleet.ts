@@ -13,7 +13,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Redis as IoRedis } from 'ioredis'
 import { startRedis } from '../src/testing/index.js'
-import { round, runPayers, startServers } from './payers.js'
+import { rateOf, round, runPayers, startServers } from './payers.js'
 
 const processCounts = [1, 4, 12] as const
 /** Round trips of the runs: the server below its knee at the longer one, up to 12 processes. */
@@ -119,12 +119,7 @@ try {
 }
 
 const rate = (store: Figure['store'], processes: number, roundTripMs: number) =>
-  figures.find(
-    (figure) =>
-      figure.store === store &&
-      figure.processes === processes &&
-      figure.roundTripMs === roundTripMs,
-  )?.callsPerSecond ?? Number.NaN
+  rateOf(figures, { store, processes, roundTripMs })
 const ratios = roundTrips.flatMap((roundTripMs) =>
   processCounts.map((processes) => {
     const linear = (store: Figure['store']) => processes * rate(store, 1, roundTripMs)

@@ -158,3 +158,29 @@ function linesOf(child: ChildProcess) {
 export function round(value: number) {
   return Number(value.toFixed(4))
 }
+
+/** What a run of payers was: its store, how many processes, the round trip added (ms). */
+export type RunShape = { store: string; processes: number; roundTripMs: number }
+
+/**
+ * The paid calls per second of the run of `shape` among `figures`; `NaN` if there is none, so that
+ * a ratio with it shows as missing rather than as a figure.
+ *
+ * @example
+ * ```ts
+ * const ratio = rateOf(figures, { store: 'file', processes: 4, roundTripMs: 0 }) / rateOf(figures, { store: 'memory', processes: 4, roundTripMs: 0 })
+ * ```
+ */
+export function rateOf(
+  figures: readonly (RunShape & { callsPerSecond: number })[],
+  { store, processes, roundTripMs }: RunShape,
+): number {
+  return (
+    figures.find(
+      (figure) =>
+        figure.store === store &&
+        figure.processes === processes &&
+        figure.roundTripMs === roundTripMs,
+    )?.callsPerSecond ?? Number.NaN
+  )
+}

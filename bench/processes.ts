@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadSqlite } from '../src/node/fileStore/sqlite.js'
 import { fileChannelStore } from '../src/node/index.js'
-import { round, runPayers, startServers } from './payers.js'
+import { rateOf, round, runPayers, startServers } from './payers.js'
 
 /** Calls per process, and how many each has in flight at once. */
 const calls = 150
@@ -77,12 +77,7 @@ try {
 }
 
 const rate = (store: Figure['store'], processes: number, roundTripMs: number) =>
-  figures.find(
-    (figure) =>
-      figure.store === store &&
-      figure.processes === processes &&
-      figure.roundTripMs === roundTripMs,
-  )?.callsPerSecond ?? Number.NaN
+  rateOf(figures, { store, processes, roundTripMs })
 const ratios = [0, remoteRoundTripMs].flatMap((roundTripMs) =>
   processCounts.map((processes) => ({
     roundTripMs,

@@ -11,6 +11,7 @@ import { startDapp } from '../../examples/dapp/start.js'
 import { type Localnet, startLocalnet } from '../../src/testing/index.js'
 import { setRemainingLimit } from '../support/accessKeys.js'
 import { findChromium, launch, withBrowser } from '../support/browser.js'
+import { noPayments } from '../support/counters.js'
 import { balanceOf } from '../support/localnet.js'
 
 const chromiumFound = await findChromium()
@@ -84,13 +85,7 @@ browserTest(
       expect(await byId(page, 'closed').textContent()).toBe(
         'Closed: $0.001 paid, $0.099 refunded to your wallet.',
       )
-      expect(dapp.rpc.counters.payments).toEqual({
-        charge: 0,
-        open: 1,
-        voucher: 0,
-        topUp: 0,
-        close: 1,
-      })
+      expect(dapp.rpc.counters.payments).toEqual({ ...noPayments, open: 1, close: 1 })
       expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
       expect(await byId(page, 'deposit').textContent()).toBe('–')
     } finally {
@@ -156,13 +151,7 @@ browserTest(
         // The deposit ($0.10) and the open's most fee, which follows the localnet's gas price.
         /^The access key's spending limit cannot cover this payment of up to \$0\.1[0-9]{1,5} \(fees included\), or the key expired: nothing was paid\. Close the channel, then forget the key and allow payments again\.$/,
       )
-      expect(dapp.rpc.counters.payments).toEqual({
-        charge: 0,
-        open: 1,
-        voucher: 1,
-        topUp: 0,
-        close: 0,
-      })
+      expect(dapp.rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 1 })
       expect(await byId(page, 'receipts').getAttribute('data-count')).toBe('2')
 
       // Neither the wallet's key nor any credential the page sent was ever logged.

@@ -6,7 +6,7 @@ import { Abis, Actions, Addresses } from 'viem/tempo'
 import { expect } from 'vitest'
 import { startDapp } from '../../examples/dapp/start.js'
 import { findChromium, withBrowser } from '../support/browser.js'
-import { challengedOnce } from '../support/counters.js'
+import { challengedOnce, noPayments } from '../support/counters.js'
 import { useDapp } from '../support/dapp.js'
 import { balanceOf, tip20 } from '../support/localnet.js'
 
@@ -170,13 +170,7 @@ browserTest(
       spent: ['$0.003', '3000'],
       remaining: ['$0.097', '97000'],
     })
-    expect(running.dapp.rpc.counters.payments).toEqual({
-      charge: 0,
-      open: 1,
-      voucher: 2,
-      topUp: 0,
-      close: 0,
-    })
+    expect(running.dapp.rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 2 })
     // The channel's authorized signer is the access key, which the open provisioned on chain.
     const opened = await reserveEvents('ChannelOpened', running.dapp.wallet)
     expect(opened.map(({ args }) => [args.authorizedSigner, args.deposit])).toEqual([
@@ -212,13 +206,7 @@ browserTest(
       { text: 'Paid $0.001 · spent so far $0.004', amount: '1000', spent: '4000' },
     ])
     expect(await byId(page, 'prompt').isHidden()).toBe(true)
-    expect(running.dapp.rpc.counters.payments).toEqual({
-      charge: 0,
-      open: 1,
-      voucher: 3,
-      topUp: 0,
-      close: 0,
-    })
+    expect(running.dapp.rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 3 })
     expect(await reserveEvents('ChannelOpened', running.dapp.wallet)).toHaveLength(1)
 
     // Close: the payee gets exactly what was spent, the wallet the rest of the deposit.

@@ -51,6 +51,27 @@ async function started(args: readonly string[] = []) {
   return { child, details, processes, exited, stderr: () => stderr }
 }
 
+/**
+ * Waits until the localnet that `parent` (a shell, npm) runs is up, with one anvil under it, and
+ * stops it by sending `signal` to `parent`: what the CLI printed on stderr as it stopped (it
+ * holds the pipe's other end until it exits), and the anvils still running.
+ */
+async function stopUnder(parent: ChildProcess, signal: NodeJS.Signals) {
+  if (!parent.stderr) throw new Error('no stderr')
+  const details = JSON.parse(await firstLine(parent))
+  expect(details.chainId).toBe(1337)
+  const processes = descendantsOf(parent.pid as number)
+  expect(processes.filter(isAnvil)).toHaveLength(1)
+  const ended = once(parent.stderr, 'end')
+  let output = ''
+  parent.stderr.on('data', (chunk) => {
+    output += chunk
+  })
+  parent.kill(signal)
+  await ended
+  return { lines: linesOf(output), anvilsLeft: processes.filter(isAnvil).filter(isRunning) }
+}
+
 test('--help: exit 0, every flag documented', async () => {
   const run = await runCli(['localnet', '--help'])
   expect(run.code).toBe(0)
@@ -137,21 +158,9 @@ test('its parent killed (say npm, by SIGKILL): it stops by itself, no anvil left
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
-  const details = JSON.parse(await firstLine(shell))
-  expect(details.chainId).toBe(1337)
-  const processes = descendantsOf(shell.pid as number)
-  expect(processes.filter(isAnvil)).toHaveLength(1)
-
-  const stderr = once(shell.stderr, 'end')
-  let output = ''
-  shell.stderr.on('data', (chunk) => {
-    output += chunk
-  })
-  shell.kill('SIGKILL')
-  // The CLI holds the pipe's other end until it exits.
-  await stderr
-  expect(linesOf(output)).toEqual(['Stopping the localnet (parent exited)...', 'Stopped.'])
-  expect(processes.filter(isAnvil).filter(isRunning)).toEqual([])
+  const stopped = await stopUnder(shell, 'SIGKILL')
+  expect(stopped.lines).toEqual(['Stopping the localnet (parent exited)...', 'Stopped.'])
+  expect(stopped.anvilsLeft).toEqual([])
 })
 
 test('`npm run localnet` stopped by SIGTERM to npm: no anvil left', async () => {
@@ -159,18 +168,7 @@ test('`npm run localnet` stopped by SIGTERM to npm: no anvil left', async () => 
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
-  const details = JSON.parse(await firstLine(npm))
-  expect(details.chainId).toBe(1337)
-  const processes = descendantsOf(npm.pid as number)
-  expect(processes.filter(isAnvil)).toHaveLength(1)
-
-  const stderr = once(npm.stderr, 'end')
-  let output = ''
-  npm.stderr.on('data', (chunk) => {
-    output += chunk
-  })
-  npm.kill('SIGTERM')
-  await stderr
-  expect(linesOf(output)).toEqual(['Stopping the localnet (SIGTERM)...', 'Stopped.'])
-  expect(processes.filter(isAnvil).filter(isRunning)).toEqual([])
+  const stopped = await stopUnder(npm, 'SIGTERM')
+  expect(stopped.lines).toEqual(['Stopping the localnet (SIGTERM)...', 'Stopped.'])
+  expect(stopped.anvilsLeft).toEqual([])
 })

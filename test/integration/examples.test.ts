@@ -12,6 +12,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import { charge, mppHttp, type PaymentProvider, session } from 'viem-mpp'
 import { defineLocalnetChain } from 'viem-mpp/testing'
 import { afterEach, expect, test } from 'vitest'
+import { noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -61,7 +62,7 @@ test('examples/script/payForRpc.ts with no key on the machine pays nothing and s
   expect(failure).toMatchObject({ code: 1, stdout: '' })
   expect((failure as { stderr: string }).stderr).toContain('PaymentRequiredError')
   expect((failure as { stderr: string }).stderr).toContain('TEMPO_PRIVATE_KEY')
-  expect(rpc.counters.payments).toEqual({ charge: 0, open: 0, voucher: 0, topUp: 0, close: 0 })
+  expect(rpc.counters.payments).toEqual(noPayments)
   expect(rpc.counters.forwarded).toBe(0)
 })
 

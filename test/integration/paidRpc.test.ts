@@ -5,7 +5,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import { Abis } from 'viem/tempo'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { type Localnet, PaidRpcStartError, startPaidRpc } from '../../src/testing/index.js'
-import { challengedOnce } from '../support/counters.js'
+import { challengedOnce, noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
@@ -191,7 +191,7 @@ describe('session, paid by mppx', () => {
       expect(response.status).toBe(200)
       expect(await response.json()).toEqual({ jsonrpc: '2.0', id, result: '0x539' })
     }
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 2, topUp: 0, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 2 })
     expect(rpc.counters.forwarded).toBe(3)
     const channelId = manager.channelId as Hex
     expect(channelId).toMatch(/^0x[0-9a-f]{64}$/)
@@ -252,7 +252,7 @@ describe('session, paid by mppx', () => {
       `${problems}/session/channel-not-found`,
     )
     expect(rpc.counters.forwarded).toBe(forwarded)
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 0, topUp: 0, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1 })
   })
 })
 

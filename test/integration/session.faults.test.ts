@@ -11,6 +11,7 @@ import {
   tempo,
 } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
+import { noPayments } from '../support/counters.js'
 import { rpcResult, useFakeServers } from '../support/fakeServer.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { type PaidPayload, startProxy } from '../support/proxy.js'
@@ -157,13 +158,7 @@ describe('session faults', () => {
         expect(await client.getChainId()).toBe(net.chain.id)
         expect(await client.getChainId()).toBe(net.chain.id)
         expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
-        expect(rpc.counters.payments).toEqual({
-          charge: 0,
-          open: 1,
-          voucher: 2,
-          topUp: 0,
-          close: 0,
-        })
+        expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 2 })
       } finally {
         await proxy.stop()
       }
@@ -212,13 +207,7 @@ describe('session faults', () => {
       })
       expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
       expect(await channelEvents('TopUp', payer, from)).toHaveLength(0)
-      expect(rpc.counters.payments).toEqual({
-        charge: 0,
-        open: 1,
-        voucher: 2,
-        topUp: 0,
-        close: 0,
-      })
+      expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 2 })
     } finally {
       await proxy.stop()
     }
@@ -267,7 +256,7 @@ describe('tempo()', () => {
     const client = paidClient(both.url, { provider })
     await client.getChainId()
     await client.getChainId()
-    expect(both.counters.payments).toEqual({ charge: 0, open: 1, voucher: 1, topUp: 0, close: 0 })
+    expect(both.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 1 })
     // The second call carried its voucher before the server asked.
     expect(both.counters.requests).toBe(3)
     expect(await provider.close()).toMatchObject([{ settled: 2_000n }])
@@ -275,13 +264,7 @@ describe('tempo()', () => {
 
     const charges = await localnet.startPaidRpc({ intent: 'charge' })
     await paidClient(charges.url, { provider }).getChainId()
-    expect(charges.counters.payments).toEqual({
-      charge: 1,
-      open: 0,
-      voucher: 0,
-      topUp: 0,
-      close: 0,
-    })
+    expect(charges.counters.payments).toEqual({ ...noPayments, charge: 1 })
   })
 })
 
@@ -322,7 +305,7 @@ describe('access keys', () => {
     // The key also signs the top-up, which it can now that the open provisioned it.
     const topUps = await channelEvents('TopUp', root.address, from)
     expect(topUps.map(({ args }) => args.newDeposit)).toEqual([4_000n])
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 2, topUp: 1, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 2, topUp: 1 })
     expect(await provider.close()).toMatchObject([
       { channelId: opened!.args.channelId, settled: 3_000n, refunded: 1_000n },
     ])

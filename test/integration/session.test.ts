@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, test, vi } from 'vitest'
 import { memoryChannelStore, type PaymentQuote, session } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
 import type { Localnet } from '../../src/testing/index.js'
+import { noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { sessionHelpers } from '../support/sessions.js'
 
@@ -112,7 +113,7 @@ describe('session', () => {
     expect(topUps.map((log) => [log.args.additionalDeposit, log.args.newDeposit])).toEqual([
       [3_000n, 6_000n],
     ])
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 5, topUp: 1, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 5, topUp: 1 })
     expect(rpc.counters.forwarded).toBe(6)
     // The 402, six calls, one management request for the top-up.
     expect(rpc.counters.requests).toBe(8)
@@ -146,7 +147,7 @@ describe('session', () => {
       [first!.args.channelId, false],
     ])
     // The voucher the server answered 410 is not counted: it was not accepted.
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 2, voucher: 1, topUp: 0, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 2, voucher: 1 })
   })
 
   test('close(): ChannelClosed settles exactly what was spent and refunds the rest', async () => {
@@ -268,7 +269,7 @@ describe('session', () => {
     expect(await paidClient(rpc.url, { provider: second }).getChainId()).toBe(net.chain.id)
     await second.release()
     expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 1, voucher: 1, topUp: 0, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 1, voucher: 1 })
     expect((await entries.get(keyOf(rpc.payee)))?.cumulativeAmount).toBe(2_000n)
     expect(await rpc.channel(entry!.channelId)).toMatchObject({
       highestVoucher: 2_000n,
@@ -323,7 +324,7 @@ describe('session', () => {
         highestVoucher: 3_000n,
         spent: 3_000n,
       })
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 2, voucher: 4, topUp: 0, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 2, voucher: 4 })
     // Released, the next run takes one of them up where it stopped: no third channel.
     await one.release()
     await two.release()
@@ -345,7 +346,7 @@ describe('session', () => {
     )
     for (const index of [5, 6])
       expect(await channelEvents('ChannelOpened', accountOf(index).address, from)).toHaveLength(1)
-    expect(rpc.counters.payments).toEqual({ charge: 0, open: 2, voucher: 0, topUp: 0, close: 0 })
+    expect(rpc.counters.payments).toEqual({ ...noPayments, open: 2 })
   })
 })
 
