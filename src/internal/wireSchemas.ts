@@ -16,6 +16,11 @@ export const hexSchema = z.string().regex(/^0x[0-9a-fA-F]*$/) as unknown as z.Zo
  * A base-10 integer string of base units (as MPP requests carry amounts), read as a bigint below
  * 2^`bits`: 96 for a TIP-1034 amount, 256 for a TIP-20 one; without `bits`, of any size up to 78
  * digits (a suggestion that is capped rather than refused).
+ *
+ * @example
+ * ```ts
+ * baseUnitsSchema(96).parse('1000') // 1000n
+ * ```
  */
 export function baseUnitsSchema(bits?: 96 | 256) {
   const digits = bits === 96 ? 29 : 78

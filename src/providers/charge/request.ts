@@ -79,6 +79,11 @@ export function parseChargeRequest(
  * Every transfer of the charge: the primary recipient gets `amount` minus the splits, each split
  * its own amount. The primary transfer carries the challenge's memo, else mppx's attribution memo
  * that binds the payment to the challenge (mppx servers require it).
+ *
+ * @example
+ * ```ts
+ * const transfers = transfersOf(challenge, request) // [{ recipient, amount, memo }, ...splits]
+ * ```
  */
 export function transfersOf(
   challenge: Challenge.Challenge,

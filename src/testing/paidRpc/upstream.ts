@@ -48,6 +48,11 @@ export function upstreamOf(url: string) {
 /**
  * The upstream's answer to `body`, read whole into a JSON response with its status, ready to be
  * sent on (with a receipt, by a paid server).
+ *
+ * @example
+ * ```ts
+ * await NodeListener.sendResponse(res, result.withReceipt(await forwarded(upstream, body)))
+ * ```
  */
 export async function forwarded(upstream: Upstream, body: string): Promise<Response> {
   const response = await upstream.post(body)
@@ -57,7 +62,14 @@ export async function forwarded(upstream: Upstream, body: string): Promise<Respo
   })
 }
 
-/** Answers a request that failed with a `502` whose body says why, unless an answer has begun. */
+/**
+ * Answers a request that failed with a `502` whose body says why, unless an answer has begun.
+ *
+ * @example
+ * ```ts
+ * try { await answer(req, res) } catch (error) { answerBadGateway(res, error) }
+ * ```
+ */
 export function answerBadGateway(res: ServerResponse, error: unknown) {
   if (!res.headersSent)
     res
