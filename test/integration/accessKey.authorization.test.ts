@@ -3,18 +3,18 @@
  * voucher (the open provisioned it), an authorization that expired before the chain saw it, and a
  * root with no funds — each refused typed, nothing signed that should not be.
  */
-import { createClient, createPublicClient, type Hex, http } from 'viem'
+import { createClient, http } from 'viem'
 import { beforeAll, expect, test } from 'vitest'
-import {
-  charge,
-  mppHttp,
-  type PaymentEvent,
-  PaymentFailedError,
-  PaymentRefusedError,
-  session,
-} from '../../src/index.js'
+import { charge, PaymentFailedError, session } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
-import { authorizedKey, fundedRoot, startKeyRejectingProxy } from '../support/accessKeys.js'
+import {
+  authorizedKey,
+  expectRefused,
+  fundedRoot,
+  keyDoesNotExist,
+  recordingPaidClient,
+  startKeyRejectingProxy,
+} from '../support/accessKeys.js'
 import { noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
@@ -26,11 +26,6 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const keyDoesNotExist = {
-  type: 'https://paymentauth.org/problems/verification-failed',
-  title: 'Verification Failed',
-  detail: 'Payment verification failed: access key does not exist',
-}
 const now = () => Math.floor(Date.now() / 1000)
 
 /** The chain client of the providers, logging whether each fill carried a key authorization. */
@@ -51,20 +46,8 @@ function chainClient() {
   }
 }
 
-function paidClient(url: string, provider: ReturnType<typeof charge>) {
-  const sent: PaymentEvent[] = []
-  const receipts: Hex[] = []
-  const client = createPublicClient({
-    chain: net.chain,
-    cacheTime: 0,
-    transport: mppHttp(url, {
-      provider,
-      onPaymentSent: (event) => sent.push(event),
-      onReceipt: ({ receipt }) => receipts.push(receipt?.reference as Hex),
-    }),
-  })
-  return { client, sent, receipts }
-}
+const paidClient = (url: string, provider: ReturnType<typeof charge>) =>
+  recordingPaidClient(net, url, provider)
 
 test('a voucher answered "access key does not exist" (the open provisioned the key): PaymentFailedError at once, no re-authorization, no new channel', async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 100_000n })
@@ -74,7 +57,7 @@ test('a voucher answered "access key does not exist" (the open provisioned the k
   })
   try {
     const root = await fundedRoot(net, 2_000_000n)
-    const key = await authorizedKey(net, root, { expiry: now() + 3600, limit: 1_500_000n })
+    const key = await authorizedKey(net, root, { limit: 1_500_000n })
     const chain = chainClient()
     const { client, sent, receipts } = paidClient(
       proxy.url,
@@ -108,9 +91,7 @@ test('a session open with a key authorization that expired, the chain lacking th
     session({ account: key.account, client: chain.client }),
   )
 
-  const error = await rejectionOf(client.getChainId())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  expect((error as PaymentRefusedError).reason).toBe('accessKeyLimit')
+  const error = await expectRefused(client.getChainId(), 'accessKeyLimit')
   expect(error.message).toContain(
     `Access key: expired at ${new Date(expiry * 1000).toISOString()} (unix ${expiry}).`,
   )
@@ -127,16 +108,14 @@ test.each([
   async (intent, provider) => {
     const rpc = await localnet.startPaidRpc({ intent, suggestedDeposit: 100_000n })
     const root = await fundedRoot(net, 0n)
-    const key = await authorizedKey(net, root, { expiry: now() + 3600, limit: 1_500_000n })
+    const key = await authorizedKey(net, root, { limit: 1_500_000n })
     const chain = chainClient()
     const { client, sent } = paidClient(
       rpc.url,
       provider(key.account as never, chain.client as never),
     )
 
-    const error = await rejectionOf(client.getChainId())
-    expect(error).toBeInstanceOf(PaymentRefusedError)
-    expect((error as PaymentRefusedError).reason).toBe('insufficientFunds')
+    await expectRefused(client.getChainId(), 'insufficientFunds')
     expect(sent).toEqual([])
     expect(rpc.counters.payments).toEqual(noPayments)
   },

@@ -1,27 +1,23 @@
 import {
   type Address,
-  createClient,
   createPublicClient,
   getAddress,
-  type Hex,
   http,
   parseEventLogs,
   TimeoutError,
 } from 'viem'
 import { generatePrivateKey } from 'viem/accounts'
-import { Account, Actions } from 'viem/tempo'
+import { Account } from 'viem/tempo'
 import { beforeAll, expect, test, vi } from 'vitest'
-import {
-  charge,
-  mppHttp,
-  type PaymentEvent,
-  PaymentFailedError,
-  type Problem,
-} from '../../src/index.js'
+import { charge, PaymentFailedError } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import {
   authorizedKey as authorizedKeyOf,
+  fillLoggingChainClient,
   fundedRoot as fundedRootOf,
+  keyMetadata,
+  recordingPaidClient,
+  remainingLimit,
 } from '../support/accessKeys.js'
 import { noPayments } from '../support/counters.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
@@ -48,54 +44,13 @@ const fundedRoot = () => fundedRootOf(net, funding)
 const authorizedKey = (root: Account.RootAccount, limits: { expiry: number; limit: bigint }) =>
   authorizedKeyOf(net, root, limits)
 
-const metadataOf = (root: Address, accessKey: Address) =>
-  Actions.accessKey.getMetadata(plain(), { account: root, accessKey })
+const metadataOf = (root: Address, accessKey: Address) => keyMetadata(net, root, accessKey)
 
-/**
- * The chain client given to `charge()`: viem's http() on the localnet, logging each
- * `eth_fillTransaction`: whether it carried a key authorization, and whether the node refused it
- * (`KeyAlreadyExists`, after which viem fills again without it).
- */
-function chainClient() {
-  const fills: { keyAuthorization: boolean; refused: boolean }[] = []
-  const fetchFn: typeof fetch = async (input, init) => {
-    const response = await fetch(input, init)
-    const message = JSON.parse(String(init?.body)) as {
-      method: string
-      params?: [{ keyAuthorization?: unknown }]
-    }
-    if (message.method === 'eth_fillTransaction') {
-      const body = (await response.clone().json()) as { error?: { message?: string } }
-      fills.push({
-        keyAuthorization: !!message.params?.[0]?.keyAuthorization,
-        refused: !!body.error?.message?.includes('KeyAlreadyExists'),
-      })
-    }
-    return response
-  }
-  return {
-    client: createClient({ chain: net.chain, transport: http(net.rpcUrl, { fetchFn }) }),
-    fills,
-  }
-}
-
-/** A public client on the paid RPC through mppHttp, paying with `account`; no caching. */
+/** A paid client on `url` paying charges with `account`, and its chain client's log of fills. */
 function paidClient(url: string, account: Parameters<typeof charge>[0]['account']) {
-  const chain = chainClient()
-  const sent: PaymentEvent[] = []
-  const rejected: { status: number; problem: Problem | undefined }[] = []
-  const receipts: Hex[] = []
-  const client = createPublicClient({
-    chain: net.chain,
-    cacheTime: 0,
-    transport: mppHttp(url, {
-      provider: charge({ account, client: chain.client }),
-      onPaymentSent: (event) => sent.push(event),
-      onPaymentRejected: ({ status, problem }) => rejected.push({ status, problem }),
-      onReceipt: ({ receipt }) => receipts.push(receipt?.reference as Hex),
-    }),
-  })
-  return { client, fills: chain.fills, sent, rejected, receipts }
+  const chain = fillLoggingChainClient(net)
+  const paid = recordingPaidClient(net, url, charge({ account, client: chain.client }))
+  return { ...paid, fills: chain.fills }
 }
 
 test('an access key with a key authorization pays from the root wallet; its first payment provisions it', async () => {
@@ -149,11 +104,7 @@ test('an access key with a key authorization pays from the root wallet; its firs
   expect(spent).toBeGreaterThan(3n * price)
   expect(await balanceOf(key.address)).toBe(0n)
   // Everything the root wallet spent through the key, fees included, counts against its limit.
-  const { remaining } = await Actions.accessKey.getRemainingLimit(plain(), {
-    account: root.address,
-    accessKey: key.address,
-    token: net.currency,
-  })
+  const remaining = await remainingLimit(net, root.address, key.address)
   expect(remaining).toBe(limit - spent)
 
   expect(receipts).toHaveLength(3)

@@ -1,18 +1,17 @@
-import { type Address, createClient, createPublicClient, getAddress, type Hex, http } from 'viem'
-import { Account, Actions, Selectors } from 'viem/tempo'
+import { type Address, getAddress } from 'viem'
 import { beforeAll, expect, test } from 'vitest'
-import {
-  charge,
-  mppHttp,
-  type PaymentEvent,
-  PaymentFailedError,
-  type Problem,
-  session,
-} from '../../src/index.js'
+import { charge, PaymentFailedError, session } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import {
-  authorizedKey as authorizedKeyOf,
-  fundedRoot as fundedRootOf,
+  authorizedKey,
+  chainReader,
+  fillLoggingChainClient,
+  fundedRoot,
+  keyDoesNotExist,
+  keyMetadata,
+  minedTransactionsOf,
+  recordingPaidClient,
+  sameKeyAnew,
   startKeyRejectingProxy,
 } from '../support/accessKeys.js'
 import { noPayments } from '../support/counters.js'
@@ -33,108 +32,40 @@ beforeAll(() => {
 
 const funding = 2_000_000n
 const zeroAddress = '0x0000000000000000000000000000000000000000'
-/** What a node lacking the key makes an MPP server say (mpp-rs and Foundry classify it so). */
-const keyDoesNotExist = {
-  type: 'https://paymentauth.org/problems/verification-failed',
-  title: 'Verification Failed',
-  detail: 'Payment verification failed: access key does not exist',
-}
 const keyNotProvisioned = {
   type: 'https://paymentauth.org/problems/tempo/key-not-provisioned',
   title: 'Key Not Provisioned',
   detail: 'The key is not provisioned on chain.',
 }
 
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
-const now = () => Math.floor(Date.now() / 1000)
-const fundedRoot = () => fundedRootOf(net, funding)
-const authorizedKey = (root: Account.RootAccount) =>
-  authorizedKeyOf(net, root, { expiry: now() + 3600, limit: 1_500_000n })
 const keyOnChain = async (root: Address, accessKey: Address) =>
-  (await Actions.accessKey.getMetadata(plain(), { account: root, accessKey })).address
-
-/**
- * The chain client given to the providers: viem's http() on the localnet, logging each
- * `eth_fillTransaction`: whether it carried a key authorization, and whether the node refused it
- * (`KeyAlreadyExists`). Its first `staleKeyReads` keychain `getKey` reads answer "no such key".
- */
-function chainClient({ staleKeyReads = 0 }: { staleKeyReads?: number } = {}) {
-  const fills: { keyAuthorization: boolean; refused: boolean }[] = []
-  let stale = staleKeyReads
-  const fetchFn: typeof fetch = async (input, init) => {
-    const message = JSON.parse(String(init?.body)) as {
-      id: number
-      method: string
-      params?: [{ keyAuthorization?: unknown; data?: Hex }]
-    }
-    if (
-      stale > 0 &&
-      message.method === 'eth_call' &&
-      message.params?.[0]?.data?.startsWith(Selectors.accountKeychain.getKey)
-    ) {
-      stale--
-      // getKey's (uint8, address, uint64, bool, bool) of a key that does not exist.
-      const result = `0x${'00'.repeat(160)}`
-      return Response.json({ jsonrpc: '2.0', id: message.id, result })
-    }
-    const response = await fetch(input, init)
-    if (message.method === 'eth_fillTransaction') {
-      const body = (await response.clone().json()) as { error?: { message?: string } }
-      fills.push({
-        keyAuthorization: !!message.params?.[0]?.keyAuthorization,
-        refused: !!body.error?.message?.includes('KeyAlreadyExists'),
-      })
-    }
-    return response
-  }
-  return {
-    client: createClient({ chain: net.chain, transport: http(net.rpcUrl, { fetchFn }) }),
-    fills,
-  }
-}
-
-/** A public client on `url` through mppHttp with `provider`, recording the payments' events. */
-function paidClient(url: string, provider: ReturnType<typeof charge>) {
-  const sent: PaymentEvent[] = []
-  const rejected: { status: number; problem: Problem | undefined }[] = []
-  const receipts: Hex[] = []
-  const client = createPublicClient({
-    chain: net.chain,
-    cacheTime: 0,
-    transport: mppHttp(url, {
-      provider,
-      onPaymentSent: (event) => sent.push(event),
-      onPaymentRejected: ({ status, problem }) => rejected.push({ status, problem }),
-      onReceipt: ({ receipt }) => receipts.push(receipt?.reference as Hex),
-    }),
-  })
-  return { client, sent, rejected, receipts }
-}
+  (await keyMetadata(net, root, accessKey)).address
 
 /** Every mined transaction of `root` from block `from` on: whether it carried a key authorization. */
-async function rootTransactions(root: Address, from: bigint) {
-  const carried: boolean[] = []
-  const latest = await plain().getBlockNumber()
-  for (let n = from; n <= latest; n++) {
-    const block = await plain().getBlock({ blockNumber: n, includeTransactions: true })
-    for (const transaction of block.transactions)
-      if (transaction.from === root.toLowerCase())
-        carried.push(!!(transaction as { keyAuthorization?: unknown }).keyAuthorization)
-  }
-  return carried
+const rootTransactions = async (root: Address, from: bigint) =>
+  (await minedTransactionsOf(net, root, from)).map(
+    (transaction) => !!(transaction as { keyAuthorization?: unknown }).keyAuthorization,
+  )
+
+/**
+ * A fresh root wallet's key, authorized but not on chain, paying `url` through the provider
+ * `intent` makes with a fill-logging chain client; `from` is the latest block before it paid.
+ */
+async function unprovisionedKeyPaying(url: string, intent: typeof charge | typeof session) {
+  const root = await fundedRoot(net, funding)
+  const key = await authorizedKey(net, root, { limit: 1_500_000n })
+  const from = await chainReader(net).getBlockNumber()
+  const chain = fillLoggingChainClient(net)
+  const paid = recordingPaidClient(net, url, intent({ account: key.account, client: chain.client }))
+  return { root, key, from, chain, ...paid }
 }
 
 test('an unprovisioned key pays its first charge with its authorization; later charges, an open and a top-up omit it', async () => {
   const price = 1_000n
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root)
-  const from = await plain().getBlockNumber()
-  const chain = chainClient()
-  const { client, sent, receipts } = paidClient(
+  const { root, key, from, chain, client, sent, receipts } = await unprovisionedKeyPaying(
     rpc.url,
-    charge({ account: key.account, client: chain.client }),
+    charge,
   )
 
   expect(await client.getChainId()).toBe(net.chain.id)
@@ -153,7 +84,8 @@ test('an unprovisioned key pays its first charge with its authorization; later c
   // carry nothing, and the keychain is not authorized again.
   await rpc.stop()
   const sessionRpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
-  const sessions = paidClient(
+  const sessions = recordingPaidClient(
+    net,
     sessionRpc.url,
     session({ account: key.account, client: chain.client }),
   )
@@ -168,14 +100,7 @@ test('an unprovisioned key pays its first charge with its authorization; later c
 
 test('an unprovisioned key opens a session with its authorization; its top-up omits it', async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root)
-  const from = await plain().getBlockNumber()
-  const chain = chainClient()
-  const { client, sent } = paidClient(
-    rpc.url,
-    session({ account: key.account, client: chain.client }),
-  )
+  const { root, key, from, chain, client, sent } = await unprovisionedKeyPaying(rpc.url, session)
 
   for (let i = 0; i < 3; i++) await client.getChainId()
   expect(sent).toHaveLength(3)
@@ -197,14 +122,11 @@ test('a server that says "access key does not exist" once, while the chain lacks
     problem: keyDoesNotExist,
   })
   try {
-    const root = await fundedRoot()
-    const key = await authorizedKey(root)
-    const payeeBefore = await balanceOf(rpc.payee)
-    const chain = chainClient()
-    const { client, sent, rejected, receipts } = paidClient(
+    const { root, key, chain, client, sent, rejected, receipts } = await unprovisionedKeyPaying(
       proxy.url,
-      charge({ account: key.account, client: chain.client }),
+      charge,
     )
+    const payeeBefore = await balanceOf(rpc.payee)
 
     expect(await client.getChainId()).toBe(net.chain.id)
     // Two credentials, one rejected (it never reached the server), one paid.
@@ -236,13 +158,9 @@ test('a session open answered "key is not provisioned" once, while the chain lac
     problem: keyNotProvisioned,
   })
   try {
-    const root = await fundedRoot()
-    const key = await authorizedKey(root)
-    const from = await plain().getBlockNumber()
-    const chain = chainClient()
-    const { client, sent, rejected } = paidClient(
+    const { root, key, from, chain, client, sent, rejected } = await unprovisionedKeyPaying(
       proxy.url,
-      session({ account: key.account, client: chain.client }),
+      session,
     )
 
     expect(await client.getChainId()).toBe(net.chain.id)
@@ -271,25 +189,21 @@ test('a server that keeps saying "access key does not exist" while the chain has
     problem: keyDoesNotExist,
   })
   try {
-    const root = await fundedRoot()
-    const key = await authorizedKey(root)
-    const from = await plain().getBlockNumber()
-    const payeeBefore = await balanceOf(rpc.payee)
     // The first payment provisions the key.
-    const chain = chainClient()
-    const first = paidClient(proxy.url, charge({ account: key.account, client: chain.client }))
+    const { root, key, from, chain, ...first } = await unprovisionedKeyPaying(proxy.url, charge)
+    const payeeBefore = await balanceOf(rpc.payee)
     expect(await first.client.getChainId()).toBe(net.chain.id)
     expect(getAddress(await keyOnChain(root.address, key.address))).toBe(key.address)
     lying = true
 
     // The same provider (the key known provisioned), then a fresh one for the same key, as a new
     // process would have (its registration unknown): each reads the chain once and stops.
-    const again = chainClient()
-    const sameKey = Account.fromSecp256k1(key.privateKey, {
-      access: root,
-      keyAuthorization: key.keyAuthorization,
-    })
-    const second = paidClient(proxy.url, charge({ account: sameKey, client: again.client }))
+    const again = fillLoggingChainClient(net)
+    const second = recordingPaidClient(
+      net,
+      proxy.url,
+      charge({ account: sameKeyAnew(root, key), client: again.client }),
+    )
     for (const paid of [first, second]) {
       const sentBefore = paid.sent.length
       const error = await rejectionOf(paid.client.getBlockNumber())
@@ -323,12 +237,9 @@ test('a server that keeps saying "access key does not exist" while the chain lac
     problem: keyDoesNotExist,
   })
   try {
-    const root = await fundedRoot()
-    const key = await authorizedKey(root)
-    const chain = chainClient()
-    const { client, sent, rejected } = paidClient(
+    const { root, key, chain, client, sent, rejected } = await unprovisionedKeyPaying(
       proxy.url,
-      charge({ account: key.account, client: chain.client }),
+      charge,
     )
 
     const error = await rejectionOf(client.getChainId())
@@ -357,14 +268,7 @@ test('a top-up answered "access key does not exist" while the chain has the key:
     problem: keyDoesNotExist,
   })
   try {
-    const root = await fundedRoot()
-    const key = await authorizedKey(root)
-    const from = await plain().getBlockNumber()
-    const chain = chainClient()
-    const { client, sent } = paidClient(
-      proxy.url,
-      session({ account: key.account, client: chain.client }),
-    )
+    const { root, from, chain, client, sent } = await unprovisionedKeyPaying(proxy.url, session)
     for (let i = 0; i < 2; i++) await client.getChainId()
 
     const error = await rejectionOf(client.getChainId())
@@ -388,21 +292,18 @@ test('a top-up answered "access key does not exist" while the chain has the key:
 test('a keychain read that missed the key: the node refuses the authorization when filling (KeyAlreadyExists), the charge is prepared again without it and paid once', async () => {
   const price = 1_000n
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root)
-  const from = await plain().getBlockNumber()
   // Provisions the key.
-  const first = paidClient(rpc.url, charge({ account: key.account, client: chainClient().client }))
+  const { root, key, from, ...first } = await unprovisionedKeyPaying(rpc.url, charge)
   expect(await first.client.getChainId()).toBe(net.chain.id)
 
   // A second process of the same key, whose first keychain read is stale (no key yet).
-  const chain = chainClient({ staleKeyReads: 1 })
-  const sameKey = Account.fromSecp256k1(key.privateKey, {
-    access: root,
-    keyAuthorization: key.keyAuthorization,
-  })
+  const chain = fillLoggingChainClient(net, { staleKeyReads: 1 })
   const payeeBefore = await balanceOf(rpc.payee)
-  const { client, sent } = paidClient(rpc.url, charge({ account: sameKey, client: chain.client }))
+  const { client, sent } = recordingPaidClient(
+    net,
+    rpc.url,
+    charge({ account: sameKeyAnew(root, key), client: chain.client }),
+  )
   expect(await client.getBlockNumber()).toBeGreaterThan(0n)
   expect(sent).toHaveLength(1)
   expect(chain.fills).toEqual([

@@ -1,21 +1,21 @@
-import { createClient, createPublicClient, createWalletClient, http } from 'viem'
-import { type Account, Actions } from 'viem/tempo'
+import { createClient, http } from 'viem'
+import { Actions } from 'viem/tempo'
 import { beforeAll, expect, test } from 'vitest'
-import {
-  charge,
-  mppHttp,
-  type PaymentEvent,
-  PaymentRefusedError,
-  session,
-} from '../../src/index.js'
+import { charge, session } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import {
-  authorizedKey as authorizedKeyOf,
-  fundedRoot as fundedRootOf,
+  authorizedKey,
+  chainReader,
+  expectRefused,
+  fundedRoot,
+  keyMetadata,
+  minedTransactionsOf,
+  recordingPaidClient,
+  remainingLimit,
+  rootWallet,
 } from '../support/accessKeys.js'
 import { challengedOnce } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
-import { rejectionOf } from '../support/rejection.js'
 
 const localnet = useLocalnet()
 const { balanceOf } = localnet
@@ -27,45 +27,42 @@ beforeAll(() => {
 /** What every root wallet here starts with, in pathUSD base units. */
 const funding = 1_000_000n
 
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
-
 const now = () => Math.floor(Date.now() / 1000)
 
-const fundedRoot = () => fundedRootOf(net, funding)
-const authorizedKey = (root: Account.RootAccount, limits: { expiry: number; limit: bigint }) =>
-  authorizedKeyOf(net, root, limits)
+/** The chain client the providers prepare payments on. */
+const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })
 
-/** A public client on the paid RPC through mppHttp, paying charges with `account`. */
-function paidClient(url: string, account: Parameters<typeof charge>[0]['account']) {
-  const sent: PaymentEvent[] = []
-  const client = createPublicClient({
-    chain: net.chain,
-    cacheTime: 0,
-    transport: mppHttp(url, {
-      provider: charge({
-        account,
-        client: createClient({ chain: net.chain, transport: http(net.rpcUrl) }),
-      }),
-      onPaymentSent: (event) => sent.push(event),
-    }),
-  })
-  return { client, sent }
+/**
+ * A charge server at `price`, and a client paying it with the key of a fresh root wallet,
+ * authorized up to `limit` and until `expiry` (an hour from now if not given).
+ */
+async function keyPayingCharges({
+  price,
+  limit,
+  expiry,
+}: {
+  price: bigint
+  limit: bigint
+  expiry?: number
+}) {
+  const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
+  const root = await fundedRoot(net, funding)
+  const key = await authorizedKey(net, root, { expiry, limit })
+  const { client, sent } = recordingPaidClient(
+    net,
+    rpc.url,
+    charge({ account: key.account, client: chainClient() }),
+  )
+  return { rpc, root, key, client, sent }
 }
 
 test('a key authorization whose limit is below the price and the fee is refused before signing, naming the limit', async () => {
   const price = 1_000n
   const limit = 500n
-  const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root, { expiry: now() + 3600, limit })
+  const { rpc, root, key, client, sent } = await keyPayingCharges({ price, limit })
   const payeeBefore = await balanceOf(rpc.payee)
-  const { client, sent } = paidClient(rpc.url, key.account)
 
-  const error = await rejectionOf(client.getChainId())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+  const refused = await expectRefused(client.getChainId(), 'accessKeyLimit')
   expect(refused.amount).toBe(price)
   expect(refused.fee).toBeGreaterThan(0n)
   expect(refused.shortMessage).toBe(
@@ -84,24 +81,19 @@ test('a key authorization whose limit is below the price and the fee is refused 
   expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
   expect(await balanceOf(rpc.payee)).toBe(payeeBefore)
-  const metadata = await Actions.accessKey.getMetadata(plain(), {
-    account: root.address,
-    accessKey: key.address,
-  })
+  const metadata = await keyMetadata(net, root.address, key.address)
   expect(metadata.address).toBe('0x0000000000000000000000000000000000000000')
 })
 
 test('an expired key authorization is refused before signing, naming its expiry', async () => {
-  const rpc = await localnet.startPaidRpc({ intent: 'charge', price: 1_000n })
-  const root = await fundedRoot()
   const expiry = now() - 60
-  const key = await authorizedKey(root, { expiry, limit: 500_000n })
-  const { client, sent } = paidClient(rpc.url, key.account)
+  const { rpc, root, client, sent } = await keyPayingCharges({
+    price: 1_000n,
+    limit: 500_000n,
+    expiry,
+  })
 
-  const error = await rejectionOf(client.getChainId())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+  const refused = await expectRefused(client.getChainId(), 'accessKeyLimit')
   expect(refused.message).toContain(
     `Access key: expired at ${new Date(expiry * 1000).toISOString()} (unix ${expiry}).`,
   )
@@ -113,11 +105,8 @@ test('an expired key authorization is refused before signing, naming its expiry'
 test('a key with enough limit pays; once the chain shows its remaining limit below the price and the fee, it is refused before signing', async () => {
   const price = 200_000n
   const limit = 300_000n
-  const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root, { expiry: now() + 3600, limit })
+  const { rpc, root, key, client, sent } = await keyPayingCharges({ price, limit })
   const payeeBefore = await balanceOf(rpc.payee)
-  const { client, sent } = paidClient(rpc.url, key.account)
 
   // The first payment provisions the key and spends the price and its fee of the limit.
   expect(await client.getChainId()).toBe(net.chain.id)
@@ -126,19 +115,12 @@ test('a key with enough limit pays; once the chain shows its remaining limit bel
   const spent = funding - (await balanceOf(root.address))
   const firstFee = spent - price
   expect(firstFee).toBeGreaterThan(0n)
-  const { remaining } = await Actions.accessKey.getRemainingLimit(plain(), {
-    account: root.address,
-    accessKey: key.address,
-    token: net.currency,
-  })
+  const remaining = await remainingLimit(net, root.address, key.address)
   expect(remaining).toBe(limit - spent)
   const counted = { ...rpc.counters }
 
   // The second is judged by the keychain's remaining limit.
-  const error = await rejectionOf(client.getBlockNumber())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+  const refused = await expectRefused(client.getBlockNumber(), 'accessKeyLimit')
   expect(refused.message).toContain(
     `Access key: remaining limit ${remaining} of token ${net.currency} is below the ${price + refused.fee} the payment spends of it (amount + fee).`,
   )
@@ -156,16 +138,10 @@ test('a key with enough limit pays; once the chain shows its remaining limit bel
 test('a key authorization whose limit covers the fee but not the price is refused before signing: no reverted transaction spends a fee', async () => {
   const price = 200_000n
   const limit = 100_000n
-  const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root, { expiry: now() + 3600, limit })
-  const firstBlock = await plain().getBlockNumber()
-  const { client, sent } = paidClient(rpc.url, key.account)
+  const { rpc, root, client, sent } = await keyPayingCharges({ price, limit })
+  const firstBlock = await chainReader(net).getBlockNumber()
 
-  const error = await rejectionOf(client.getChainId())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+  const refused = await expectRefused(client.getChainId(), 'accessKeyLimit')
   expect(refused.message).toContain(
     `Access key: remaining limit ${limit} of token ${net.currency} is below the ${price + refused.fee} the payment spends of it (amount + fee).`,
   )
@@ -173,12 +149,7 @@ test('a key authorization whose limit covers the fee but not the price is refuse
   expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
   // No transaction of the root wallet was mined (one reverting would have spent its fee).
-  const mined: string[] = []
-  for (let n = firstBlock; n <= (await plain().getBlockNumber()); n++) {
-    const block = await plain().getBlock({ blockNumber: n, includeTransactions: true })
-    for (const transaction of block.transactions)
-      if (transaction.from === root.address.toLowerCase()) mined.push(transaction.hash)
-  }
+  const mined = (await minedTransactionsOf(net, root.address, firstBlock)).map(({ hash }) => hash)
   expect(mined).toEqual([])
 })
 
@@ -186,23 +157,15 @@ test("a session open whose deposit is above the key authorization's limit is ref
   const limit = 500_000n
   // The server suggests 1000 × its price: a deposit of 1_000_000.
   const rpc = await localnet.startPaidRpc({ intent: 'session' })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root, { expiry: now() + 3600, limit })
-  const client = createPublicClient({
-    chain: net.chain,
-    cacheTime: 0,
-    transport: mppHttp(rpc.url, {
-      provider: session({
-        account: key.account,
-        client: createClient({ chain: net.chain, transport: http(net.rpcUrl) }),
-      }),
-    }),
-  })
+  const root = await fundedRoot(net, funding)
+  const key = await authorizedKey(net, root, { limit })
+  const { client } = recordingPaidClient(
+    net,
+    rpc.url,
+    session({ account: key.account, client: chainClient() }),
+  )
 
-  const error = await rejectionOf(client.getChainId())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+  const refused = await expectRefused(client.getChainId(), 'accessKeyLimit')
   // The open's deposit is the payment's amount here; its fee counts too.
   expect(refused.amount).toBe(1_000_000n)
   expect(refused.fee).toBeGreaterThan(0n)
@@ -215,33 +178,21 @@ test("a session open whose deposit is above the key authorization's limit is ref
 
 test('a key revoked after it paid is refused before signing', async () => {
   const price = 1_000n
-  const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
-  const root = await fundedRoot()
-  const key = await authorizedKey(root, { expiry: now() + 3600, limit: 500_000n })
-  const { client, sent } = paidClient(rpc.url, key.account)
+  const { rpc, root, key, client, sent } = await keyPayingCharges({ price, limit: 500_000n })
   expect(await client.getChainId()).toBe(net.chain.id)
   expect(sent).toHaveLength(1)
 
   // The root wallet revokes the key on chain.
-  const wallet = createWalletClient({
-    account: root,
-    chain: net.chain,
-    transport: http(net.rpcUrl),
-  })
-  const { receipt } = await Actions.accessKey.revokeSync(wallet, { accessKey: key.address })
-  expect(receipt.status).toBe('success')
-  const metadata = await Actions.accessKey.getMetadata(plain(), {
-    account: root.address,
+  const { receipt } = await Actions.accessKey.revokeSync(rootWallet(net, root), {
     accessKey: key.address,
   })
+  expect(receipt.status).toBe('success')
+  const metadata = await keyMetadata(net, root.address, key.address)
   expect(metadata.isRevoked).toBe(true)
   const balance = await balanceOf(root.address)
   const counted = { ...rpc.counters }
 
-  const error = await rejectionOf(client.getBlockNumber())
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+  const refused = await expectRefused(client.getBlockNumber(), 'accessKeyLimit')
   expect(refused.message).toContain('Access key: revoked.')
   expect(sent).toHaveLength(1)
   expect(rpc.counters).toEqual({

@@ -1,23 +1,22 @@
-import { createClient, createPublicClient, getAddress, http } from 'viem'
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { Abis, Account, Actions, Addresses, Selectors } from 'viem/tempo'
+import type { KeyAuthorization } from 'ox/tempo'
+import { createClient, getAddress, http } from 'viem'
+import { Abis, type Account, Addresses, Selectors } from 'viem/tempo'
 import { beforeAll, expect, test } from 'vitest'
-import {
-  charge,
-  mppHttp,
-  type PaymentEvent,
-  PaymentRefusedError,
-  session,
-} from '../../src/index.js'
+import { charge, session } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import {
+  authorizedKey,
+  chainReader,
+  expectRefused,
   fundedRoot as fundedRootOf,
+  keyMetadata,
   provisionedKey,
+  recordingPaidClient,
+  remainingLimit,
   setRemainingLimit,
 } from '../support/accessKeys.js'
 import { challengedOnce, noPayments } from '../support/counters.js'
 import { useLocalnet } from '../support/localnet.js'
-import { rejectionOf } from '../support/rejection.js'
 
 // Call scopes and limits are checked before signing: a forbidden call on chain reverts and still
 // spends its fee (anvil enforces scopes as Tempo does).
@@ -35,28 +34,25 @@ const { transferWithMemo, transfer } = Selectors.tip20
 const { open, topUp } = Selectors.tip20ChannelReserve
 
 const currency = () => getAddress(net.currency)
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
 const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })
 const fundedRoot = () => fundedRootOf(net, funding)
+const paidClient = (url: string, provider: ReturnType<typeof charge>) =>
+  recordingPaidClient(net, url, provider)
 
-/** A public client on `url` through mppHttp with `provider`, recording the credentials sent. */
-function paidClient(url: string, provider: ReturnType<typeof charge>) {
-  const sent: PaymentEvent[] = []
-  const client = createPublicClient({
-    chain: net.chain,
-    cacheTime: 0,
-    transport: mppHttp(url, { provider, onPaymentSent: (event) => sent.push(event) }),
-  })
-  return { client, sent }
+/** A key of `root`, provisioned on chain with `scopes`, paying `url` with `intent`'s provider. */
+async function provisionedKeyPaying(
+  root: Account.RootAccount,
+  url: string,
+  intent: typeof charge | typeof session,
+  scopes?: KeyAuthorization.Scope[],
+) {
+  const key = await provisionedKey(net, root, { limit: 500_000n, scopes })
+  return { key, ...paidClient(url, intent({ account: key.account, client: chainClient() })) }
 }
 
-/** The refusal of `promise`, checked to be an access-key refusal. */
-async function refusal(promise: Promise<unknown>) {
-  const error = await rejectionOf(promise)
-  expect(error).toBeInstanceOf(PaymentRefusedError)
-  const refused = error as PaymentRefusedError
-  expect(refused.reason).toBe('accessKeyLimit')
+/** Expects `promise` refused, nothing signed, because the access key cannot make the payment. */
+async function expectAccessKeyRefused(promise: Promise<unknown>) {
+  const refused = await expectRefused(promise, 'accessKeyLimit')
   expect(refused.shortMessage).toBe(
     'The access key cannot make the payment (revoked, expired, over its spending limit, or not allowed the call); nothing was signed or paid.',
   )
@@ -66,17 +62,12 @@ async function refusal(promise: Promise<unknown>) {
 test("a key on chain whose scopes allow only another function of the token: the charge's transferWithMemo is refused before signing", async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price: 1_000n })
   const root = await fundedRoot()
-  const key = await provisionedKey(net, root, {
-    limit: 500_000n,
-    scopes: [{ address: net.currency, selector: transfer }],
-  })
+  const { client, sent } = await provisionedKeyPaying(root, rpc.url, charge, [
+    { address: net.currency, selector: transfer },
+  ])
   const balance = await balanceOf(root.address)
-  const { client, sent } = paidClient(
-    rpc.url,
-    charge({ account: key.account, client: chainClient() }),
-  )
 
-  const refused = await refusal(client.getChainId())
+  const refused = await expectAccessKeyRefused(client.getChainId())
   expect(refused.message).toContain(
     `Access key: its call scopes do not allow transferWithMemo (${transferWithMemo}) on ${currency()} to ${rpc.payee}; they allow ${transfer} on ${currency()}.`,
   )
@@ -90,16 +81,11 @@ test('a key on chain whose scopes allow transferWithMemo to another recipient on
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
   const root = await fundedRoot()
   const other = net.accounts[7]!.address
-  const elsewhere = await provisionedKey(net, root, {
-    limit: 500_000n,
-    scopes: [{ address: net.currency, selector: transferWithMemo, recipients: [other] }],
-  })
+  const refusedClient = await provisionedKeyPaying(root, rpc.url, charge, [
+    { address: net.currency, selector: transferWithMemo, recipients: [other] },
+  ])
   const balance = await balanceOf(root.address)
-  const refusedClient = paidClient(
-    rpc.url,
-    charge({ account: elsewhere.account, client: chainClient() }),
-  )
-  const refused = await refusal(refusedClient.client.getChainId())
+  const refused = await expectAccessKeyRefused(refusedClient.client.getChainId())
   expect(refused.message).toContain(
     `Access key: its call scopes do not allow transferWithMemo (${transferWithMemo}) on ${currency()} to ${rpc.payee}; they allow ${transferWithMemo} on ${currency()} to ${other}.`,
   )
@@ -107,12 +93,10 @@ test('a key on chain whose scopes allow transferWithMemo to another recipient on
   expect(await balanceOf(root.address)).toBe(balance)
 
   // The same scope naming the payee allows the charge.
-  const allowed = await provisionedKey(net, root, {
-    limit: 500_000n,
-    scopes: [{ address: net.currency, selector: transferWithMemo, recipients: [rpc.payee] }],
-  })
+  const paid = await provisionedKeyPaying(root, rpc.url, charge, [
+    { address: net.currency, selector: transferWithMemo, recipients: [rpc.payee] },
+  ])
   const payeeBefore = await balanceOf(rpc.payee)
-  const paid = paidClient(rpc.url, charge({ account: allowed.account, client: chainClient() }))
   expect(await paid.client.getChainId()).toBe(net.chain.id)
   expect(paid.sent).toHaveLength(1)
   expect(rpc.counters.payments).toEqual({ ...noPayments, charge: 1 })
@@ -122,17 +106,12 @@ test('a key on chain whose scopes allow transferWithMemo to another recipient on
 test("a key whose scopes allow only the token: the session open is refused before signing, naming the reserve's open", async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
   const root = await fundedRoot()
-  const key = await provisionedKey(net, root, {
-    limit: 500_000n,
-    scopes: [{ address: net.currency }],
-  })
+  const { client, sent } = await provisionedKeyPaying(root, rpc.url, session, [
+    { address: net.currency },
+  ])
   const balance = await balanceOf(root.address)
-  const { client, sent } = paidClient(
-    rpc.url,
-    session({ account: key.account, client: chainClient() }),
-  )
 
-  const refused = await refusal(client.getChainId())
+  const refused = await expectAccessKeyRefused(client.getChainId())
   expect(refused.message).toContain(
     `Access key: its call scopes do not allow open (${open}) on ${reserve}; they allow any function on ${currency()}.`,
   )
@@ -144,19 +123,14 @@ test("a key whose scopes allow only the token: the session open is refused befor
 test("a key whose scopes allow the reserve's open but not topUp: the channel opens and pays, the top-up is refused before signing", async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
   const root = await fundedRoot()
-  const key = await provisionedKey(net, root, {
-    limit: 500_000n,
-    scopes: [{ address: reserve, selector: open }],
-  })
-  const { client, sent } = paidClient(
-    rpc.url,
-    session({ account: key.account, client: chainClient() }),
-  )
+  const { client, sent } = await provisionedKeyPaying(root, rpc.url, session, [
+    { address: reserve, selector: open },
+  ])
   // The deposit covers two calls: an open and a voucher.
   for (let i = 0; i < 2; i++) await client.getChainId()
   const balance = await balanceOf(root.address)
 
-  const refused = await refusal(client.getChainId())
+  const refused = await expectAccessKeyRefused(client.getChainId())
   expect(refused.message).toContain(
     `Access key: its call scopes do not allow topUp (${topUp}) on ${reserve}; they allow ${open} on ${reserve}.`,
   )
@@ -168,34 +142,23 @@ test("a key whose scopes allow the reserve's open but not topUp: the channel ope
 test("a key not on chain is judged by its authorization's scopes: forbidden, refused before signing and still not on chain", async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price: 1_000n })
   const root = await fundedRoot()
-  const privateKey = generatePrivateKey()
-  const address = privateKeyToAccount(privateKey).address
   // The root wallet's authorization, scoped to the reserve: no token transfers.
-  const keyAuthorization = await root.signKeyAuthorization(
-    { address, type: 'secp256k1' },
-    {
-      chainId: BigInt(net.chain.id),
-      expiry: Math.floor(Date.now() / 1000) + 3600,
-      limits: [{ token: net.currency, limit: 500_000n }],
-      scopes: [
-        { address: reserve, selector: 'open(address,address,address,uint96,bytes32,address)' },
-      ],
-    },
-  )
-  const account = Account.fromSecp256k1(privateKey, { access: root, keyAuthorization })
+  const { address, account } = await authorizedKey(net, root, {
+    limit: 500_000n,
+    scopes: [
+      { address: reserve, selector: 'open(address,address,address,uint96,bytes32,address)' },
+    ],
+  })
   const { client, sent } = paidClient(rpc.url, charge({ account, client: chainClient() }))
 
-  const refused = await refusal(client.getChainId())
+  const refused = await expectAccessKeyRefused(client.getChainId())
   expect(refused.message).toContain(
     `Access key: its call scopes do not allow transferWithMemo (${transferWithMemo}) on ${currency()} to ${rpc.payee}; they allow ${open} on ${reserve}.`,
   )
   expect(sent).toEqual([])
   expect(rpc.counters).toEqual(challengedOnce)
   expect(await balanceOf(root.address)).toBe(funding)
-  const metadata = await Actions.accessKey.getMetadata(plain(), {
-    account: root.address,
-    accessKey: address,
-  })
+  const metadata = await keyMetadata(net, root.address, address)
   expect(metadata.address).toBe('0x0000000000000000000000000000000000000000')
 })
 
@@ -203,18 +166,10 @@ test("a key not on chain whose authorization's scopes allow the charge: its firs
   const price = 1_000n
   const rpc = await localnet.startPaidRpc({ intent: 'charge', price })
   const root = await fundedRoot()
-  const privateKey = generatePrivateKey()
-  const address = privateKeyToAccount(privateKey).address
-  const keyAuthorization = await root.signKeyAuthorization(
-    { address, type: 'secp256k1' },
-    {
-      chainId: BigInt(net.chain.id),
-      expiry: Math.floor(Date.now() / 1000) + 3600,
-      limits: [{ token: net.currency, limit: 500_000n }],
-      scopes: [{ address: net.currency, selector: transferWithMemo, recipients: [rpc.payee] }],
-    },
-  )
-  const account = Account.fromSecp256k1(privateKey, { access: root, keyAuthorization })
+  const { address, account } = await authorizedKey(net, root, {
+    limit: 500_000n,
+    scopes: [{ address: net.currency, selector: transferWithMemo, recipients: [rpc.payee] }],
+  })
   const payeeBefore = await balanceOf(rpc.payee)
   const { client, sent } = paidClient(rpc.url, charge({ account, client: chainClient() }))
 
@@ -223,12 +178,9 @@ test("a key not on chain whose authorization's scopes allow the charge: its firs
   expect(sent).toHaveLength(2)
   expect(rpc.counters.payments).toEqual({ ...noPayments, charge: 2 })
   expect((await balanceOf(rpc.payee)) - payeeBefore).toBe(2n * price)
-  const metadata = await Actions.accessKey.getMetadata(plain(), {
-    account: root.address,
-    accessKey: address,
-  })
+  const metadata = await keyMetadata(net, root.address, address)
   expect(metadata.address).toBe(address)
-  const [isScoped, scopes] = await plain().readContract({
+  const [isScoped, scopes] = await chainReader(net).readContract({
     address: Addresses.accountKeychain,
     abi: Abis.accountKeychain,
     functionName: 'getAllowedCalls',
@@ -246,23 +198,15 @@ test("a key not on chain whose authorization's scopes allow the charge: its firs
 test("a session top-up that the key's remaining limit cannot cover is refused before signing; nothing is sent", async () => {
   const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
   const root = await fundedRoot()
-  const key = await provisionedKey(net, root, { limit: 500_000n })
-  const { client, sent } = paidClient(
-    rpc.url,
-    session({ account: key.account, client: chainClient() }),
-  )
+  const { key, client, sent } = await provisionedKeyPaying(root, rpc.url, session)
   for (let i = 0; i < 2; i++) await client.getChainId()
   // What is left of the key's limit is below the next top-up (2 000) and its fee.
   await setRemainingLimit(net, root, key.address, 1_999n)
-  const { remaining } = await Actions.accessKey.getRemainingLimit(plain(), {
-    account: root.address,
-    accessKey: key.address,
-    token: net.currency,
-  })
+  const remaining = await remainingLimit(net, root.address, key.address)
   expect(remaining).toBe(1_999n)
   const balance = await balanceOf(root.address)
 
-  const refused = await refusal(client.getChainId())
+  const refused = await expectAccessKeyRefused(client.getChainId())
   expect(refused.amount).toBe(2_000n)
   expect(refused.fee).toBeGreaterThan(0n)
   expect(refused.message).toContain(

@@ -1,20 +1,55 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Session } from 'mppx/tempo'
 import { type Hex, parseEventLogs } from 'viem'
 import { Addresses } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
 import { formatError } from '../../src/cli/errors.js'
-import { closeChannel, listChannels, memoryChannelStore } from '../../src/index.js'
+import {
+  type ChannelStore,
+  type ChannelSummary,
+  closeChannel,
+  listChannels,
+  memoryChannelStore,
+} from '../../src/index.js'
 import { channelHelpers, channelRefusal } from '../support/channels.js'
+import { listening } from '../support/fakeServer.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
-import { type PaidPayload, startProxy } from '../support/proxy.js'
+import {
+  bodyOf,
+  forwardTo,
+  type PaidPayload,
+  passedBack,
+  problemAnswer,
+  recordingProxy,
+  refusingProxy,
+  startProxy,
+} from '../support/proxy.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 const { accountOf, chainClient, plain, keyOf, channelEvents, blockNumber } =
   sessionHelpers(localnet)
 const { threeCalls, stateOf } = channelHelpers(localnet)
+
+/** `closeChannel` of `channelId` at `url`, by dev account `index`, on the localnet. */
+const closeAs = (
+  index: number,
+  { store, channelId, url }: { store: ChannelStore; channelId: Hex; url: string },
+) => closeChannel({ store, channelId, url, account: accountOf(index), client: chainClient() })
+
+/** What closing a channel of `threeCalls` gives: 3000 to the payee, the rest back, in a transaction. */
+const closedAfterThreeCalls = (channelId: Hex) => ({
+  channelId,
+  settled: 3_000n,
+  refunded: 997_000n,
+  txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/),
+})
+
+/** The store lists what it did `before` the refused close, and the channel keeps its deposit. */
+async function expectChannelKept(store: ChannelStore, before: ChannelSummary[], channelId: Hex) {
+  expect(await listChannels({ store })).toEqual(before)
+  expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+}
 
 describe('closeChannel', () => {
   test('settles exactly what the server accepted; the payer gets the rest', async () => {
@@ -24,19 +59,8 @@ describe('closeChannel', () => {
     const payer = accountOf(0).address
     const from = await blockNumber()
 
-    const closed = await closeChannel({
-      store,
-      channelId,
-      url: rpc.url,
-      account: accountOf(0),
-      client: chainClient(),
-    })
-    expect(closed).toEqual({
-      channelId,
-      settled: 3_000n,
-      refunded: 997_000n,
-      txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/),
-    })
+    const closed = await closeAs(0, { store, channelId, url: rpc.url })
+    expect(closed).toEqual(closedAfterThreeCalls(channelId))
     // The token moved out of the reserve exactly so, in the close transaction.
     const receipt = await plain().getTransactionReceipt({ hash: closed.txHash as Hex })
     const transfers = parseEventLogs({ abi: tip20, logs: receipt.logs, eventName: 'Transfer' })
@@ -51,15 +75,7 @@ describe('closeChannel', () => {
     expect(rpc.counters.payments.close).toBe(1)
     // The entry is gone; closing again is refused (`unknownChannel`), nothing sent.
     expect(await listChannels({ store })).toEqual([])
-    const again = await channelRefusal(
-      closeChannel({
-        store,
-        channelId,
-        url: rpc.url,
-        account: accountOf(0),
-        client: chainClient(),
-      }),
-    )
+    const again = await channelRefusal(closeAs(0, { store, channelId, url: rpc.url }))
     expect(again.reason).toBe('unknownChannel')
   })
 
@@ -70,19 +86,11 @@ describe('closeChannel', () => {
     const before = await listChannels({ store })
     await rpc.stop()
 
-    const error = await channelRefusal(
-      closeChannel({
-        store,
-        channelId,
-        url: `${rpc.url}/k3y?token=s3cret`,
-        account: accountOf(1),
-        client: chainClient(),
-      }),
-    )
+    const url = `${rpc.url}/k3y?token=s3cret`
+    const error = await channelRefusal(closeAs(1, { store, channelId, url }))
     expect(error.reason).toBe('unreachable')
     expect(error.message).not.toMatch(/k3y|s3cret/)
-    expect(await listChannels({ store })).toEqual(before)
-    expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+    await expectChannelKept(store, before, channelId)
   })
 
   test('a server that claims a close the chain does not show: serverLied, nothing lost', async () => {
@@ -108,18 +116,9 @@ describe('closeChannel', () => {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(2, proxy.url, store)
       const before = await listChannels({ store })
-      const error = await channelRefusal(
-        closeChannel({
-          store,
-          channelId,
-          url: proxy.url,
-          account: accountOf(2),
-          client: chainClient(),
-        }),
-      )
+      const error = await channelRefusal(closeAs(2, { store, channelId, url: proxy.url }))
       expect(error.reason).toBe('serverLied')
-      expect(await listChannels({ store })).toEqual(before)
-      expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+      await expectChannelKept(store, before, channelId)
     } finally {
       await proxy.stop()
     }
@@ -127,30 +126,17 @@ describe('closeChannel', () => {
 
   test('a server asking for more than was signed: refused, no voucher above it signed', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
-    const closes: string[] = []
-    const proxy = await startProxy(rpc.url, async (payload: PaidPayload, forward) => {
-      if (payload.action !== 'close') return forward()
-      closes.push(payload.cumulativeAmount ?? '')
-      return Response.json(
-        {
-          type: 'https://paymentauth.org/problems/verification-failed',
-          detail: 'close voucher amount must be >= 50000 (spent)',
-        },
-        { status: 402, headers: { 'content-type': 'application/problem+json' } },
-      )
-    })
+    const proxy = await refusingProxy(rpc.url, 'close', () =>
+      problemAnswer(402, {
+        type: 'https://paymentauth.org/problems/verification-failed',
+        detail: 'close voucher amount must be >= 50000 (spent)',
+      }),
+    )
+    const closes = proxy.refused
     try {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(3, proxy.url, store)
-      const error = await channelRefusal(
-        closeChannel({
-          store,
-          channelId,
-          url: proxy.url,
-          account: accountOf(3),
-          client: chainClient(),
-        }),
-      )
+      const error = await channelRefusal(closeAs(3, { store, channelId, url: proxy.url }))
       expect(error.reason).toBe('serverRefused')
       expect(error.shortMessage).toBe(
         `The server at ${new URL(proxy.url).origin} asks for a close voucher of 0.05 pathUSD (50000 base units), above the 0.003 pathUSD (3000) signed on the channel: it does not close it.`,
@@ -208,17 +194,7 @@ async function startRecorder() {
     req.resume()
     res.writeHead(404).end()
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    url: `http://127.0.0.1:${port}`,
-    seen,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-      }),
-  }
+  return { ...(await listening(server)), seen }
 }
 
 describe('closeChannel, hostile', () => {
@@ -228,26 +204,15 @@ describe('closeChannel, hostile', () => {
     const { channelId } = await threeCalls(0, rpc.url, store)
     const before = await listChannels({ store })
     // Another origin, in front of the same server: it would take the close voucher.
-    const closes: PaidPayload[] = []
-    const other = await startProxy(rpc.url, async (payload, forward) => {
-      closes.push(payload)
-      return forward()
-    })
+    const other = await recordingProxy(rpc.url)
+    const closes = other.paid
     try {
-      const error = await channelRefusal(
-        closeChannel({
-          store,
-          channelId,
-          url: `${other.url}/k3y?token=s3cret`,
-          account: accountOf(0),
-          client: chainClient(),
-        }),
-      )
+      const url = `${other.url}/k3y?token=s3cret`
+      const error = await channelRefusal(closeAs(0, { store, channelId, url }))
       expect(error.reason).toBe('otherOrigin')
       expect(error.message).not.toMatch(/k3y|s3cret/)
       expect(closes).toEqual([])
-      expect(await listChannels({ store })).toEqual(before)
-      expect((await stateOf(channelId)).deposit).toBe(1_000_000n)
+      await expectChannelKept(store, before, channelId)
     } finally {
       await other.stop()
     }
@@ -260,47 +225,30 @@ describe('closeChannel, hostile', () => {
     // The channel's own origin: a pass-through to the server until it turns hostile, then its
     // challenges name a custom credential header (which fetch keeps across origins) and a request
     // carrying one is redirected (307) to another origin.
-    const origin = createServer(async (req, res) => {
-      const chunks: Buffer[] = []
-      for await (const chunk of req) chunks.push(chunk as Buffer)
-      if (hostile && req.headers['x-pay']) {
-        res.writeHead(307, { location: `${elsewhere.url}/steal` }).end()
-        return
-      }
-      const headers = new Headers()
-      for (const [name, value] of Object.entries(req.headers))
-        if (typeof value === 'string' && !['host', 'connection', 'content-length'].includes(name))
-          headers.set(name, value)
-      const body = Buffer.concat(chunks)
-      const answer = await fetch(new URL(req.url ?? '/', rpc.url), {
-        method: req.method ?? 'POST',
-        headers,
-        ...(body.length ? { body } : {}),
-      })
-      const passed: Record<string, string> = {}
-      for (const name of ['content-type', 'www-authenticate', 'payment-receipt']) {
-        const value = answer.headers.get(name)
-        if (value)
-          passed[name] = hostile && name === 'www-authenticate' ? `${value}, header="X-Pay"` : value
-      }
-      res.writeHead(answer.status, passed).end(await answer.text())
-    })
-    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`
+    const origin = await listening(
+      createServer(async (req, res) => {
+        const body = await bodyOf(req)
+        if (hostile && req.headers['x-pay']) {
+          res.writeHead(307, { location: `${elsewhere.url}/steal` }).end()
+          return
+        }
+        const answer = await forwardTo(rpc.url, req, body)
+        const passed = passedBack(answer)
+        const challenges = passed['www-authenticate']
+        if (hostile && challenges) passed['www-authenticate'] = `${challenges}, header="X-Pay"`
+        res.writeHead(answer.status, passed).end(await answer.text())
+      }),
+    )
+    const { url } = origin
     try {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(1, url, store)
       hostile = true
-      await channelRefusal(
-        closeChannel({ store, channelId, url, account: accountOf(1), client: chainClient() }),
-      )
+      await channelRefusal(closeAs(1, { store, channelId, url }))
       expect(elsewhere.seen.filter((headers) => headers['x-pay'] !== undefined)).toEqual([])
       expect(await listChannels({ store })).toHaveLength(1)
     } finally {
-      await new Promise<void>((resolve) => {
-        origin.close(() => resolve())
-        origin.closeAllConnections()
-      })
+      await origin.stop()
       await elsewhere.stop()
     }
   })
@@ -318,19 +266,8 @@ describe('closeChannel, hostile', () => {
     try {
       const store = memoryChannelStore()
       const { channelId } = await threeCalls(2, proxy.url, store)
-      const closed = await closeChannel({
-        store,
-        channelId,
-        url: proxy.url,
-        account: accountOf(2),
-        client: chainClient(),
-      })
-      expect(closed).toEqual({
-        channelId,
-        settled: 3_000n,
-        refunded: 997_000n,
-        txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/),
-      })
+      const closed = await closeAs(2, { store, channelId, url: proxy.url })
+      expect(closed).toEqual(closedAfterThreeCalls(channelId))
       expect(await stateOf(channelId)).toEqual({ settled: 0n, deposit: 0n, closeRequestedAt: 0 })
       expect(await listChannels({ store })).toEqual([])
     } finally {

@@ -16,7 +16,7 @@ import {
 import { fileChannelStore } from '../../src/node/index.js'
 import { channelHelpers } from '../support/channels.js'
 import { useLocalnet } from '../support/localnet.js'
-import { startProxy } from '../support/proxy.js'
+import { refusingProxy, staleVoucherAnswer } from '../support/proxy.js'
 import { sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
@@ -111,23 +111,8 @@ describe('syncChannels', () => {
     await paidClient(rpc.url, {
       provider: session({ account, client: chainClient() }),
     }).getChainId()
-    const vouchers: string[] = []
-    const proxy = await startProxy(
-      rpc.url,
-      async (payload, forward) => {
-        if (payload.action !== 'voucher') return forward()
-        vouchers.push(payload.cumulativeAmount ?? '')
-        return Response.json(
-          {
-            type: 'https://paymentauth.org/problems/verification-failed',
-            detail:
-              'voucher cumulativeAmount must be strictly greater than highest accepted voucher',
-          },
-          { status: 402, headers: { 'content-type': 'application/problem+json' } },
-        )
-      },
-      { snapshots: false },
-    )
+    const proxy = await refusingProxy(rpc.url, 'voucher', staleVoucherAnswer, { snapshots: false })
+    const vouchers = proxy.refused
     try {
       const store = memoryChannelStore()
       const { added } = await syncChannels({ store, client: chainClient(), payer: account.address })

@@ -18,10 +18,11 @@ import {
   parseEventLogs,
 } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { Account, Actions } from 'viem/tempo'
+import { Account } from 'viem/tempo'
 import { afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { charge, mppHttp, type PaymentEvent, PaymentRefusedError } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
+import { authorizedKey, fillLoggingChainClient, keyMetadata } from '../support/accessKeys.js'
 import { challengedOnce, noPayments } from '../support/counters.js'
 import { tip20, useLocalnet, walletClient } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
@@ -379,43 +380,12 @@ describe('splits', () => {
 /** A fresh access key of a fresh root wallet, with the root's authorization of it. */
 async function accessKey({ funding, limit }: { funding: bigint; limit: bigint }) {
   const root = await funded(funding)
-  const privateKey = generatePrivateKey()
-  const keyAddress = privateKeyToAccount(privateKey).address
-  const keyAuthorization = await root.signKeyAuthorization(
-    { address: keyAddress, type: 'secp256k1' },
-    {
-      chainId: BigInt(net.chain.id),
-      expiry: Math.floor(Date.now() / 1000) + 3600,
-      limits: [{ token: net.currency, limit }],
-    },
-  )
-  const account = Account.fromSecp256k1(privateKey, { access: root, keyAuthorization })
+  const { address: keyAddress, account } = await authorizedKey(net, root, { limit })
   return { root, keyAddress, account }
 }
 
 const keyOnChain = async (root: Address, accessKey: Address) =>
-  (await Actions.accessKey.getMetadata(plain(), { account: root, accessKey })).address
-
-/** A chain client that logs whether each `eth_fillTransaction` carried a key authorization. */
-function loggingChainClient() {
-  const fills: boolean[] = []
-  const reads: string[] = []
-  const fetchFn: typeof fetch = async (input, init) => {
-    const message = JSON.parse(String(init?.body)) as {
-      method: string
-      params?: [{ keyAuthorization?: unknown; data?: Hex }]
-    }
-    if (message.method === 'eth_fillTransaction')
-      fills.push(!!message.params?.[0]?.keyAuthorization)
-    if (message.method === 'eth_call') reads.push(message.params?.[0]?.data?.slice(0, 10) ?? '')
-    return fetch(input, init)
-  }
-  return {
-    client: createClient({ chain: net.chain, transport: http(net.rpcUrl, { fetchFn }) }),
-    fills,
-    reads,
-  }
-}
+  (await keyMetadata(net, root, accessKey)).address
 
 describe('an unprovisioned access key', () => {
   test('5 concurrent first payments all succeed: one at a time until the key is provisioned', async () => {
@@ -427,7 +397,7 @@ describe('an unprovisioned access key', () => {
     expect(await keyOnChain(root.address, keyAddress)).toBe(
       '0x0000000000000000000000000000000000000000',
     )
-    const chain = loggingChainClient()
+    const chain = fillLoggingChainClient(net)
     const { client, asked, sent, receipts } = paidClient(rpc.url, {
       provider: charge({ account, client: chain.client }),
     })
@@ -452,8 +422,9 @@ describe('an unprovisioned access key', () => {
     expect(new Set(receipts).size).toBe(5)
     expect(getAddress(await keyOnChain(root.address, keyAddress))).toBe(keyAddress)
     // The authorization rode on one transaction only, and was never refused.
-    expect(chain.fills.filter(Boolean)).toHaveLength(1)
+    expect(chain.fills.filter(({ keyAuthorization }) => keyAuthorization)).toHaveLength(1)
     expect(chain.fills).toHaveLength(5)
+    expect(chain.fills.filter(({ refused }) => refused)).toEqual([])
     let withAuthorization = 0
     for (const hash of receipts) {
       const transaction = (await plain().getTransaction({ hash })) as unknown as {

@@ -144,6 +144,27 @@ const unheld = {
   lease_expires: null,
 }
 
+/** The whole ledger row of `channelId`: its amounts as stored (text) and `lease` (none by default). */
+const ledgerRow = (
+  channelId: string,
+  { mark, signed, spent }: { mark: bigint; signed: bigint; spent: bigint },
+  lease: Row = unheld,
+) => ({
+  channel_id: channelId,
+  mark: String(mark),
+  signed: String(signed),
+  spent: String(spent),
+  ...lease,
+  opening_until: null,
+})
+
+/** What a `ChannelStoreError` of `reason` about the file at `file` matches. */
+const storeError = (reason: ChannelStoreError['reason'], file: string) => ({
+  name: 'ChannelStoreError',
+  reason,
+  path: file,
+})
+
 /** Claim options at `at`, with the tally the test sets as it goes. */
 function tallied(at = secretUrl) {
   const tally: LedgerTally = { signed: 0n, spent: 0n }
@@ -267,16 +288,12 @@ describe('fileChannelStore', () => {
   })
 
   test('a file that cannot be opened: a ChannelStoreError naming it', async () => {
-    await expect(fileChannelStore(dir).forOrigin(origin).get(key)).rejects.toMatchObject({
-      name: 'ChannelStoreError',
-      reason: 'unavailable',
-      path: dir,
-    })
-    await expect(fileChannelStore(dir).pool.free(origin, key)).rejects.toMatchObject({
-      name: 'ChannelStoreError',
-      reason: 'unavailable',
-      path: dir,
-    })
+    await expect(fileChannelStore(dir).forOrigin(origin).get(key)).rejects.toMatchObject(
+      storeError('unavailable', dir),
+    )
+    await expect(fileChannelStore(dir).pool.free(origin, key)).rejects.toMatchObject(
+      storeError('unavailable', dir),
+    )
   })
 
   test('a damaged entry: a ChannelStoreError, and the row kept', async () => {
@@ -286,11 +303,9 @@ describe('fileChannelStore', () => {
     const database = new DatabaseSync(path)
     database.exec(`UPDATE channels SET entry_json = '{"channelId":'`)
 
-    await expect(store.forOrigin(origin).get(key)).rejects.toMatchObject({
-      name: 'ChannelStoreError',
-      reason: 'corrupt',
-      path,
-    })
+    await expect(store.forOrigin(origin).get(key)).rejects.toMatchObject(
+      storeError('corrupt', path),
+    )
     expect(database.prepare('SELECT entry_json FROM channels').all()).toEqual([
       { entry_json: '{"channelId":' },
     ])
@@ -388,14 +403,9 @@ describe('fileChannelStore pool', () => {
     expect(first.lost).toBe(false)
     await store.close()
     // Closing the store ended the lease still held, exactly.
-    expect(ledgerOf(second.channelId)).toEqual({
-      channel_id: second.channelId,
-      mark: '0',
-      signed: '0',
-      spent: '0',
-      ...unheld,
-      opening_until: null,
-    })
+    expect(ledgerOf(second.channelId)).toEqual(
+      ledgerRow(second.channelId, { mark: 0n, signed: 0n, spent: 0n }),
+    )
   })
 
   test("a channel set aside (opened: false) gives mppx's row to a usable one of its scope", async () => {
@@ -454,14 +464,9 @@ describe('fileChannelStore pool', () => {
     await lease.release()
     await lease.release()
     expect(lease.lost).toBe(false)
-    expect(ledgerOf(entry.channelId)).toEqual({
-      channel_id: entry.channelId,
-      mark: String(base + 700n),
-      signed: String(base + 700n),
-      spent: '650',
-      ...unheld,
-      opening_until: null,
-    })
+    expect(ledgerOf(entry.channelId)).toEqual(
+      ledgerRow(entry.channelId, { mark: base + 700n, signed: base + 700n, spent: 650n }),
+    )
     expect(rowOf(entry.channelId)?.cumulative_amount).toBe(String(base + 700n))
     expect(mppxGet(origin)?.cumulativeAmount).toBe(base + 700n)
 
@@ -561,14 +566,13 @@ describe('fileChannelStore pool', () => {
 
     const lease = await store.pool.claim(free[0] as ChannelRecord, tallied().options)
     expect(lease?.record.ledger?.mark).toBe(base + 1000n)
-    expect(ledgerOf(entry.channelId)).toEqual({
-      channel_id: entry.channelId,
-      mark: String(base + 1000n),
-      signed: String(base + 400n),
-      spent: '300',
-      ...heldBy(process.pid),
-      opening_until: null,
-    })
+    expect(ledgerOf(entry.channelId)).toEqual(
+      ledgerRow(
+        entry.channelId,
+        { mark: base + 1000n, signed: base + 400n, spent: 300n },
+        heldBy(process.pid),
+      ),
+    )
     await store.close()
   })
 
@@ -664,14 +668,9 @@ describe('fileChannelStore pool', () => {
     exiting.send('exit')
     expect(await exited(exiting.child)).toBe(0)
 
-    expect(ledgerOf(entry.channelId)).toEqual({
-      channel_id: entry.channelId,
-      mark: String(base + 700n),
-      signed: String(base + 700n),
-      spent: '650',
-      ...unheld,
-      opening_until: null,
-    })
+    expect(ledgerOf(entry.channelId)).toEqual(
+      ledgerRow(entry.channelId, { mark: base + 700n, signed: base + 700n, spent: 650n }),
+    )
     expect(rowOf(entry.channelId)).toMatchObject({
       state: 'active',
       cumulative_amount: String(base + 700n),
@@ -857,13 +856,11 @@ describe('fileChannelStore pool', () => {
     const folder = join(dir, 'read-only')
     await mkdir(folder, { mode: 0o555 })
     const inFolder = holder(attempt, user, join(folder, 'channels.db'))
-    const refusal = (file: string) => ({
-      name: 'ChannelStoreError',
-      reason: 'readOnly',
-      path: file,
-    })
     const inFolderFile = join(folder, 'channels.db')
-    expect(await inFolder.read()).toEqual([refusal(inFolderFile), refusal(inFolderFile)])
+    expect(await inFolder.read()).toEqual([
+      storeError('readOnly', inFolderFile),
+      storeError('readOnly', inFolderFile),
+    ])
     expect(await readdir(folder)).toEqual([])
 
     const store = fileChannelStore(path)
@@ -873,16 +870,17 @@ describe('fileChannelStore pool', () => {
     const bytes = await readFile(path)
     const inFile = holder(attempt, user)
     // Even reading needs a write (mppx's schema upgrade, the WAL index): both are refused.
-    expect(await inFile.read()).toEqual([refusal(path), refusal(path)])
+    expect(await inFile.read()).toEqual([
+      storeError('readOnly', path),
+      storeError('readOnly', path),
+    ])
     expect(await readFile(path)).toEqual(bytes)
 
     // A folder that is a file: nothing can be made there, not even by root.
     const underFile = join(path, 'channels.db')
-    await expect(fileChannelStore(underFile).pool.free(origin, key)).rejects.toMatchObject({
-      name: 'ChannelStoreError',
-      reason: 'unavailable',
-      path: underFile,
-    })
+    await expect(fileChannelStore(underFile).pool.free(origin, key)).rejects.toMatchObject(
+      storeError('unavailable', underFile),
+    )
   })
 
   test('list shows every channel, pooled ones too, with ledger and lease', async () => {

@@ -14,12 +14,11 @@ import {
   publicActions,
   UserRejectedRequestError,
 } from 'viem'
-import { generatePrivateKey, privateKeyToAccount, privateKeyToAddress } from 'viem/accounts'
+import { generatePrivateKey, privateKeyToAddress } from 'viem/accounts'
 import { tempoLocalnet } from 'viem/chains'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   charge,
-  type MppHttpTransportConfig,
   mppHttp,
   type PaymentEvent,
   PaymentFailedError,
@@ -28,14 +27,16 @@ import {
   tempo,
 } from '../../src/index.js'
 import type { Localnet, PaidRpc } from '../../src/testing/index.js'
-import { challengedOnce, noPayments } from '../support/counters.js'
+import { challengedOnce, chargeCounters, noPayments } from '../support/counters.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
+import { sessionHelpers } from '../support/sessions.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
 
 const localnet = useLocalnet()
 const { balanceOf } = localnet
+const { plain, accountOf, paidClient } = sessionHelpers(localnet)
 let net: Localnet
 let rpc: PaidRpc
 beforeAll(() => {
@@ -48,23 +49,12 @@ async function start(price = 1_000n) {
   return rpc
 }
 
-/** A client on the localnet itself (never the paid endpoint), for reading the truth. */
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
-
-const accountOf = (index: number) => privateKeyToAccount(net.accounts[index]!.privateKey)
-
 /** A charge provider paying from `accounts[index]`, preparing on a free client of `chain`. */
 function provider(index = 0, chain = net.chain) {
   return charge({
     account: accountOf(index),
     client: createClient({ chain, transport: http(net.rpcUrl) }),
   })
-}
-
-/** A public client on `url` through mppHttp, without caching, so every call is a request. */
-function paidClient(url: string, config: MppHttpTransportConfig = {}) {
-  return createPublicClient({ chain: net.chain, transport: mppHttp(url, config), cacheTime: 0 })
 }
 
 /** The most fee `provider(index)` quotes now for a charge of `rpc`, with nothing signed. */
@@ -187,13 +177,7 @@ test('concurrent identical calls are deduplicated by viem into one paid POST', a
   expect(
     await Promise.all([client.getChainId(), client.getChainId(), client.getChainId()]),
   ).toEqual([1337, 1337, 1337])
-  expect(rpc.counters).toEqual({
-    requests: 2,
-    challenges: 1,
-    forwarded: 1,
-    notifications: 0,
-    payments: { ...noPayments, charge: 1 },
-  })
+  expect(rpc.counters).toEqual(chargeCounters({ challenged: 1, paid: 1 }))
   expect((await balanceOf(rpc.payee)) - before).toBe(rpc.price)
 })
 
@@ -226,13 +210,7 @@ test('a batch of three calls is one POST and one payment', async () => {
   expect(blockNumber).toBeLessThanOrEqual(await plain().getBlockNumber())
   expect(balance).toBe(expectedBalance)
 
-  expect(rpc.counters).toEqual({
-    requests: 2,
-    challenges: 1,
-    forwarded: 1,
-    notifications: 0,
-    payments: { ...noPayments, charge: 1 },
-  })
+  expect(rpc.counters).toEqual(chargeCounters({ challenged: 1, paid: 1 }))
   expect(sent).toHaveBeenCalledTimes(1)
   const batch = ['eth_chainId', 'eth_blockNumber', 'eth_getBalance']
   expect(recorder.sent).toEqual([
@@ -435,13 +413,7 @@ describe('spending caps at their exact boundaries', () => {
     expect(rejected).toHaveLength(1)
     expect(rejected[0]!.reason).toBeInstanceOf(PaymentRefusedError)
     expect((rejected[0]!.reason as PaymentRefusedError).reason).toBe('budget')
-    expect(rpc.counters).toEqual({
-      requests: 5,
-      challenges: 3,
-      forwarded: 2,
-      notifications: 0,
-      payments: { ...noPayments, charge: 2 },
-    })
+    expect(rpc.counters).toEqual(chargeCounters({ challenged: 3, paid: 2 }))
     expect((await balanceOf(rpc.payee)) - before).toBe(2n * price)
   })
 
@@ -553,13 +525,7 @@ test('viem retries never repeat a refused payment flow', async () => {
     expect(error).toBeInstanceOf(PaymentRefusedError)
     expect((error as PaymentRefusedError).reason).toBe('maxAmount')
   }
-  expect(rpc.counters).toEqual({
-    requests: calls,
-    challenges: calls,
-    forwarded: 0,
-    notifications: 0,
-    payments: noPayments,
-  })
+  expect(rpc.counters).toEqual(chargeCounters({ challenged: calls, paid: 0 }))
 })
 
 test('fallback() stops at a refused payment instead of falling through to the free node', async () => {

@@ -1,7 +1,5 @@
-import { Challenge } from 'mppx'
-import { type Account, createWalletClient, http } from 'viem'
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { Addresses, Account as TempoAccount } from 'viem/tempo'
+import type { Account } from 'viem'
+import { Addresses } from 'viem/tempo'
 import { beforeAll, describe, expect, test } from 'vitest'
 import {
   PaymentFailedError,
@@ -11,12 +9,14 @@ import {
   tempo,
 } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
+import { authorizedKey, fundedRoot } from '../support/accessKeys.js'
 import { noPayments } from '../support/counters.js'
 import { rpcResult, useFakeServers } from '../support/fakeServer.js'
-import { tip20, useLocalnet } from '../support/localnet.js'
-import { type PaidPayload, startProxy } from '../support/proxy.js'
+import { useLocalnet } from '../support/localnet.js'
+import { type PaidPayload, paidLabel, problemAnswer, startProxy } from '../support/proxy.js'
 import { rejectionOf } from '../support/rejection.js'
-import { recording, sessionHelpers } from '../support/sessions.js'
+import { deferred } from '../support/scriptedServer.js'
+import { nobody, recording, sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
 const serve = useFakeServers()
@@ -25,31 +25,8 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const { plain, chainClient, accountOf, blockNumber, paidClient, channelEvents } =
+const { chainClient, accountOf, blockNumber, paidClient, channelEvents, sessionChallenge } =
   sessionHelpers(localnet)
-
-const nobody = '0x000000000000000000000000000000000000dEaD'
-let nextId = 0
-
-/** A TIP-1034 session challenge with these method details (a well-formed one by default). */
-function sessionChallenge(methodDetails: Record<string, unknown> | undefined) {
-  return Challenge.serialize(
-    Challenge.from({
-      id: `session-${++nextId}`,
-      realm: 'fake',
-      method: 'tempo',
-      intent: 'session',
-      request: {
-        amount: '1000',
-        currency: net.currency,
-        recipient: nobody,
-        suggestedDeposit: '1000000',
-        ...(methodDetails ? { methodDetails } : {}),
-      },
-      expires: new Date(Date.now() + 60_000).toISOString(),
-    }),
-  )
-}
 
 describe('session challenges that are not paid', () => {
   test('v1, no protocol, other chain, other escrow, no escrow: each listed with why, nothing signed', async () => {
@@ -66,7 +43,7 @@ describe('session challenges that are not paid', () => {
       },
       { chainId, sessionProtocol: 'v2' },
     ]
-      .map(sessionChallenge)
+      .map((methodDetails) => sessionChallenge({ methodDetails }))
       .join(', ')
     const server = await serve((request, response) => {
       if (request.authorization) return response.writeHead(200).end(rpcResult(request.body))
@@ -107,10 +84,10 @@ describe('session faults', () => {
           forward().then((answer) => answer.body?.cancel()),
         ),
       )
-      return Response.json(
-        { type: 'https://paymentauth.org/problems/invalid-challenge', detail: 'refused' },
-        { status: 402, headers: { 'content-type': 'application/problem+json' } },
-      )
+      return problemAnswer(402, {
+        type: 'https://paymentauth.org/problems/invalid-challenge',
+        detail: 'refused',
+      })
     })
     try {
       const client = paidClient(proxy.url, {
@@ -170,16 +147,13 @@ describe('session faults', () => {
     const from = await blockNumber()
     const payer = accountOf(2).address
     const seen: PaidPayload[] = []
-    let higherAnswered!: () => void
-    const answered = new Promise<void>((resolve) => {
-      higherAnswered = resolve
-    })
+    const higherAnswered = deferred()
     const proxy = await startProxy(rpc.url, async (payload, forward) => {
       seen.push(payload)
       // The lower voucher arrives only after the higher one was accepted.
-      if (payload.cumulativeAmount === '2000') await answered
+      if (payload.cumulativeAmount === '2000') await higherAnswered.promise
       const answer = await forward()
-      if (payload.cumulativeAmount === '3000') higherAnswered()
+      if (payload.cumulativeAmount === '3000') higherAnswered.resolve()
       return answer
     })
     try {
@@ -192,7 +166,7 @@ describe('session faults', () => {
         client.getBalance({ address: payer }),
       ])
       expect(balances).toHaveLength(2)
-      expect(seen.map(({ action, cumulativeAmount }) => `${action} ${cumulativeAmount}`)).toEqual([
+      expect(seen.map(paidLabel)).toEqual([
         'open 1000',
         'voucher 2000',
         'voucher 3000',
@@ -272,30 +246,11 @@ describe('access keys', () => {
   test('the channel is signed for by the access key: vouchers and top-ups need no root signature', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session', suggestedDeposit: 2_000n })
     const from = await blockNumber()
-    const root = TempoAccount.fromSecp256k1(generatePrivateKey())
-    const dev = createWalletClient({
-      account: accountOf(5),
-      chain: net.chain,
-      transport: http(net.rpcUrl),
+    const root = await fundedRoot(net, 1_000_000n)
+    const { address: keyAddress, account } = await authorizedKey(net, root, {
+      expiry: Math.floor(Date.now() / 1000) + 3600,
+      limit: 1_000_000n,
     })
-    const hash = await dev.writeContract({
-      address: net.currency,
-      abi: tip20,
-      functionName: 'transfer',
-      args: [root.address, 1_000_000n],
-    })
-    await plain().waitForTransactionReceipt({ hash, pollingInterval: 50 })
-    const privateKey = generatePrivateKey()
-    const keyAddress = privateKeyToAccount(privateKey).address
-    const keyAuthorization = await root.signKeyAuthorization(
-      { address: keyAddress, type: 'secp256k1' },
-      {
-        chainId: BigInt(net.chain.id),
-        expiry: Math.floor(Date.now() / 1000) + 3600,
-        limits: [{ token: net.currency, limit: 1_000_000n }],
-      },
-    )
-    const account = TempoAccount.fromSecp256k1(privateKey, { access: root, keyAuthorization })
     const provider = session({ account: account as Account, client: chainClient() })
     const client = paidClient(rpc.url, { provider })
     for (let i = 0; i < 3; i++) await client.getChainId()

@@ -7,13 +7,10 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Challenge, Receipt } from 'mppx'
-import { entryKey } from 'mppx/client'
+import { Receipt } from 'mppx'
 import type { Address } from 'viem'
-import { Addresses } from 'viem/tempo'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
-  type ChannelEntry,
   ChannelError,
   listChannels,
   localStorageChannelStore,
@@ -29,8 +26,9 @@ import { fileChannelStore } from '../../src/node/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import { useFakeServers } from '../support/fakeServer.js'
 import { useLocalnet } from '../support/localnet.js'
-import { type PaidPayload, startProxy } from '../support/proxy.js'
+import { paidLabel, problemAnswer, startProxy } from '../support/proxy.js'
 import { rejectionOf } from '../support/rejection.js'
+import { deferred, problemType } from '../support/scriptedServer.js'
 import { recording, sessionHelpers } from '../support/sessions.js'
 
 const localnet = useLocalnet()
@@ -40,17 +38,49 @@ beforeAll(() => {
   net = localnet.net
 })
 
-const { chainClient, accountOf, blockNumber, paidClient, channelEvents } = sessionHelpers(localnet)
-
-/** What a proxy saw of each paid request: `action cumulativeAmount`. */
-const label = ({ action, cumulativeAmount }: PaidPayload) => `${action} ${cumulativeAmount}`
+const {
+  chainClient,
+  accountOf,
+  blockNumber,
+  paidClient,
+  channelEvents,
+  expectOneChannelOpened,
+  keyOf,
+  sessionChallenge,
+} = sessionHelpers(localnet)
 
 /** A 402 (or 410) with a session problem of `type`, and no challenge. */
 const problem = (status: number, type: string) =>
-  new Response(JSON.stringify({ type: `https://paymentauth.org/problems/${type}`, status }), {
-    status,
-    headers: { 'content-type': 'application/problem+json' },
-  })
+  problemAnswer(status, { type: problemType(type), status })
+
+/**
+ * A proxy in front of `url` that records each paid request's `paidLabel` (`seen`) and, while `lying()`
+ * holds, answers every voucher with a `status` problem of `type` (a stale voucher by default).
+ */
+async function refusingVouchers(
+  url: string,
+  {
+    status = 402,
+    type = 'session/stale-voucher',
+    lying = () => true,
+    snapshots = true,
+  }: { status?: number; type?: string; lying?: () => boolean; snapshots?: boolean } = {},
+) {
+  const seen: string[] = []
+  const proxy = await startProxy(
+    url,
+    async (payload, forward) => {
+      seen.push(paidLabel(payload))
+      if (lying() && payload.action === 'voucher') return problem(status, type)
+      return forward()
+    },
+    { snapshots },
+  )
+  return { ...proxy, seen }
+}
+
+/** The address numbered `n`: distinct addresses, for calls viem does not merge. */
+const numbered = (n: number) => `0x${n.toString(16).padStart(40, '0')}` as Address
 
 /** `answer` with its receipt's session fields replaced by `fields`. */
 async function withReceipt(answer: Response, fields: Record<string, string>) {
@@ -64,32 +94,10 @@ async function withReceipt(answer: Response, fields: Record<string, string>) {
   })
 }
 
-const payee = '0x000000000000000000000000000000000000dEaD'
-let nextId = 0
-
 /** A fake endpoint that offers one session challenge with `request` fields over the defaults. */
 function fakeSession(request: Record<string, unknown>) {
   return serve((_, response) => {
-    const challenge = Challenge.from({
-      id: `attack-${++nextId}`,
-      realm: 'fake',
-      method: 'tempo',
-      intent: 'session',
-      request: {
-        amount: '1000',
-        currency: net.currency,
-        recipient: payee,
-        suggestedDeposit: '1000000',
-        methodDetails: {
-          chainId: net.chain.id,
-          escrowContract: Addresses.tip20ChannelReserve,
-          sessionProtocol: 'v2',
-        },
-        ...request,
-      },
-      expires: new Date(Date.now() + 60_000).toISOString(),
-    })
-    response.writeHead(402, { 'www-authenticate': Challenge.serialize(challenge) }).end()
+    response.writeHead(402, { 'www-authenticate': sessionChallenge(request) }).end()
   })
 }
 
@@ -230,9 +238,7 @@ describe('a refused payment changes nothing', () => {
       expect(await client.getChainId()).toBe(net.chain.id)
       await provider.release()
       // One channel: the server holds exactly the four calls it served, the store exactly that.
-      const opened = await channelEvents('ChannelOpened', account.address, from)
-      expect(opened).toHaveLength(1)
-      const channelId = opened[0]!.args.channelId as `0x${string}`
+      const channelId = await expectOneChannelOpened(account.address, from)
       expect(await rpc.channel(channelId)).toMatchObject({ highestVoucher: 4000n, spent: 4000n })
       expect(await listChannels({ store })).toEqual([
         expect.objectContaining({ channelId, cumulativeAmount: 4000n, exact: true }),
@@ -248,13 +254,10 @@ describe('a lying server', () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const account = accountOf(8)
     const from = await blockNumber()
-    let answer!: () => void
-    const held = new Promise<void>((resolve) => {
-      answer = resolve
-    })
+    const held = deferred()
     const proxy = await startProxy(rpc.url, async (payload, forward) => {
       if (payload.action !== 'close') return forward()
-      await held
+      await held.promise
       return new Response(null, { status: 503 })
     })
     try {
@@ -281,12 +284,10 @@ describe('a lying server', () => {
       controller.abort(reason)
       expect(((await rejectionOf(closing)) as Error).cause).toBe(reason)
 
-      const opened = await channelEvents('ChannelOpened', account.address, from)
-      expect(opened).toHaveLength(1)
-      const channelId = opened[0]!.args.channelId as `0x${string}`
+      const channelId = await expectOneChannelOpened(account.address, from)
       expect(await rpc.channel(channelId)).toMatchObject({ highestVoucher: 2000n, spent: 2000n })
     } finally {
-      answer()
+      held.resolve()
       await proxy.stop()
     }
   })
@@ -295,7 +296,7 @@ describe('a lying server', () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const seen: string[] = []
     const proxy = await startProxy(rpc.url, async (payload, forward) => {
-      seen.push(label(payload))
+      seen.push(paidLabel(payload))
       const answer = await forward()
       // The server claims the first voucher authorised (and it spent) all but one call's price.
       if (payload.action === 'open')
@@ -324,12 +325,8 @@ describe('a lying server', () => {
     '402 %s to every voucher: typed errors, %i round(s) per request, the signed cumulative never grows past one call',
     async (type, rounds) => {
       const rpc = await localnet.startPaidRpc({ intent: 'session' })
-      const seen: string[] = []
-      const proxy = await startProxy(rpc.url, async (payload, forward) => {
-        seen.push(label(payload))
-        if (payload.action === 'voucher') return problem(402, type)
-        return forward()
-      })
+      const proxy = await refusingVouchers(rpc.url, { type })
+      const { seen } = proxy
       try {
         const client = paidClient(proxy.url, {
           provider: session({ account: accountOf(4), client: chainClient() }),
@@ -354,9 +351,10 @@ describe('a lying server', () => {
     const from = await blockNumber()
     const payer = accountOf(5).address
     let lying = true
-    const proxy = await startProxy(rpc.url, async (payload, forward) => {
-      if (lying && payload.action === 'voucher') return problem(410, 'session/channel-not-found')
-      return forward()
+    const proxy = await refusingVouchers(rpc.url, {
+      status: 410,
+      type: 'session/channel-not-found',
+      lying: () => lying,
     })
     const store = memoryChannelStore()
     try {
@@ -372,12 +370,7 @@ describe('a lying server', () => {
       }
       const opened = await channelEvents('ChannelOpened', payer, from)
       expect(opened.map(({ args }) => args.deposit)).toEqual([1_000_000n, 1_000_000n])
-      const key = entryKey({
-        descriptor: { payee: rpc.payee, token: net.currency },
-        escrow: Addresses.tip20ChannelReserve,
-        chainId: net.chain.id,
-      } as unknown as ChannelEntry)
-      expect((await store.forOrigin!(proxy.url).get(key))?.channelId).toBe(
+      expect((await store.forOrigin!(proxy.url).get(keyOf(rpc.payee)))?.channelId).toBe(
         opened[1]!.args.channelId,
       )
 
@@ -413,9 +406,7 @@ describe('a lying server', () => {
       for (let i = 0; i < 105; i++) expect(await client.getChainId()).toBe(net.chain.id)
       expect(quotes.map((quote) => quote.amount)).toEqual(Array(105).fill(1_000n))
       expect(rpc.counters.payments).toMatchObject({ open: 1, voucher: 104 })
-      const opened = await channelEvents('ChannelOpened', accountOf(6).address, from)
-      expect(opened).toHaveLength(1)
-      const channelId = opened[0]!.args.channelId as `0x${string}`
+      const channelId = await expectOneChannelOpened(accountOf(6).address, from)
       expect(await rpc.channel(channelId)).toMatchObject({
         highestVoucher: 105_000n,
         spent: 105_000n,
@@ -429,12 +420,8 @@ describe('a lying server', () => {
 describe('a lying server, at length', () => {
   test('402 stale to 20 requests in a row: 60 rounds, never a voucher above one call past the open', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
-    const seen: string[] = []
-    const proxy = await startProxy(rpc.url, async (payload, forward) => {
-      seen.push(label(payload))
-      if (payload.action === 'voucher') return problem(402, 'session/stale-voucher')
-      return forward()
-    })
+    const proxy = await refusingVouchers(rpc.url)
+    const { seen } = proxy
     try {
       const client = paidClient(proxy.url, {
         provider: session({ account: accountOf(7), client: chainClient() }),
@@ -452,12 +439,8 @@ describe('a lying server, at length', () => {
 
   test('402 stale forever with a pooled (cross-process) store: nothing signed above the one voucher', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
-    const seen: string[] = []
-    const proxy = await startProxy(rpc.url, async (payload, forward) => {
-      seen.push(label(payload))
-      if (payload.action === 'voucher') return problem(402, 'session/stale-voucher')
-      return forward()
-    })
+    const proxy = await refusingVouchers(rpc.url)
+    const { seen } = proxy
     try {
       const store = memoryChannelStore()
       const client = paidClient(proxy.url, {
@@ -479,17 +462,9 @@ describe('a lying server, at length', () => {
     '402 stale forever on a channel taken up from the store, %s: nothing signed above the ledger',
     async (_, snapshots) => {
       const rpc = await localnet.startPaidRpc({ intent: 'session' })
-      const seen: string[] = []
       let lying = false
-      const proxy = await startProxy(
-        rpc.url,
-        async (payload, forward) => {
-          seen.push(label(payload))
-          if (lying && payload.action === 'voucher') return problem(402, 'session/stale-voucher')
-          return forward()
-        },
-        { snapshots },
-      )
+      const proxy = await refusingVouchers(rpc.url, { lying: () => lying, snapshots })
+      const { seen } = proxy
       try {
         const store = memoryChannelStore()
         const first = session({ account: accountOf(6), client: chainClient(), store })
@@ -537,10 +512,7 @@ describe('concurrency', () => {
       provider: session({ account: accountOf(8), client: chainClient() }),
     })
     await client.getChainId()
-    const addresses = Array.from(
-      { length: 50 },
-      (_, i) => `0x${(i + 1).toString(16).padStart(40, '0')}` as Address,
-    )
+    const addresses = Array.from({ length: 50 }, (_, i) => numbered(i + 1))
     const balances = await Promise.all(addresses.map((address) => client.getBalance({ address })))
     expect(balances).toHaveLength(50)
     // 51 calls need 51 000; each top-up adds the suggested 3 000 to the first 3 000.
@@ -568,9 +540,7 @@ describe('concurrency', () => {
       lying = true
       for (let burst = 0; burst < 10; burst++) {
         const outcomes = await Promise.allSettled(
-          Array.from({ length: 10 }, (_, i) =>
-            client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
-          ),
+          Array.from({ length: 10 }, (_, i) => client.getBalance({ address: numbered(i + 1) })),
         )
         expect(outcomes.every(({ status }) => status === 'rejected')).toBe(true)
       }
@@ -591,9 +561,7 @@ describe('concurrency', () => {
     })
     await client.getChainId()
     const balances = await Promise.all(
-      Array.from({ length: 150 }, (_, i) =>
-        client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
-      ),
+      Array.from({ length: 150 }, (_, i) => client.getBalance({ address: numbered(i + 1) })),
     )
     expect(balances).toHaveLength(150)
     expect(await channelEvents('ChannelOpened', payer, from)).toHaveLength(1)
@@ -605,18 +573,15 @@ describe('concurrency', () => {
     const from = await blockNumber()
     const payer = accountOf(1).address
     const held: (() => void)[] = []
-    let allHeld!: () => void
-    const holding = new Promise<void>((resolve) => {
-      allHeld = resolve
-    })
+    const allHeld = deferred()
     let holdVouchers = true
     const seen: string[] = []
     const proxy = await startProxy(rpc.url, async (payload, forward) => {
-      seen.push(label(payload))
+      seen.push(paidLabel(payload))
       if (holdVouchers && payload.action === 'voucher') {
         await new Promise<void>((release) => {
           held.push(release)
-          if (held.length === 5) allHeld()
+          if (held.length === 5) allHeld.resolve()
         })
       }
       return forward()
@@ -626,9 +591,9 @@ describe('concurrency', () => {
       const client = paidClient(proxy.url, { provider })
       await client.getChainId()
       const calls = Array.from({ length: 5 }, (_, i) =>
-        client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
+        client.getBalance({ address: numbered(i + 1) }),
       )
-      await holding
+      await allHeld.promise
       holdVouchers = false
       const closing = provider.close()
       // Made while the close is in flight: it waits for it, then pays on a new channel.
@@ -692,11 +657,7 @@ describe('secrets in the URL', () => {
   test('memory, localStorage and file stores, and errors, hold nothing of the path, query or userinfo', async () => {
     const rpc = await localnet.startPaidRpc({ intent: 'session' })
     const url = withSecrets(rpc.url)
-    const key = entryKey({
-      descriptor: { payee: rpc.payee, token: net.currency },
-      escrow: Addresses.tip20ChannelReserve,
-      chainId: net.chain.id,
-    } as unknown as ChannelEntry)
+    const key = keyOf(rpc.payee)
 
     const memory = memoryChannelStore()
     const items = new Map<string, string>()

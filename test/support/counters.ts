@@ -9,11 +9,23 @@ export const noPayments: PaidRpcCounters['payments'] = {
   close: 0,
 }
 
-/** The counters of a server that saw one request, answered it with a challenge, and nothing else. */
-export const challengedOnce: PaidRpcCounters = {
-  requests: 1,
-  challenges: 1,
-  forwarded: 0,
+/**
+ * The counters of a charge server that answered `challenged` unpaid requests with a challenge and
+ * forwarded `paid` paid ones: each paid call takes its probe and its paid resend.
+ */
+export const chargeCounters = ({
+  challenged,
+  paid,
+}: {
+  challenged: number
+  paid: number
+}): PaidRpcCounters => ({
+  requests: challenged + paid,
+  challenges: challenged,
+  forwarded: paid,
   notifications: 0,
-  payments: noPayments,
-}
+  payments: { ...noPayments, charge: paid },
+})
+
+/** The counters of a server that saw one request, answered it with a challenge, and nothing else. */
+export const challengedOnce = chargeCounters({ challenged: 1, paid: 0 })

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach } from 'vitest'
 
@@ -14,6 +14,19 @@ export type FakeHandler = (
   response: ServerResponse,
   raw: IncomingMessage,
 ) => unknown
+
+/** `server` listening on a free loopback port; `stop()` closes it and every connection it holds. */
+export async function listening(server: Server) {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  // Keep-alive connections would hold `close` open: they are ended with it.
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+  return { url: `http://127.0.0.1:${port}`, stop }
+}
 
 /**
  * An in-process HTTP server for what a real MPP server will not do on demand: malformed headers,
@@ -37,18 +50,11 @@ export async function startFakeServer(handler: FakeHandler) {
       if (!response.headersSent) response.writeHead(599).end(String(error))
     }
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
   return {
-    url: `http://127.0.0.1:${port}`,
+    ...(await listening(server)),
     requests,
     /** Requests that carried a Payment credential. */
     paid: () => requests.filter((request) => request.authorization?.startsWith('Payment ')),
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-      }),
   }
 }
 
@@ -60,6 +66,10 @@ export function rpcResult(body: string, result: unknown = '0x1') {
   const answer = (call: { id: number }) => ({ jsonrpc: '2.0', id: call.id, result })
   return JSON.stringify(Array.isArray(parsed) ? parsed.map(answer) : answer(parsed))
 }
+
+/** Answers a JSON-RPC request as a free node would: 200, `result` for every call, no receipt. */
+export const answerRpc = (response: ServerResponse, body: string, result?: unknown) =>
+  response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(body, result))
 
 /** `serve(handler)` starts a fake server that is stopped after the test. */
 export function useFakeServers() {

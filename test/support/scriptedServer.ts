@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { type Client, createClient } from 'viem'
 import { type MppHttpTransportConfig, mppHttp } from '../../src/index.js'
 import { challengeHeader, fakeChain, receiptHeader } from './fakePayments.js'
-import { rpcResult, type useFakeServers } from './fakeServer.js'
+import { type FakeHandler, rpcResult, type useFakeServers } from './fakeServer.js'
 
 /** How the server answers a paid request instead of accepting it. */
 export type Refusal = {
@@ -38,6 +38,25 @@ export function rejectWith(response: ServerResponse, type: string, challenge = c
 }
 
 /**
+ * A handler for a server that wants one payment per request: it asks each unpaid request for
+ * payment with `challenge()` (a fresh challenge by default) and lets `paid` answer the paid ones
+ * (by default it accepts them), so that a test writes only what its server does differently.
+ */
+export function paywall({
+  challenge = () => challengeHeader(),
+  paid = (request, response) => accept(response, request.body),
+}: {
+  challenge?: () => string | string[]
+  paid?: FakeHandler
+} = {}): FakeHandler {
+  return (request, response, raw) => {
+    if (!request.authorization)
+      return response.writeHead(402, { 'www-authenticate': challenge() }).end()
+    return paid(request, response, raw)
+  }
+}
+
+/**
  * A server (of `serve`) that asks unpaid requests for payment with a fresh challenge (valid for
  * `lifetime` ms), accepts paid ones, except that it answers the next paid requests as `script`
  * says.
@@ -48,23 +67,26 @@ export async function scriptedServer(
 ) {
   const script: Refusal[] = []
   const fresh = () => challengeHeader({ expires: new Date(Date.now() + lifetime) })
-  const server = await serve((request, response) => {
-    if (!request.authorization)
-      return response.writeHead(402, { 'www-authenticate': fresh() }).end()
-    const refusal = script.shift()
-    if (!refusal) return accept(response, request.body)
-    const headers: Record<string, string> = {}
-    if (refusal.fresh) headers['www-authenticate'] = fresh()
-    if (refusal.problem) headers['content-type'] = 'application/problem+json'
-    response
-      .writeHead(refusal.status, headers)
-      .end(refusal.problem ? JSON.stringify({ type: problemType(refusal.problem) }) : undefined)
-  })
+  const server = await serve(
+    paywall({
+      challenge: fresh,
+      paid: (request, response) => {
+        const refusal = script.shift()
+        if (!refusal) return accept(response, request.body)
+        const headers: Record<string, string> = {}
+        if (refusal.fresh) headers['www-authenticate'] = fresh()
+        if (refusal.problem) headers['content-type'] = 'application/problem+json'
+        response
+          .writeHead(refusal.status, headers)
+          .end(refusal.problem ? JSON.stringify({ type: problemType(refusal.problem) }) : undefined)
+      },
+    }),
+  )
   return { ...server, script }
 }
 
 /** A client of the fake chain on `mppHttp(url, config)`. */
-export const clientFor = (url: string, config: MppHttpTransportConfig) =>
+export const clientFor = (url: string, config: MppHttpTransportConfig = {}) =>
   createClient({ chain: fakeChain, transport: mppHttp(url, config) })
 
 /** The same, with viem's retries on (3, 1 ms apart): a paid request must never be retried. */

@@ -12,7 +12,6 @@ import {
 } from 'viem'
 import { describe, expect, test } from 'vitest'
 import {
-  type MppHttpTransportConfig,
   maxPaymentRounds,
   mppHttp,
   PaymentFailedError,
@@ -25,11 +24,11 @@ import {
   fakeChain,
   fakeProvider,
   paidChallengeId,
-  receiptHeader,
   recipient,
 } from '../support/fakePayments.js'
-import { type FakeHandler, rpcResult, useFakeServers } from '../support/fakeServer.js'
+import { answerRpc, useFakeServers } from '../support/fakeServer.js'
 import { rejectionOf } from '../support/rejection.js'
+import { accept, clientFor, paywall, retryingClient } from '../support/scriptedServer.js'
 
 const chain = fakeChain
 const serve = useFakeServers()
@@ -46,18 +45,16 @@ function answer402(
   response.end(problem ? JSON.stringify(problem) : undefined)
 }
 
-/** A server that wants one payment per request and accepts any credential. */
-function paywall(challenge: () => string | string[] = () => challengeHeader()): FakeHandler {
-  return (request, response) => {
-    if (!request.authorization) return answer402(response, challenge())
-    response
-      .writeHead(200, { 'content-type': 'application/json', 'payment-receipt': receiptHeader() })
-      .end(rpcResult(request.body))
-  }
-}
-
-function clientFor(url: string, config: MppHttpTransportConfig = {}) {
-  return createClient({ chain, transport: mppHttp(url, config) })
+/**
+ * A paywall that answers the first paid request with `refuse(response)` and serves the later ones
+ * as a node would: for the flows that recover from one refusal and pay again.
+ */
+function refusingFirstPayment(refuse: (response: ServerResponse) => unknown) {
+  let paid = 0
+  return paywall({
+    paid: (request, response) =>
+      ++paid === 1 ? refuse(response) : answerRpc(response, request.body),
+  })
 }
 
 describe('without a 402', () => {
@@ -66,9 +63,7 @@ describe('without a 402', () => {
     const server = await serve((request, response) => {
       calls++
       if (JSON.parse(request.body).method === 'eth_chainId')
-        return response
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(rpcResult(request.body, '0x539'))
+        return answerRpc(response, request.body, '0x539')
       response.writeHead(503).end('busy')
     })
     const { provider, calls: providerCalls } = fakeProvider()
@@ -100,7 +95,7 @@ describe('timeouts without a 402', () => {
   test('a slow unpaid answer is a TimeoutError, retried as http() does', async () => {
     const server = await serve(async (request, response) => {
       await new Promise((resolve) => setTimeout(resolve, 200))
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
+      answerRpc(response, request.body)
     })
     const config = { timeout: 50, retryCount: 1, retryDelay: 1 }
     const plain = createClient({ chain, transport: http(server.url, config) })
@@ -167,12 +162,15 @@ describe('viem retries', () => {
   })
 
   test('a paid attempt that fails is not retried: one call, one payment', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      response
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(internalError(request.body))
-    })
+    const server = await serve(
+      paywall({
+        paid: (request, response) => {
+          response
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(internalError(request.body))
+        },
+      }),
+    )
     const { provider, calls } = fakeProvider()
     const error = await rejectionOf(
       clientFor(server.url, { provider, retryCount: 3, retryDelay: 1 }).request({
@@ -186,21 +184,24 @@ describe('viem retries', () => {
   })
 
   test('a call in a paid batch that fails is not retried', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      const calls = JSON.parse(request.body) as { id: number; method: string }[]
-      response
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify(
-            calls.map((call) =>
-              call.method === 'eth_gasPrice'
-                ? { jsonrpc: '2.0', id: call.id, error: { code: -32603, message: 'try again' } }
-                : { jsonrpc: '2.0', id: call.id, result: '0x1' },
-            ),
-          ),
-        )
-    })
+    const server = await serve(
+      paywall({
+        paid: (request, response) => {
+          const calls = JSON.parse(request.body) as { id: number; method: string }[]
+          response
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(
+              JSON.stringify(
+                calls.map((call) =>
+                  call.method === 'eth_gasPrice'
+                    ? { jsonrpc: '2.0', id: call.id, error: { code: -32603, message: 'try again' } }
+                    : { jsonrpc: '2.0', id: call.id, result: '0x1' },
+                ),
+              ),
+            )
+        },
+      }),
+    )
     const { provider, calls } = fakeProvider()
     const client = clientFor(server.url, { provider, batch: true, retryCount: 3, retryDelay: 1 })
     const results = await Promise.allSettled([
@@ -255,12 +256,14 @@ describe('paying a 402', () => {
   test('the first supported challenge in server order is paid, and a repeated one once', async () => {
     const first = challengeHeader({ id: 'first' })
     const server = await serve(
-      paywall(() => [
-        challengeHeader({ method: 'other', id: 'other' }),
-        first,
-        first,
-        challengeHeader({ id: 'second' }),
-      ]),
+      paywall({
+        challenge: () => [
+          challengeHeader({ method: 'other', id: 'other' }),
+          first,
+          first,
+          challengeHeader({ id: 'second' }),
+        ],
+      }),
     )
     const { provider, calls } = fakeProvider()
     await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })
@@ -269,10 +272,12 @@ describe('paying a 402', () => {
 
   test("the provider's Accept-Payment ranks the challenges", async () => {
     const server = await serve(
-      paywall(() => [
-        challengeHeader({ intent: 'charge', id: 'charge' }),
-        challengeHeader({ intent: 'session', id: 'session' }),
-      ]),
+      paywall({
+        challenge: () => [
+          challengeHeader({ intent: 'charge', id: 'charge' }),
+          challengeHeader({ intent: 'session', id: 'session' }),
+        ],
+      }),
     )
     const { provider, calls } = fakeProvider({ acceptPayment: 'test/session, test/charge;q=0.5' })
     await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })
@@ -281,10 +286,10 @@ describe('paying a 402', () => {
 
   test('a Payment challenge among other schemes is found', async () => {
     const server = await serve(
-      paywall(
-        () =>
+      paywall({
+        challenge: () =>
           `Bearer realm="api", error="invalid_token", ${challengeHeader({ id: 'mixed' })}, Basic realm="x"`,
-      ),
+      }),
     )
     const { provider, calls } = fakeProvider()
     await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })
@@ -292,11 +297,14 @@ describe('paying a 402', () => {
   })
 
   test('a same-origin redirect of the paid request is followed with the credential', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      if (request.url === '/') return response.writeHead(307, { location: '/moved' }).end()
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
-    })
+    const server = await serve(
+      paywall({
+        paid: (request, response) => {
+          if (request.url === '/') return response.writeHead(307, { location: '/moved' }).end()
+          answerRpc(response, request.body)
+        },
+      }),
+    )
     const { provider } = fakeProvider()
     expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
       '0x1',
@@ -474,7 +482,7 @@ describe('spending policy', () => {
   }, 15_000)
 
   test('onPaymentRequired sees the decoded cost', async () => {
-    const server = await serve(paywall(() => challengeHeader({ amount: '4242' })))
+    const server = await serve(paywall({ challenge: () => challengeHeader({ amount: '4242' }) }))
     const { provider } = fakeProvider()
     const events: unknown[] = []
     await clientFor(`${server.url}/secret-path?key=secret`, {
@@ -548,19 +556,18 @@ describe('after the credential was sent', () => {
   })
 
   test('410 Gone: the provider recovers and a fresh challenge is paid', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      if (server.paid().length === 1) {
-        response.writeHead(410, {
-          'www-authenticate': challengeHeader(),
-          'content-type': 'application/problem+json',
-        })
-        return response.end(
-          JSON.stringify({ type: 'https://paymentauth.org/problems/session/channel-not-found' }),
-        )
-      }
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
-    })
+    const server = await serve(
+      refusingFirstPayment((response) =>
+        response
+          .writeHead(410, {
+            'www-authenticate': challengeHeader(),
+            'content-type': 'application/problem+json',
+          })
+          .end(
+            JSON.stringify({ type: 'https://paymentauth.org/problems/session/channel-not-found' }),
+          ),
+      ),
+    )
     const { provider, calls } = fakeProvider({ recover: true })
     expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
       '0x1',
@@ -572,11 +579,7 @@ describe('after the credential was sent', () => {
   })
 
   test('410 Gone without a fresh challenge: asks for one unpaid, then pays it', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      if (server.paid().length === 1) return response.writeHead(410).end()
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
-    })
+    const server = await serve(refusingFirstPayment((response) => response.writeHead(410).end()))
     const { provider, calls } = fakeProvider({ recover: true })
     expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
       '0x1',
@@ -591,13 +594,16 @@ describe('after the credential was sent', () => {
   })
 
   test('410 Gone without recovery: PaymentFailedError, nothing paid again', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      response.writeHead(410, { 'content-type': 'application/problem+json' })
-      response.end(
-        JSON.stringify({ type: 'https://paymentauth.org/problems/session/channel-finalized' }),
-      )
-    })
+    const server = await serve(
+      paywall({
+        paid: (_, response) => {
+          response.writeHead(410, { 'content-type': 'application/problem+json' })
+          response.end(
+            JSON.stringify({ type: 'https://paymentauth.org/problems/session/channel-finalized' }),
+          )
+        },
+      }),
+    )
     const { provider, calls } = fakeProvider({ recover: false })
     const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
@@ -609,15 +615,14 @@ describe('after the credential was sent', () => {
   })
 
   test('an unprovisioned key: recovered once, then paid again', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      if (server.paid().length === 1)
-        return answer402(response, challengeHeader(), {
+    const server = await serve(
+      refusingFirstPayment((response) =>
+        answer402(response, challengeHeader(), {
           type: 'https://paymentauth.org/problems/verification-failed',
           detail: 'access key does not exist',
-        })
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
-    })
+        }),
+      ),
+    )
     const { provider, calls } = fakeProvider({ recover: true })
     expect(await clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' })).toBe(
       '0x1',
@@ -627,10 +632,9 @@ describe('after the credential was sent', () => {
   })
 
   test('a 5xx: counted as paid, never paid again, not retried by viem', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      response.writeHead(502).end('upstream down')
-    })
+    const server = await serve(
+      paywall({ paid: (_, response) => response.writeHead(502).end('upstream down') }),
+    )
     const { provider, calls } = fakeProvider()
     const client = clientFor(server.url, { provider, retryCount: 3, retryDelay: 1, budget: 150n })
     const error = await rejectionOf(client.request({ method: 'eth_blockNumber' }))
@@ -645,10 +649,7 @@ describe('after the credential was sent', () => {
   })
 
   test('a connection reset after the credential left: counted as paid, not retried', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      response.socket?.destroy()
-    })
+    const server = await serve(paywall({ paid: (_, response) => response.socket?.destroy() }))
     const { provider, calls } = fakeProvider()
     const error = await rejectionOf(
       clientFor(server.url, { provider, retryCount: 3, retryDelay: 1 }).request({
@@ -662,13 +663,13 @@ describe('after the credential was sent', () => {
   })
 
   test('a redirect to another origin: the credential is not sent on', async () => {
-    const elsewhere = await serve((request, response) => {
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
-    })
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      response.writeHead(307, { location: `${elsewhere.url}/steal` }).end()
-    })
+    const elsewhere = await serve((request, response) => answerRpc(response, request.body))
+    const server = await serve(
+      paywall({
+        paid: (_, response) =>
+          response.writeHead(307, { location: `${elsewhere.url}/steal` }).end(),
+      }),
+    )
     const { provider } = fakeProvider()
     const error = await rejectionOf(
       clientFor(server.url, { provider }).request({ method: 'eth_blockNumber' }),
@@ -681,11 +682,14 @@ describe('after the credential was sent', () => {
 
 describe('timeouts', () => {
   test("viem's timeout does not cut a payment short", async () => {
-    const server = await serve(async (request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      await new Promise((resolve) => setTimeout(resolve, 300))
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body))
-    })
+    const server = await serve(
+      paywall({
+        paid: async (request, response) => {
+          await new Promise((resolve) => setTimeout(resolve, 300))
+          answerRpc(response, request.body)
+        },
+      }),
+    )
     const { provider } = fakeProvider()
     const client = clientFor(server.url, { provider, timeout: 100 })
     expect(await client.request({ method: 'eth_blockNumber' })).toBe('0x1')
@@ -693,10 +697,8 @@ describe('timeouts', () => {
   })
 
   test('paymentTimeout ends a payment whose answer never comes; it counts as paid', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      // Never answers.
-    })
+    // Asks for payment, then never answers.
+    const server = await serve(paywall({ paid: () => {} }))
     const { provider, calls } = fakeProvider()
     const error = await rejectionOf(
       clientFor(server.url, { provider, paymentTimeout: 200, retryCount: 2 }).request({
@@ -712,9 +714,7 @@ describe('timeouts', () => {
 
 describe('errors', () => {
   test('fallback() does not move past a payment error', async () => {
-    const free = await serve((request, response) =>
-      response.writeHead(200, { 'content-type': 'application/json' }).end(rpcResult(request.body)),
-    )
+    const free = await serve((request, response) => answerRpc(response, request.body))
     const paid = await serve(paywall())
     const client = createClient({
       chain,
@@ -731,10 +731,7 @@ describe('errors', () => {
   })
 
   test('never show URL secrets or the credential', async () => {
-    const server = await serve((request, response) => {
-      if (!request.authorization) return answer402(response, challengeHeader())
-      response.writeHead(500).end()
-    })
+    const server = await serve(paywall({ paid: (_, response) => response.writeHead(500).end() }))
     const { provider } = fakeProvider()
     const error = await rejectionOf(
       clientFor(`${server.url}/v1/secret-key?apikey=secret`, { provider }).request({
@@ -750,17 +747,6 @@ describe('errors', () => {
     }
   })
 })
-
-const retryingClient = (url: string, config: MppHttpTransportConfig) =>
-  createClient({
-    chain: fakeChain,
-    transport: mppHttp(url, { retryCount: 3, retryDelay: 1, ...config }),
-  })
-
-const ok = (response: ServerResponse, body: string) =>
-  response
-    .writeHead(200, { 'content-type': 'application/json', 'payment-receipt': receiptHeader() })
-    .end(rpcResult(body))
 
 describe('the header a challenge names for its credential', () => {
   const withHeader = (header: string) =>
@@ -807,7 +793,7 @@ describe('the header a challenge names for its credential', () => {
       if (!credential)
         return response.writeHead(402, { 'www-authenticate': withHeader('X-Payment') }).end()
       expect(paidChallengeId(String(credential))).toBe('header-X-Payment')
-      ok(response, request.body)
+      accept(response, request.body)
     })
     const { provider } = fakeProvider()
     expect(

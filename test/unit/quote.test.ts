@@ -15,6 +15,7 @@ import { afterEach, describe, expect, test, vi } from 'vitest'
 import {
   charge,
   InvalidQuoteError,
+  type MppHttpTransportConfig,
   mppHttp,
   type PaymentEvent,
   PaymentFailedError,
@@ -25,15 +26,13 @@ import {
 import {
   challengeHeader,
   currency,
-  fakeChain,
   fakeProvider,
-  receiptHeader,
   recipient,
   stubChainClient,
 } from '../support/fakePayments.js'
-import { type FakeHandler, rpcResult, useFakeServers } from '../support/fakeServer.js'
+import { useFakeServers } from '../support/fakeServer.js'
 import { rejectionOf } from '../support/rejection.js'
-import { call, clientFor, scriptedServer } from '../support/scriptedServer.js'
+import { call, clientFor, paywall, scriptedServer } from '../support/scriptedServer.js'
 
 const serve = useFakeServers()
 const account = privateKeyToAccount(generatePrivateKey())
@@ -54,15 +53,34 @@ function tempoCharge(request: Record<string, unknown>, id = 'c') {
 
 const splits = (...entries: unknown[]) => ({ methodDetails: { splits: entries } })
 
-/** A server that wants one payment per request (its 402 carries `challenge`), accepting any credential. */
-function paywall(challenge: () => string): FakeHandler {
-  return (request, response) => {
-    if (!request.authorization)
-      return response.writeHead(402, { 'www-authenticate': challenge() }).end()
-    response
-      .writeHead(200, { 'content-type': 'application/json', 'payment-receipt': receiptHeader() })
-      .end(rpcResult(request.body))
-  }
+/** `charge()`'s payment of `account`, prepared on `client` for a tempo charge with `request`. */
+const prepareCharge = (
+  client: ReturnType<typeof stubChainClient>['client'],
+  request: Record<string, unknown> = {},
+) =>
+  charge({ account, client }).prepare({
+    challenge: tempoCharge(request),
+    request: paidRequest,
+    signal: new AbortController().signal,
+  })
+
+/** A server that wants a tempo charge per request on chain 1337, with one split of `split`. */
+const splitPaywall = (split: Record<string, unknown>) =>
+  serve(
+    paywall({
+      challenge: () =>
+        Challenge.serialize(tempoCharge({ methodDetails: { chainId: 1337, splits: [split] } })),
+    }),
+  )
+
+/** A client of `url` on the local Tempo chain paying with `charge()`, prepared on a stub chain. */
+function chargingClient(url: string, config: Omit<MppHttpTransportConfig, 'provider'> = {}) {
+  const { client: chainClient, methods } = stubChainClient()
+  const client = createClient({
+    chain: tempoLocalnet,
+    transport: mppHttp(url, { provider: charge({ account, client: chainClient }), ...config }),
+  })
+  return { client, methods }
 }
 
 /** mppx's attribution memo for challenge `c` of realm `r`, as the byte layout defines it. */
@@ -113,13 +131,10 @@ describe('splits', () => {
     )
     expect(charge({ account, client }).supports(challenge)).toBe(false)
 
-    const prepared = await charge({ account, client }).prepare({
-      challenge: tempoCharge(
-        splits({ amount: '900000', recipient: other }, { amount: '99999', recipient: other, memo }),
-      ),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(
+      client,
+      splits({ amount: '900000', recipient: other }, { amount: '99999', recipient: other, memo }),
+    )
     expect(prepared.quote.amount).toBe(1_000_000n)
     expect(prepared.quote.recipient).toBe(recipient)
     expect(prepared.quote.transfers).toEqual([
@@ -134,35 +149,18 @@ describe('splits', () => {
 
   test("the challenge's own memo goes on the primary transfer", async () => {
     const { client } = stubChainClient()
-    const prepared = await charge({ account, client }).prepare({
-      challenge: tempoCharge({ methodDetails: { memo } }),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(client, { methodDetails: { memo } })
     expect(prepared.quote.transfers).toEqual([{ recipient, amount: 1_000_000n, memo }])
   })
 
   test('a hook that checks every recipient refuses a hidden split; no credential is sent', async () => {
-    const server = await serve(
-      paywall(() =>
-        Challenge.serialize(
-          tempoCharge({
-            methodDetails: { chainId: 1337, splits: [{ amount: '999999', recipient: other }] },
-          }),
-        ),
-      ),
-    )
-    const { client: chainClient, methods } = stubChainClient()
+    const server = await splitPaywall({ amount: '999999', recipient: other })
     const asked: PaymentEvent[] = []
-    const client = createClient({
-      chain: tempoLocalnet,
-      transport: mppHttp(server.url, {
-        provider: charge({ account, client: chainClient }),
-        onPaymentRequired: (event) => {
-          asked.push(event)
-          return event.quote.transfers.every((transfer) => transfer.recipient === recipient)
-        },
-      }),
+    const { client, methods } = chargingClient(server.url, {
+      onPaymentRequired: (event) => {
+        asked.push(event)
+        return event.quote.transfers.every((transfer) => transfer.recipient === recipient)
+      },
     })
     const error = await rejectionOf(client.request({ method: 'eth_chainId' }))
 
@@ -182,20 +180,8 @@ describe('splits', () => {
   })
 
   test('malformed splits: the challenge is passed over, and listed so', async () => {
-    const server = await serve(
-      paywall(() =>
-        Challenge.serialize(
-          tempoCharge({
-            methodDetails: { chainId: 1337, splits: [{ amount: '1000000', recipient: other }] },
-          }),
-        ),
-      ),
-    )
-    const { client: chainClient, methods } = stubChainClient()
-    const client = createClient({
-      chain: tempoLocalnet,
-      transport: mppHttp(server.url, { provider: charge({ account, client: chainClient }) }),
-    })
+    const server = await splitPaywall({ amount: '1000000', recipient: other })
+    const { client, methods } = chargingClient(server.url)
     const error = await rejectionOf(client.request({ method: 'eth_chainId' }))
     expect(error).toBeInstanceOf(PaymentRequiredError)
     expect((error as PaymentRequiredError).reason).toBe('noSupportedChallenge')
@@ -208,11 +194,7 @@ describe('splits', () => {
 describe('fees', () => {
   test('the most fee is gas × fee cap in the fee token: the currency, unless the chain or payer names one', async () => {
     const { client } = stubChainClient({ gas: 100_000n, baseFee: 10_000_000_000n })
-    const prepared = await charge({ account, client }).prepare({
-      challenge: tempoCharge({}),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(client)
     // (100,000 + 5,000 gas) × 1.2 × 10 gwei / 10^12 = 1,260.
     expect(prepared.quote.fee).toBe(1_260n)
     expect(prepared.quote.feeToken).toBe(currency)
@@ -220,11 +202,7 @@ describe('fees', () => {
 
   test('a sponsored charge (feePayer: true) costs the payer no fee', async () => {
     const { client } = stubChainClient()
-    const prepared = await charge({ account, client }).prepare({
-      challenge: tempoCharge({ methodDetails: { feePayer: true } }),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(client, { methodDetails: { feePayer: true } })
     expect(prepared.quote.fee).toBe(0n)
     expect(prepared.quote.feeToken).toBeUndefined()
   })
@@ -232,13 +210,7 @@ describe('fees', () => {
   test('a balance below price + fee is refused while preparing, with both figures', async () => {
     // Fee: (50,000 + 5,000) × 1.2 × 20 gwei / 10^12 = 1,320.
     const { client } = stubChainClient({ balance: 1_001_319n })
-    const error = await rejectionOf(
-      charge({ account, client }).prepare({
-        challenge: tempoCharge({}),
-        request: paidRequest,
-        signal: new AbortController().signal,
-      }),
-    )
+    const error = await rejectionOf(prepareCharge(client))
     expect(error).toBeInstanceOf(PaymentRefusedError)
     const refused = error as PaymentRefusedError
     expect(refused.reason).toBe('insufficientFunds')
@@ -252,11 +224,7 @@ describe('fees', () => {
     ])
 
     const { client: enough } = stubChainClient({ balance: 1_001_320n })
-    const prepared = await charge({ account, client: enough }).prepare({
-      challenge: tempoCharge({}),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(enough)
     expect(prepared.quote.fee).toBe(1_320n)
   })
 })
@@ -275,11 +243,7 @@ describe('a transaction that waited long for approval', () => {
   test('is prepared again before signing, within the quoted fee', async () => {
     vi.useFakeTimers({ toFake: ['Date'] })
     const stub = stubChainClient()
-    const prepared = await charge({ account, client: stub.client }).prepare({
-      challenge: tempoCharge({}),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(stub.client)
     // The hook took 20 s: 5 s of the transaction's 25 would be left.
     vi.setSystemTime(Date.now() + 20_000)
     stub.chain.baseFee /= 2n
@@ -290,11 +254,7 @@ describe('a transaction that waited long for approval', () => {
   test('fails to authorize when the fee rose above the quote meanwhile; nothing is signed', async () => {
     vi.useFakeTimers({ toFake: ['Date'] })
     const stub = stubChainClient()
-    const prepared = await charge({ account, client: stub.client }).prepare({
-      challenge: tempoCharge({}),
-      request: paidRequest,
-      signal: new AbortController().signal,
-    })
+    const prepared = await prepareCharge(stub.client)
     expect(prepared.quote.fee).toBe(1_320n)
     vi.setSystemTime(Date.now() + 20_000)
     stub.chain.baseFee *= 2n
@@ -309,12 +269,10 @@ describe('the budget counts amount + fee', () => {
   const price = 100n
   const fee = 20n
 
-  function clientFor(url: string, config: Parameters<typeof mppHttp>[1]) {
-    return createClient({ chain: fakeChain, transport: mppHttp(url, config) })
-  }
-
   test('a budget of exactly 3 × (price + fee) pays three and refuses the fourth', async () => {
-    const server = await serve(paywall(() => challengeHeader({ amount: String(price) })))
+    const server = await serve(
+      paywall({ challenge: () => challengeHeader({ amount: String(price) }) }),
+    )
     const { provider, calls } = fakeProvider({ fee })
     const asked: PaymentEvent[] = []
     const client = clientFor(server.url, {
@@ -345,7 +303,9 @@ describe('the budget counts amount + fee', () => {
   })
 
   test('a budget one below price + fee refuses the first payment', async () => {
-    const server = await serve(paywall(() => challengeHeader({ amount: String(price) })))
+    const server = await serve(
+      paywall({ challenge: () => challengeHeader({ amount: String(price) }) }),
+    )
     const { provider, calls } = fakeProvider({ fee })
     const client = clientFor(server.url, { provider, budget: price + fee - 1n })
     const error = await rejectionOf(client.request({ method: 'eth_chainId' }))
@@ -357,7 +317,9 @@ describe('the budget counts amount + fee', () => {
   })
 
   test('5 concurrent payments under a budget of 2 × (price + fee): exactly two are made', async () => {
-    const server = await serve(paywall(() => challengeHeader({ amount: String(price) })))
+    const server = await serve(
+      paywall({ challenge: () => challengeHeader({ amount: String(price) }) }),
+    )
     const { provider, calls } = fakeProvider({ fee })
     const client = clientFor(server.url, { provider, budget: 2n * (price + fee), batch: false })
     const results = await Promise.allSettled(
@@ -376,7 +338,9 @@ describe('the budget counts amount + fee', () => {
   })
 
   test('maxAmount caps the amount, not the fee', async () => {
-    const server = await serve(paywall(() => challengeHeader({ amount: String(price) })))
+    const server = await serve(
+      paywall({ challenge: () => challengeHeader({ amount: String(price) }) }),
+    )
     const { provider } = fakeProvider({ fee })
     const client = clientFor(server.url, { provider, maxAmount: price })
     expect(await client.request({ method: 'eth_chainId' })).toBe('0x1')
