@@ -64,6 +64,23 @@ async function click(page: Page, id: string) {
   await page.waitForSelector(`[data-testid="${id}"]:not([disabled])`)
 }
 
+/**
+ * The page closed the channel of one $0.001 call: no error shown, the refund in its words, one
+ * close at the server, and the rest of the $0.10 deposit back in the wallet.
+ */
+async function expectClosedAfterOneCall(
+  page: Page,
+  dapp: Awaited<ReturnType<typeof startDapp>>,
+  walletBefore: bigint,
+) {
+  expect(await byId(page, 'message').textContent()).toBe('')
+  expect(await byId(page, 'closed').textContent()).toBe(
+    'Closed: $0.001 paid, $0.099 refunded to your wallet.',
+  )
+  expect(dapp.rpc.counters.payments.close).toBe(1)
+  expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
+}
+
 browserTest(
   'after a reload, "Close channel" gets the refund without another paid call',
   async () => {
@@ -81,12 +98,8 @@ browserTest(
       await page.waitForSelector(
         '[data-testid="closed"][data-refunded], [data-testid="message"]:not(:empty)',
       )
-      expect(await byId(page, 'message').textContent()).toBe('')
-      expect(await byId(page, 'closed').textContent()).toBe(
-        'Closed: $0.001 paid, $0.099 refunded to your wallet.',
-      )
+      await expectClosedAfterOneCall(page, dapp, walletBefore)
       expect(dapp.rpc.counters.payments).toEqual({ ...noPayments, open: 1, close: 1 })
-      expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
       expect(await byId(page, 'deposit').textContent()).toBe('–')
     } finally {
       await context.close()
@@ -109,12 +122,7 @@ browserTest(
       await page.waitForSelector(
         '[data-testid="allow"]:not([hidden]), [data-testid="message"]:not(:empty)',
       )
-      expect(await byId(page, 'message').textContent()).toBe('')
-      expect(await byId(page, 'closed').textContent()).toBe(
-        'Closed: $0.001 paid, $0.099 refunded to your wallet.',
-      )
-      expect(dapp.rpc.counters.payments.close).toBe(1)
-      expect(await balanceOf(net, dapp.wallet)).toBe(walletBefore + 99_000n)
+      await expectClosedAfterOneCall(page, dapp, walletBefore)
       expect(await byId(page, 'key-status').getAttribute('data-key')).toBe('')
     } finally {
       await context.close()
