@@ -38,65 +38,56 @@ export function paidMessages({ flow, endpoint, overSocket, inner, methods }: Pai
   request: SocketTransport['request']
   exchange: Exchange
 } {
-  /**
-   * Sends `init` through the flow: paid ahead when `ahead` and a session presends, else as
-   * `unpaid` sends it, then paid if its answer is a challenge. The paid answer is a promise,
-   * left for the caller to read (and type).
-   */
-  const send = async <answer>(
-    init: RequestInit,
-    ahead: boolean,
-    unpaid: () => Promise<{ answer: answer } | { challenge: Response }>,
-  ): Promise<{ answer: answer } | { paid: Promise<Response> }> => {
-    if (ahead && flow.presending) {
-      const paid = flow.presend(endpoint, init)
-      if (paid) return { paid }
-    }
-    const first = await unpaid()
-    return 'challenge' in first ? { paid: flow.pay(endpoint, init, first.challenge) } : first
-  }
+  /** The message paid before the server asks, when a session pays ahead; else `undefined`. */
+  const paidAhead = (body: RpcBody) =>
+    flow.presending ? flow.presend(endpoint, messageInit(body)) : undefined
 
   const exchange: Exchange = async ({ method, params }, { listener, refused, askFirst } = {}) => {
     const body = { jsonrpc: '2.0', id: listener ?? 0, method, params }
+    const ahead = refused || askFirst ? undefined : paidAhead(body)
+    if (ahead) return messageOf(ahead)
     const init = messageInit(body)
-    const answered = await send<RpcMessage>(init, !refused && !askFirst, async () => {
-      const answer = refused ?? (await messageOf(overSocket(endpoint, init)))
-      const challenge =
-        answer.error &&
-        inBandChallengeOf(new RpcRequestError({ body, error: answer.error, url: endpoint }))
-      return challenge ? { challenge } : { answer }
-    })
-    return 'paid' in answered ? messageOf(answered.paid) : answered.answer
+    const answer = refused ?? (await messageOf(overSocket(endpoint, init)))
+    const challenge =
+      answer.error &&
+      inBandChallengeOf(new RpcRequestError({ body, error: answer.error, url: endpoint }))
+    return challenge ? messageOf(flow.pay(endpoint, init, challenge)) : answer
   }
 
+  // The unpaid path is `webSocket()`'s own request and nothing more: no message is built for the
+  // flow unless a session pays ahead or the server asks.
   const request = (async (args, options) => {
     const { method, params } = args as { method: string; params?: unknown }
     const body = { jsonrpc: '2.0', id: 0, method, params }
-    const answered = await send(messageInit(body), true, async () => {
-      try {
-        return { answer: await inner.request(args as never, options) }
-      } catch (error) {
-        const challenge = inBandChallengeOf(error)
-        if (!challenge) throw error
-        return { challenge }
-      }
-    })
-    if (!('paid' in answered)) return answered.answer
-    // A paid exchange's result, its JSON-RPC error typed as viem types it; never retried.
-    const { paid } = answered
+    const ahead = paidAhead(body)
+    if (ahead) return resultOf(args, body, ahead)
+    try {
+      return await inner.request(args as never, options)
+    } catch (error) {
+      const challenge = inBandChallengeOf(error)
+      if (!challenge) throw error
+      return resultOf(args, body, flow.pay(endpoint, messageInit(body), challenge))
+    }
+  }) as SocketTransport['request']
+
+  /** A paid call's result, its JSON-RPC error typed as viem types it; never retried. */
+  const resultOf = (args: object, body: RpcBody, paid: Promise<Response>) => {
     const result = async () => {
       const answer = await messageOf(paid)
       if (answer.error) throw new RpcRequestError({ body, error: answer.error, url: endpoint })
       return answer.result
     }
     return buildRequest(result as never, { methods, retryCount: 0 })(args as never)
-  }) as SocketTransport['request']
+  }
 
   return { request, exchange }
 }
 
+/** A JSON-RPC request's body. */
+type RpcBody = { [key: string]: unknown }
+
 /** A JSON-RPC message sent as a flow request. */
-function messageInit(body: object): RequestInit {
+function messageInit(body: RpcBody): RequestInit {
   return { method: 'POST', headers: json, body: JSON.stringify(body) }
 }
 
