@@ -1,5 +1,9 @@
-import { execFile, spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -9,32 +13,104 @@ export const cliCommand = [process.execPath, '--import', 'tsx', 'src/cli/index.t
 
 export type CliRun = { code: number | null; stdout: string; stderr: string }
 
+/** How long a command may run before `runCli` ends it as hung (ms): under a test's 60 s. */
+const hangAfter = 45_000
+
 /**
  * Runs `viem-mpp args` to its end, with `env` over an environment without any Tempo key or home
  * (so the machine's own ~/.tempo is never read), and resolves with its exit code and output.
+ *
+ * A command still running after 45 s rejects, with what it printed and the handles that kept it
+ * alive (Node's diagnostic report, asked for with SIGUSR2 before it is killed): a hang names its
+ * cause instead of timing the test out.
  */
-export function runCli(
+export async function runCli(
   args: readonly string[],
   env: Record<string, string | undefined> = {},
 ): Promise<CliRun> {
-  const [node, ...prefix] = cliCommand
-  return new Promise((resolve) => {
-    execFile(
-      node,
-      [...prefix, ...args],
-      { cwd: root, env: cliEnv(env), timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? ((error as { code?: unknown }).code as number | null) : 0
-        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr })
-      },
-    )
+  const report = join(tmpdir(), `viem-mpp-cli-${randomUUID()}.json`)
+  const child = spawnCli(args, env, [
+    '--report-on-signal',
+    `--report-directory=${dirname(report)}`,
+    `--report-filename=${basename(report)}`,
+  ])
+  child.stdin.end()
+  const output = { stdout: '', stderr: '' }
+  for (const stream of ['stdout', 'stderr'] as const)
+    child[stream].setEncoding('utf8').on('data', (chunk: string) => {
+      output[stream] += chunk
+    })
+  const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>
+  let timer: NodeJS.Timeout | undefined
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(async () => {
+      child.kill('SIGUSR2')
+      const why = await whatKeptAlive(report)
+      child.kill('SIGKILL')
+      const command = `viem-mpp ${args.slice(0, 2).join(' ')}`
+      const { stdout, stderr } = output
+      reject(
+        new Error(
+          `${command} did not end in ${hangAfter / 1000} s\n${why}\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      )
+    }, hangAfter)
   })
+  try {
+    const [code] = await Promise.race([exited, hung])
+    return { code, ...output }
+  } finally {
+    clearTimeout(timer)
+    rmSync(report, { force: true })
+  }
+}
+
+/**
+ * What kept a command alive: the referenced handles and the JavaScript stack in the diagnostic
+ * report it writes to `path` on SIGUSR2, read once it is whole (5 s at most).
+ */
+async function whatKeptAlive(path: string) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    let report: DiagnosticReport
+    try {
+      report = JSON.parse(readFileSync(path, 'utf8'))
+    } catch {
+      continue // not written yet, or not whole
+    }
+    const handles = report.libuv
+      .filter((handle) => handle.is_active && handle.is_referenced)
+      .map(({ type, pid, localEndpoint, remoteEndpoint, fd }) =>
+        JSON.stringify({ type, pid, localEndpoint, remoteEndpoint, fd }),
+      )
+    const stack = report.javascriptStack.stack ?? ['(none: waiting in the event loop)']
+    return `live handles:\n${handles.join('\n')}\nJavaScript stack:\n${stack.join('\n')}`
+  }
+  return 'no diagnostic report'
+}
+
+/** The parts of Node's diagnostic report (`--report-on-signal`) a hang is explained by. */
+type DiagnosticReport = {
+  libuv: {
+    type: string
+    is_active: boolean
+    is_referenced: boolean
+    pid?: number
+    fd?: number
+    localEndpoint?: unknown
+    remoteEndpoint?: unknown
+  }[]
+  javascriptStack: { stack?: string[] }
 }
 
 /** Starts `viem-mpp args` without waiting for it. */
-export function spawnCli(args: readonly string[], env: Record<string, string | undefined> = {}) {
+export function spawnCli(
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+  nodeOptions: readonly string[] = [],
+) {
   const [node, ...prefix] = cliCommand
-  return spawn(node, [...prefix, ...args], {
+  return spawn(node, [...nodeOptions, ...prefix, ...args], {
     cwd: root,
     env: cliEnv(env),
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -21,12 +21,6 @@ const channelId = `0x${'12'.repeat(32)}`
 /** A well-formed key that is no one's: it must never be printed. */
 const privateKey = `0x${'5e'.repeat(32)}`
 
-let dir: string
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'viem-mpp-cli-unit-'))
-})
-afterEach(() => rm(dir, { recursive: true, force: true }))
-
 describe.concurrent('help', () => {
   test.each([
     [['--help'], 'Usage: viem-mpp <command> [options]'],
@@ -122,6 +116,13 @@ describe.concurrent('usage errors: one line on stderr, exit 2', () => {
 })
 
 describe('failures: one line on stderr, exit 1, no secrets', () => {
+  // A directory for each test (these run one at a time: the concurrent ones above need none).
+  let dir: string
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'viem-mpp-cli-unit-'))
+  })
+  afterEach(() => rm(dir, { recursive: true, force: true }))
+
   test('no --rpc-url and nothing to take the chain from: says why', async () => {
     const withKey = await runCli(['channels', 'withdraw', channelId], {
       TEMPO_PRIVATE_KEY: privateKey,
