@@ -2,8 +2,7 @@
  * mppHttp with no provider, in Node: the key is found on the first 402 — TEMPO_PRIVATE_KEY, then
  * $TEMPO_HOME/wallet/keys.toml — and pays a real charge on the localnet.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KeyAuthorization } from 'ox/tempo'
 import { createClient, createPublicClient, http, publicActions, walletActions } from 'viem'
@@ -15,6 +14,7 @@ import { mppHttp, PaymentRequiredError } from '../../src/index.js'
 import { discoverProvider } from '../../src/node/index.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
+import { tempDir } from '../support/tempDir.js'
 
 const localnet = useLocalnet()
 afterEach(() => {
@@ -64,7 +64,7 @@ test('an access key in keys.toml pays for its wallet, provisioning itself', asyn
       limits: [{ token: net.currency, limit: 5_000_000n }],
     },
   )
-  const home = mkdtempSync(join(tmpdir(), 'viem-mpp-home-'))
+  const home = tempDir('viem-mpp-home-')
   mkdirSync(join(home, 'wallet'))
   writeFileSync(
     join(home, 'wallet', 'keys.toml'),

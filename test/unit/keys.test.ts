@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KeyAuthorization } from 'ox/tempo'
 import { generatePrivateKey, privateKeyToAddress } from 'viem/accounts'
@@ -7,13 +6,14 @@ import { Account } from 'viem/tempo'
 import { describe, expect, test } from 'vitest'
 import { discoverAccount, KeyDiscoveryError, keysTomlPath } from '../../src/node/index.js'
 import { rejectionOf } from '../support/rejection.js'
+import { tempDir } from '../support/tempDir.js'
 
 const pathUsd = '0x20c0000000000000000000000000000000000000'
 const alphaUsd = '0x20c0000000000000000000000000000000000001'
 
 /** A TEMPO_HOME with `keys.toml` holding `entries` (TOML text of `[[keys]]` tables). */
 function tempoHome(...entries: string[]) {
-  const home = mkdtempSync(join(tmpdir(), 'viem-mpp-keys-'))
+  const home = tempDir('viem-mpp-keys-')
   mkdirSync(join(home, 'wallet'))
   writeFileSync(join(home, 'wallet', 'keys.toml'), entries.join('\n'))
   return home
@@ -45,7 +45,7 @@ describe('discoverAccount', () => {
   })
 
   test('nothing configured: undefined', async () => {
-    const home = mkdtempSync(join(tmpdir(), 'viem-mpp-keys-'))
+    const home = tempDir('viem-mpp-keys-')
     expect(await discoverAccount({ chainId: 1337, env: { TEMPO_HOME: home } })).toBeUndefined()
   })
 
@@ -124,7 +124,7 @@ describe('discoverAccount', () => {
   })
 
   test('an unreadable keys.toml (a directory) is refused, saying why; TEMPO_PRIVATE_KEY still wins over it', async () => {
-    const home = mkdtempSync(join(tmpdir(), 'viem-mpp-keys-'))
+    const home = tempDir('viem-mpp-keys-')
     mkdirSync(join(home, 'wallet', 'keys.toml'), { recursive: true })
     const error = await rejectionOf(discoverAccount({ chainId: 1337, env: { TEMPO_HOME: home } }))
     expect(error).toBeInstanceOf(KeyDiscoveryError)
