@@ -40,7 +40,7 @@ function isForbiddenCredentialHeader(name: string) {
 }
 
 /** Why a decoded challenge cannot be paid here; `undefined` if it can. */
-export function unpayableReason(
+function unpayableReason(
   challenge: Challenge.Challenge,
   { chainId, paid, now }: { chainId: number | undefined; paid: ReadonlySet<string>; now: number },
 ): string | undefined {

@@ -110,9 +110,9 @@ export function forbiddenCall(
 }
 
 /** The calls a payment makes: TIP-20 transfers and the channel reserve's functions. */
-export const paymentAbi = [...Abis.tip20, ...Abis.tip20ChannelReserve]
+const paymentAbi = [...Abis.tip20, ...Abis.tip20ChannelReserve]
 
-export function functionNameOf(data: Hex) {
+function functionNameOf(data: Hex) {
   try {
     return decodeFunctionData({ abi: paymentAbi, data }).functionName
   } catch {
@@ -121,10 +121,10 @@ export function functionNameOf(data: Hex) {
 }
 
 /** TIP-20 functions whose recipient (first argument) a scope may restrict. */
-export const transferSelectors: readonly string[] = [
+const transferSelectors: readonly string[] = [
   Selectors.tip20.transfer,
   Selectors.tip20.transferWithMemo,
   Selectors.tip20.approve,
 ]
 
-export const isTransfer = (selector: Hex) => transferSelectors.includes(selector.toLowerCase())
+const isTransfer = (selector: Hex) => transferSelectors.includes(selector.toLowerCase())

@@ -21,7 +21,7 @@ import type { Scope } from './session/scope.js'
 import { challengeFor, forget, retire, type SessionState } from './session/state.js'
 
 /** The default {@link SessionParameters.writeAhead}. */
-export const defaultWriteAhead = 10
+const defaultWriteAhead = 10
 
 export type SessionParameters = {
   /** Pays: a local account, or a `viem/tempo` access-key account (which then signs the vouchers). */

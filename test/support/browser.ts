@@ -22,7 +22,7 @@ const systemPaths = [
 ]
 
 /** Flags for a browser in a container: no sandbox (root), no background traffic, small /dev/shm. */
-export const chromiumArgs = [
+const chromiumArgs = [
   '--no-sandbox',
   '--disable-background-networking',
   '--disable-component-update',

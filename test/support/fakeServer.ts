@@ -32,7 +32,7 @@ export async function listening(server: Server) {
  * An in-process HTTP server for what a real MPP server will not do on demand: malformed headers,
  * lies, failures after payment, dropped connections, redirects. It records every request.
  */
-export async function startFakeServer(handler: FakeHandler) {
+async function startFakeServer(handler: FakeHandler) {
   const requests: RecordedRequest[] = []
   const server = createServer(async (raw, response) => {
     const chunks: Buffer[] = []

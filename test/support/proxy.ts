@@ -23,7 +23,7 @@ export async function bodyOf(req: IncomingMessage) {
 }
 
 /** The headers of `req` that a proxy sends on: all but those of this hop. */
-export function forwardedHeaders(req: IncomingMessage) {
+function forwardedHeaders(req: IncomingMessage) {
   const headers = new Headers()
   for (const [name, value] of Object.entries(req.headers))
     if (typeof value === 'string' && !['host', 'connection', 'content-length'].includes(name))

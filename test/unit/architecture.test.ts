@@ -3,7 +3,9 @@
  * transports, the payment flow, the providers, channel management, the TIP-1034 reserve and the
  * stores to the base (errors, shared internals), and no module imports one that imports it back
  * (type-only and lazy imports included: a circle of types is a circle of concepts). Modules and
- * functions stay small enough to read whole: one concept a module, one step a function.
+ * functions stay small enough to read whole: one concept a module, one step a function. Every
+ * package the source imports is one the package depends on: never one that is only there because
+ * another dependency brought it.
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -38,19 +40,17 @@ const modules = (readdirSync(root, { recursive: true }) as string[])
  * of data: JSON), as module paths.
  */
 function importsOf(module: string): string[] {
-  // Comments left out: their examples name modules too.
-  const source = readFileSync(join(root, module), 'utf8')
-    .replace(/\/\*[\s\S]*?\*\//g, '')
-    .replace(/^\s*\/\/.*$/gm, '')
-  const specifiers = source.matchAll(
-    /(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)'(\.{1,2}\/[^']+)'/g,
-  )
-  return [...specifiers]
-    .map(([, specifier]) => specifier!)
-    .filter((specifier) => specifier.endsWith('.js'))
+  return specifiersOf(module)
+    .filter((specifier) => /^\.{1,2}\//.test(specifier) && specifier.endsWith('.js'))
     .map((specifier) =>
       relative(root, resolve(dirname(join(root, module)), specifier)).replace(/\.js$/, '.ts'),
     )
+}
+
+/** What a module imports (static, type-only, re-export or lazy), as written. */
+function specifiersOf(module: string): string[] {
+  const { importedFiles } = ts.preProcessFile(readFileSync(join(root, module), 'utf8'), true, true)
+  return importedFiles.map(({ fileName }) => fileName)
 }
 
 const graph = new Map(modules.map((module) => [module, importsOf(module)]))
@@ -80,6 +80,25 @@ test('no import goes up a layer', () => {
       .map((imported) => `${module} → ${imported}`),
   )
   expect(upward).toEqual([])
+})
+
+test('every package imported is a dependency or a peer dependency', () => {
+  const manifest = JSON.parse(readFileSync(join(root, '../package.json'), 'utf8'))
+  const declared = new Set(Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies }))
+  const undeclared = modules.flatMap((module) =>
+    specifiersOf(module)
+      .filter((specifier) => !/^(\.{1,2}\/|node:)/.test(specifier))
+      // A package's name: its first path segment, or its first two when scoped.
+      .map((specifier) =>
+        specifier
+          .split('/')
+          .slice(0, specifier.startsWith('@') ? 2 : 1)
+          .join('/'),
+      )
+      .filter((name) => !declared.has(name))
+      .map((name) => `${module} → ${name}`),
+  )
+  expect(undeclared).toEqual([])
 })
 
 test('no import circle', () => {

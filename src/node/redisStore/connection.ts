@@ -226,7 +226,7 @@ function parseRedisUrl(url: string) {
  * redisLocation('redis://:hunter2@cache.internal:6379/1') // 'redis://cache.internal:6379/1'
  * ```
  */
-export function redisLocation(url: string): string {
+function redisLocation(url: string): string {
   try {
     const { protocol, hostname, port, pathname } = new URL(url)
     return `${protocol}//${hostname}${port ? `:${port}` : ''}${pathname === '/' ? '' : pathname}`

@@ -170,7 +170,7 @@ export function nextSettled(channel: LiveChannel) {
  * `context.ahead` calls' worth, and concurrent payments share it. It is written once half of the
  * current mark's room is used: a voucher the current mark covers does not wait for that write.
  */
-export async function markUpTo(
+async function markUpTo(
   context: SessionContext,
   channel: LiveChannel,
   amount: bigint,

@@ -22,7 +22,7 @@ const { Chain } = Session.Precompile
  * The most vouchers a search for the server's highest one sends: it holds at most that many
  * prices above where the search starts (a server claiming every one is stale holds no more).
  */
-export const maxSearch = 100
+const maxSearch = 100
 
 /** How a stored channel, once leased, is taken into use. */
 export type TakeUp =

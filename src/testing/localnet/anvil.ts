@@ -82,7 +82,7 @@ export async function startAnvil(options: AnvilOptions): Promise<Anvil> {
 }
 
 /** Locates the anvil binary of the `@foundry-rs/anvil` npm distribution for this platform. */
-export function resolveAnvilBinary(): string {
+function resolveAnvilBinary(): string {
   const arch = process.arch === 'x64' ? 'amd64' : process.arch
   const name = `@foundry-rs/anvil-${process.platform}-${arch}`
   const binary = process.platform === 'win32' ? 'anvil.exe' : 'anvil'

@@ -8,7 +8,7 @@ import { type Hex, maxUint256 } from 'viem'
 import type { Call, CallRequest, RpcMessage, RpcResponse } from './transactions.js'
 
 /** The methods the shim reads; every other is forwarded untouched. */
-export const interceptedMethods = new Set([
+const interceptedMethods = new Set([
   'eth_call',
   'eth_estimateGas',
   'eth_fillTransaction',

@@ -39,7 +39,7 @@ export async function inspect(raw: Hex) {
   }
 }
 
-export async function decodeSigned(
+async function decodeSigned(
   raw: Hex,
 ): Promise<{ sender: Address; signingPayload: Hex; calls: readonly Call[] }> {
   if (raw.startsWith(TxEnvelopeTempo.serializedType)) {
@@ -145,21 +145,21 @@ export function keyAuthorizationGasOf(authorization: unknown): bigint {
  * Storage slot of the TIP-20 `allowance[owner][spender]` mapping in anvil's Tempo token
  * precompiles (found by approving and probing storage).
  */
-export const tip20AllowanceSlot = 10n
+const tip20AllowanceSlot = 10n
 
 /**
  * Gas added for a key authorization in the transaction: the fill leaves out its cost (a transfer
  * that provisions an access key used ~817k gas against the ~784k viem asked for), and anvil
  * silently drops a transaction with too little gas for it instead of failing it.
  */
-export const keyAuthorizationGas = 1_000_000n
+const keyAuthorizationGas = 1_000_000n
 
 /**
  * Gas added per stored entry of a key authorization's call scopes (each target, selector rule and
  * recipient), which the fill leaves out too: one scope of one selector and one recipient took
  * ~3.57 M gas in all against ~1.05 M for an unscoped authorization.
  */
-export const callScopeEntryGas = 1_000_000n
+const callScopeEntryGas = 1_000_000n
 
 export type RpcMessage = { jsonrpc: '2.0'; id?: unknown; method: string; params?: unknown[] }
 

@@ -75,7 +75,7 @@ export function authorizationOf(credential: unknown): string | undefined {
  * if (result.status === 402) send(await challengeAnswer(result.challenge, message.id, paid))
  * ```
  */
-export async function challengeAnswer(response: Response, id: unknown, withCredential: boolean) {
+async function challengeAnswer(response: Response, id: unknown, withCredential: boolean) {
   const challenges = Challenge.fromResponseList(response)
   const problem = await response
     .clone()

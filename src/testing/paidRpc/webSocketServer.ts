@@ -8,7 +8,7 @@ import { takeCredential } from './inband.js'
 import { upstreamSocket } from './upstreamSocket.js'
 
 /** A frame larger than this is refused (the socket closed with 1009): a test server's bound. */
-export const maxFrame = 1024 * 1024
+const maxFrame = 1024 * 1024
 
 /**
  * Serves in-band paid JSON-RPC over WebSocket on `server`'s port: each message is answered (the
@@ -65,7 +65,7 @@ export async function serveWebSocket(
   return sockets
 }
 
-export function isUnsubscribe(text: string) {
+function isUnsubscribe(text: string) {
   try {
     return (JSON.parse(text) as { method?: unknown }).method === 'eth_unsubscribe'
   } catch {
