@@ -1,11 +1,4 @@
-import {
-  type Address,
-  createPublicClient,
-  getAddress,
-  http,
-  parseEventLogs,
-  TimeoutError,
-} from 'viem'
+import { type Address, getAddress, parseEventLogs, TimeoutError } from 'viem'
 import { generatePrivateKey } from 'viem/accounts'
 import { Account } from 'viem/tempo'
 import { beforeAll, expect, test, vi } from 'vitest'
@@ -13,6 +6,7 @@ import { charge, PaymentFailedError } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
 import {
   authorizedKey as authorizedKeyOf,
+  chainReader,
   fillLoggingChainClient,
   fundedRoot as fundedRootOf,
   keyMetadata,
@@ -35,8 +29,7 @@ const zeroAddress = '0x0000000000000000000000000000000000000000'
 const funding = 1_000_000n
 
 /** A client on the localnet itself (never the paid endpoint), for reading the truth. */
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+const plain = () => chainReader(net)
 
 const now = () => Math.floor(Date.now() / 1000)
 

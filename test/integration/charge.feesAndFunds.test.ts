@@ -22,7 +22,12 @@ import { Account } from 'viem/tempo'
 import { afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { charge, mppHttp, type PaymentEvent, PaymentRefusedError } from '../../src/index.js'
 import type { Localnet } from '../../src/testing/index.js'
-import { authorizedKey, fillLoggingChainClient, keyMetadata } from '../support/accessKeys.js'
+import {
+  authorizedKey,
+  chainReader,
+  fillLoggingChainClient,
+  keyMetadata,
+} from '../support/accessKeys.js'
 import { challengedOnce, noPayments } from '../support/counters.js'
 import { tip20, useLocalnet, walletClient } from '../support/localnet.js'
 import { rejectionOf } from '../support/rejection.js'
@@ -37,8 +42,7 @@ beforeAll(() => {
 const price = 1_000n
 
 /** A client on the localnet itself (never the paid endpoint), for reading the truth. */
-const plain = () =>
-  createPublicClient({ chain: net.chain, transport: http(net.rpcUrl), cacheTime: 0 })
+const plain = () => chainReader(net)
 
 /** The chain client `charge()` prepares payments on. */
 const chainClient = () => createClient({ chain: net.chain, transport: http(net.rpcUrl) })

@@ -1,4 +1,4 @@
-import { createPublicClient, http } from 'viem'
+import { createPublicClient, http, numberToHex } from 'viem'
 import { expect, test } from 'vitest'
 import { charge } from '../../src/index.js'
 import { tip20, useLocalnet } from '../support/localnet.js'
@@ -46,7 +46,7 @@ test('300 charges, 20 at a time, ~10% faults: every call ends typed, none pays t
         },
       })
     const { ok, failed, failures } = await runCalls(calls, 20, (index) =>
-      clientFor(index).getBalance({ address: `0x${index.toString(16).padStart(40, '0')}` }),
+      clientFor(index).getBalance({ address: numberToHex(index, { size: 20 }) }),
     )
     const sent = sentPerCall.reduce((sum, n) => sum + (n ?? 0), 0)
 

@@ -4,7 +4,7 @@
  * asserted on the payee's balance and the server's books; an unpaid socket behaves as
  * `webSocket()`.
  */
-import { createPublicClient, webSocket } from 'viem'
+import { createPublicClient, numberToHex, webSocket } from 'viem'
 import { expect, test } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import { mppWebSocket, PaymentRefusedError, session, tempo } from '../../src/index.js'
@@ -53,7 +53,7 @@ test('session over a WebSocket: one channel, then one message per paid call; the
   // 50 different calls at once on the one socket (identical ones viem would send once).
   await Promise.all(
     Array.from({ length: 50 }, (_, i) =>
-      client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }),
+      client.getBalance({ address: numberToHex(i + 1, { size: 20 }) }),
     ),
   )
   expect(rpc.counters).toMatchObject({ requests: 60, challenges: 0, forwarded: 60 })
@@ -124,7 +124,7 @@ test('the socket dropped after a voucher reached the server: that call fails typ
     const outcomes: string[] = []
     for (let i = 0; i < 8; i++)
       outcomes.push(
-        await client.getBalance({ address: `0x${(i + 1).toString(16).padStart(40, '0')}` }).then(
+        await client.getBalance({ address: numberToHex(i + 1, { size: 20 }) }).then(
           () => 'ok',
           (error: Error) => {
             const chain: string[] = []
@@ -148,7 +148,7 @@ test('the socket dropped after a voucher reached the server: that call fails typ
     const end = Date.now() + 15_000
     let after = 0
     for (let i = 100; after < 20 && Date.now() < end; i++)
-      await client.getBalance({ address: `0x${i.toString(16).padStart(40, '0')}` }).then(
+      await client.getBalance({ address: numberToHex(i, { size: 20 }) }).then(
         () => after++,
         () => {},
       )

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Receipt } from 'mppx'
 import type { Address } from 'viem'
+import { numberToHex } from 'viem'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   ChannelError,
@@ -80,7 +81,7 @@ async function refusingVouchers(
 }
 
 /** The address numbered `n`: distinct addresses, for calls viem does not merge. */
-const numbered = (n: number) => `0x${n.toString(16).padStart(40, '0')}` as Address
+const numbered = (n: number) => numberToHex(n, { size: 20 }) as Address
 
 /** `answer` with its receipt's session fields replaced by `fields`. */
 async function withReceipt(answer: Response, fields: Record<string, string>) {

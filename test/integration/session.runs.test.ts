@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { numberToHex } from 'viem'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { session } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
@@ -228,8 +229,7 @@ test('50 concurrent calls in one process open one channel; then each paid call i
   const store = fileChannelStore(join(dir, 'channels.db'))
   const provider = session({ account, client: helpers.chainClient(), store })
   const client = helpers.paidClient(rpc.url, { provider })
-  const balance = (i: number) =>
-    client.getBalance({ address: `0x${i.toString(16).padStart(40, '0')}` })
+  const balance = (i: number) => client.getBalance({ address: numberToHex(i, { size: 20 }) })
   try {
     await Promise.all(Array.from({ length: 50 }, (_, i) => balance(i + 1)))
     const cold = { ...rpc.counters, payments: { ...rpc.counters.payments } }

@@ -1,3 +1,4 @@
+import { numberToHex } from 'viem'
 import { expect, test } from 'vitest'
 import { session } from '../../src/index.js'
 import { useLocalnet } from '../support/localnet.js'
@@ -35,7 +36,7 @@ test('1000 calls, 50 at a time, ~10% faults: every call ends typed; the close se
     const provider = session({ account, client: chainClient() })
     const client = paidClient(proxy.url, { provider, paymentTimeout, retryCount: 0 })
     const { ok, failed, failures } = await runCalls(1000, 50, (index) =>
-      client.getBalance({ address: `0x${index.toString(16).padStart(40, '0')}` }),
+      client.getBalance({ address: numberToHex(index, { size: 20 }) }),
     )
     console.log(
       `[storm] seed ${storm.seed}: ${ok} paid, failures ${JSON.stringify(failures)}, faults ${JSON.stringify(storm.dealt)}`,

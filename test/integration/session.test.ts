@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { type Address, createClient, http } from 'viem'
+import { type Address, createClient, http, numberToHex } from 'viem'
 import { beforeAll, describe, expect, test, vi } from 'vitest'
 import { memoryChannelStore, type PaymentQuote, session } from '../../src/index.js'
 import { fileChannelStore } from '../../src/node/index.js'
@@ -33,7 +33,7 @@ function provider(
 }
 
 /** A distinct address per call, so that viem does not deduplicate concurrent calls. */
-const addressOf = (n: number) => `0x${n.toString(16).padStart(40, '0')}` as Address
+const addressOf = (n: number) => numberToHex(n, { size: 20 }) as Address
 
 describe('session', () => {
   test('N sequential calls: one ChannelOpened, N + 1 HTTP requests', async () => {

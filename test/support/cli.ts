@@ -45,7 +45,8 @@ export async function runCli(
   const hung = new Promise<never>((_, reject) => {
     timer = setTimeout(async () => {
       child.kill('SIGUSR2')
-      const why = await whatKeptAlive(report)
+      // Killed and reported whatever the report holds: a hang must never outlive its test.
+      const why = await whatKeptAlive(report).catch((error: Error) => `no report: ${error.message}`)
       child.kill('SIGKILL')
       const command = `viem-mpp ${args.slice(0, 2).join(' ')}`
       const { stdout, stderr } = output

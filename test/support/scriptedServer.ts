@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { type Client, createClient } from 'viem'
+import { type Client, createClient, numberToHex } from 'viem'
 import { type MppHttpTransportConfig, mppHttp } from '../../src/index.js'
 import { challengeHeader, fakeChain, receiptHeader } from './fakePayments.js'
 import { type FakeHandler, rpcResult, type useFakeServers } from './fakeServer.js'
@@ -96,7 +96,7 @@ export const retryingClient = (url: string, config: MppHttpTransportConfig) =>
 /** `eth_getBalance` of the address numbered `id`: distinct calls, for distinct requests. */
 export const call = (client: Client, id = 0, signal?: AbortSignal) =>
   client.request(
-    { method: 'eth_getBalance', params: [`0x${id.toString(16).padStart(40, '0')}`, 'latest'] },
+    { method: 'eth_getBalance', params: [numberToHex(id, { size: 20 }), 'latest'] },
     signal ? { signal } : undefined,
   )
 

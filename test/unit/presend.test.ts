@@ -14,6 +14,7 @@ import {
   HttpRequestError,
   http,
   InternalRpcError,
+  numberToHex,
 } from 'viem'
 import { afterEach, describe, expect, test, vi } from 'vitest'
 import {
@@ -102,7 +103,7 @@ const clientFor = (url: string, config: MppHttpTransportConfig = {}) =>
 const call = (client: Client, id = 0) =>
   client.request({
     method: 'eth_getBalance',
-    params: [`0x${id.toString(16).padStart(40, '0')}`, 'latest'],
+    params: [numberToHex(id, { size: 20 }), 'latest'],
   })
 
 /**
